@@ -1,0 +1,105 @@
+/**
+ * Error classes. Every error sessionlock throws on purpose extends {@link SessionlockError}
+ * and carries a stable `code`; bad options throw `TypeError` instead.
+ * @module
+ */
+
+/** Base class of every sessionlock error. */
+export class SessionlockError extends Error {
+  /** A stable, machine-readable identifier such as `ERR_LOCK_TIMEOUT`. */
+  readonly code: string;
+
+  constructor(message: string, code: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A lock could not be taken before its timeout. */
+export class LockTimeoutError extends SessionlockError {
+  /** The namespace whose lock was awaited. */
+  readonly namespace: string;
+  /** The wait bound in milliseconds. */
+  readonly timeout: number;
+
+  constructor(namespace: string, timeout: number, mode: 'read' | 'write') {
+    super(
+      `Timed out after ${timeout} ms waiting for the ${mode} lock of namespace ${quote(namespace)}`,
+      'ERR_LOCK_TIMEOUT',
+    );
+    this.namespace = namespace;
+    this.timeout = timeout;
+  }
+}
+
+/**
+ * A held lock was lost: its lease ran out (the process was too slow to renew it, for
+ * example because its event loop was blocked) or another holder took it over. Nothing
+ * was written; the other holder's data stands.
+ */
+export class LockCompromisedError extends SessionlockError {
+  /** The namespace whose lock was lost. */
+  readonly namespace: string;
+
+  constructor(namespace: string, reason: string, options?: ErrorOptions) {
+    super(`The write lock of namespace ${quote(namespace)} was lost: ${reason}`, 'ERR_LOCK_COMPROMISED', options);
+    this.namespace = namespace;
+  }
+}
+
+/** A lock operation that does not fit the current state: releasing what isn't held, writing without the write lock. */
+export class LockStateError extends SessionlockError {
+  constructor(message: string) {
+    super(message, 'ERR_LOCK_STATE');
+  }
+}
+
+/** Stored data that cannot be decoded. */
+export class SessionCorruptError extends SessionlockError {
+  /** The session id or namespace whose data is corrupt. */
+  readonly id: string;
+
+  constructor(id: string, detail: string, options?: ErrorOptions) {
+    super(`Stored data of ${quote(id)} is corrupt: ${detail}`, 'ERR_SESSION_CORRUPT', options);
+    this.id = id;
+  }
+}
+
+/** A value that the serializer cannot represent faithfully (a function, a symbol, a cycle, a class instance, …). */
+export class SerializationError extends SessionlockError {
+  /** Where in the value the problem is, e.g. `cart[2].total`. */
+  readonly path: string;
+
+  constructor(path: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot store ${path || 'the value'}: ${reason}`, 'ERR_SERIALIZATION', options);
+    this.path = path;
+  }
+}
+
+/** A Session method that needs loaded data was called before `load()`. */
+export class SessionNotLoadedError extends SessionlockError {
+  constructor(method: string) {
+    super(
+      `Session.${method}() needs the session to be loaded first: call load() or use Session.open()`,
+      'ERR_SESSION_NOT_LOADED',
+    );
+  }
+}
+
+/** The storage could not be read or written (an unwritable directory, a full disk, an unreachable server). */
+export class StorageError extends SessionlockError {
+  /** The file, directory or server address involved. */
+  readonly location: string;
+
+  constructor(location: string, action: string, options?: ErrorOptions) {
+    const reason = options?.cause instanceof Error ? `: ${options.cause.message}` : '';
+    super(`Cannot ${action} ${location}${reason}`, 'ERR_STORAGE', options);
+    this.location = location;
+  }
+}
+
+function quote(name: string): string {
+  const shown = name.length > 80 ? `${name.slice(0, 77)}...` : name;
+  return JSON.stringify(shown);
+}

@@ -1,0 +1,92 @@
+/**
+ * Small synchronous file-system helpers shared by the file and dbm backends, the lock and
+ * the CLI. Each touches one small file or directory; errors other than "missing" become
+ * {@link StorageError}s naming the path.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { SessionlockError, StorageError } from './errors.js';
+
+/** The file's stats, or `undefined` when it does not exist. */
+export function statOrUndefined(file: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StorageError(file, 'read', { cause: error });
+  }
+}
+
+/** Creates `dir` (and its parents) when missing; returns whether it had to. */
+export function ensureDirectory(dir: string): boolean {
+  if (fs.existsSync(dir)) return false;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (error) {
+    throw new StorageError(dir, 'create the data directory', { cause: error });
+  }
+  return true;
+}
+
+/** Removes an empty directory; a missing one is fine. */
+export function removeDirectory(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(dir, 'remove', { cause: error });
+  }
+}
+
+/** Removes a file; a missing one is fine. */
+export function removeFile(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(file, 'remove', { cause: error });
+  }
+}
+
+/** The suffix of temporary files, so sweeps can find ones a killed writer left behind. */
+export const TEMP_SUFFIX = '.tmp';
+
+/**
+ * Replaces `file` with `text` atomically: writes a uniquely named temporary file beside it,
+ * runs `beforeRename` (a last ownership check), then renames it into place. Readers see
+ * the old content or the new, never a mix; on any failure the old content stays.
+ */
+export function writeFileAtomically(
+  file: string,
+  text: string,
+  { durable, beforeRename }: { durable: boolean; beforeRename: () => void },
+): void {
+  const temp = `${file}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
+  try {
+    const fd = fs.openSync(temp, 'wx', 0o600);
+    try {
+      fs.writeSync(fd, text);
+      if (durable) fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    beforeRename();
+    fs.renameSync(temp, file);
+  } catch (error) {
+    try {
+      fs.unlinkSync(temp);
+    } catch {}
+    if (error instanceof SessionlockError) throw error;
+    throw new StorageError(file, 'write', { cause: error });
+  }
+  if (durable) syncDirectory(path.dirname(file));
+}
+
+function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

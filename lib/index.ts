@@ -1,0 +1,39 @@
+/**
+ * sessionlock: server-side web sessions that stay correct under concurrent access.
+ * @module sessionlock
+ */
+export {
+  LockCompromisedError,
+  LockStateError,
+  LockTimeoutError,
+  SerializationError,
+  SessionCorruptError,
+  SessionlockError,
+  SessionNotLoadedError,
+  StorageError,
+} from './errors.js';
+export type { LockMode } from './lock/keyed-rw-lock.js';
+export { DBMNamespaceManager, type DBMNamespaceManagerOptions } from './namespace/dbm.js';
+export { FileNamespaceManager, type FileNamespaceManagerOptions } from './namespace/file.js';
+export {
+  defaultMemoryStore,
+  MemoryNamespaceManager,
+  type MemoryNamespaceManagerOptions,
+  MemoryStore,
+} from './namespace/memory.js';
+export {
+  type AcquireWriteLockOptions,
+  type EncodedChanges,
+  type EncodedEntries,
+  HELD_ELSEWHERE,
+  type NamespaceLockState,
+  NamespaceManager,
+  type NamespaceManagerOptions,
+} from './namespace/namespace-manager.js';
+export {
+  createNamespaceManager,
+  type NamespaceManagerClass,
+  namespaceManagerClass,
+  registerNamespaceManager,
+} from './namespace/registry.js';
+export { jsonSerializer, type Serializer } from './serializer.js';

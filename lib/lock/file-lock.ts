@@ -1,0 +1,183 @@
+/**
+ * The cross-process lock of one file, on proper-lockfile (a `<file>.lock` directory whose
+ * mtime is refreshed while held). Three things are added around it:
+ * - stale takeover happens here, under a `<file>.lock.takeover` mutex, so two processes that
+ *   see the same stale lock cannot both remove it and both get in (proper-lockfile's own
+ *   takeover is switched off);
+ * - {@link FileLock.verify} checks, synchronously and right before a commit, that the lock
+ *   is still ours and its lease unexpired (a fence: a holder that lost it writes nothing);
+ * - proper-lockfile runs on a file-system adapter that performs each call synchronously:
+ *   one small metadata call costs microseconds, far less than a trip through libuv's
+ *   thread pool, and its mtime bookkeeping cannot interleave with `verify()`.
+ * @module
+ */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import lockfile from 'proper-lockfile';
+import { LockCompromisedError, StorageError } from '../errors.js';
+import { ensureDirectory, removeDirectory, statOrUndefined } from '../files.js';
+
+interface HeldLockRecord {
+  mtime: Date;
+  released?: boolean;
+}
+
+const require = createRequire(import.meta.url);
+/**
+ * proper-lockfile keeps the mtime it last wrote for each held lock in this registry; it is
+ * what its own compromise check compares against, and what `verify()` compares against.
+ */
+const { getLocks } = require('proper-lockfile/lib/lockfile.js') as { getLocks(): Record<string, HeldLockRecord> };
+
+type Callback = (error: NodeJS.ErrnoException | null, result?: unknown) => void;
+
+function viaSync<A extends unknown[]>(call: (...args: A) => unknown) {
+  return (...args: [...A, Callback]) => {
+    const callback = args.pop() as Callback;
+    let result: unknown;
+    try {
+      result = call(...(args as unknown as A));
+    } catch (error) {
+      process.nextTick(callback, error as NodeJS.ErrnoException);
+      return;
+    }
+    process.nextTick(callback, null, result);
+  };
+}
+
+const syncFs = {
+  mkdir: viaSync(fs.mkdirSync),
+  rmdir: viaSync(fs.rmdirSync),
+  stat: viaSync(fs.statSync),
+  utimes: viaSync(fs.utimesSync),
+  realpath: viaSync(fs.realpathSync),
+  rmdirSync: fs.rmdirSync,
+};
+/** Used to let proper-lockfile forget a lock we lost without deleting what is now someone else's. */
+const forgetfulFs = { ...syncFs, rmdir: (_path: string, callback: Callback) => process.nextTick(callback, null) };
+
+export interface FileLockOptions {
+  /** Milliseconds after which an unrefreshed lock is taken over. */
+  stale: number;
+  /** Names the lock in errors (the namespace). */
+  name: string;
+  log?: (line: string) => void;
+}
+
+export class FileLock {
+  readonly #target: string;
+  readonly #lockDir: string;
+  readonly #options: FileLockOptions;
+  #release: (() => Promise<void>) | undefined;
+  #lost: string | undefined;
+
+  /** A lock for `target` (an absolute path; the file need not exist). */
+  constructor(target: string, options: FileLockOptions) {
+    this.#target = path.resolve(target);
+    this.#lockDir = `${this.#target}.lock`;
+    this.#options = options;
+  }
+
+  /** The lock directory's path. */
+  get path(): string {
+    return this.#lockDir;
+  }
+
+  /** Tries once to take the lock; takes over a stale one. Creates the parent directory when missing. */
+  async tryAcquire(): Promise<boolean> {
+    try {
+      this.#release = await lockfile.lock(this.#target, {
+        realpath: false,
+        stale: Number.POSITIVE_INFINITY,
+        update: Math.max(1000, this.#options.stale / 4),
+        retries: 0,
+        fs: syncFs,
+        onCompromised: (error: Error) => {
+          this.#lost = error.message;
+          this.#options.log?.(`lock of ${this.#options.name} compromised: ${error.message}`);
+        },
+      } as lockfile.LockOptions);
+      this.#lost = undefined;
+      return true;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOCKED') {
+        this.#takeOverIfStale();
+        return false;
+      }
+      if (code === 'ENOENT' && ensureDirectory(path.dirname(this.#target))) return this.tryAcquire();
+      throw new StorageError(this.#lockDir, 'create the lock', { cause: error });
+    }
+  }
+
+  /** Throws {@link LockCompromisedError} unless the lock is held by us with an unexpired lease. */
+  verify(): void {
+    const lost = this.#lostReason();
+    if (lost) throw new LockCompromisedError(this.#options.name, lost);
+  }
+
+  /** Releases the lock. If it had been lost, leaves the lock directory alone and throws {@link LockCompromisedError}. */
+  async release(): Promise<void> {
+    const release = this.#release;
+    this.#release = undefined;
+    if (!release) return;
+    const lost = this.#lostReason();
+    if (lost) {
+      await lockfile
+        .unlock(this.#target, { realpath: false, fs: forgetfulFs } as lockfile.UnlockOptions)
+        .catch(() => {});
+      throw new LockCompromisedError(this.#options.name, lost);
+    }
+    try {
+      await release();
+    } catch (error) {
+      throw new StorageError(this.#lockDir, 'remove the lock', { cause: error });
+    }
+  }
+
+  /** Whether a live holder (another process) holds the lock now. */
+  heldElsewhere(): boolean {
+    const stat = statOrUndefined(this.#lockDir);
+    return stat !== undefined && Date.now() - stat.mtimeMs < this.#options.stale;
+  }
+
+  #lostReason(): string | undefined {
+    if (this.#lost) return this.#lost;
+    const record = getLocks()[this.#target];
+    if (!record || record.released) return 'it was released or taken over';
+    const age = Date.now() - record.mtime.getTime();
+    if (age >= this.#options.stale) {
+      return `its lease was not renewed for ${age} ms (lockStale is ${this.#options.stale} ms; was the event loop blocked?)`;
+    }
+    const stat = statOrUndefined(this.#lockDir);
+    if (!stat) return 'its lock directory was removed';
+    if (stat.mtime.getTime() !== record.mtime.getTime()) return 'another process took it over';
+    return undefined;
+  }
+
+  /** Removes the lock if its holder stopped refreshing it, under a mutex so only one process does. */
+  #takeOverIfStale(): void {
+    const seen = statOrUndefined(this.#lockDir);
+    if (!seen || Date.now() - seen.mtimeMs < this.#options.stale) return;
+    const guard = `${this.#lockDir}.takeover`;
+    try {
+      fs.mkdirSync(guard);
+    } catch {
+      const other = statOrUndefined(guard);
+      if (other && Date.now() - other.mtimeMs >= this.#options.stale) removeDirectory(guard);
+      return;
+    }
+    try {
+      const now = statOrUndefined(this.#lockDir);
+      if (now && now.ino === seen.ino && Date.now() - now.mtimeMs >= this.#options.stale) {
+        removeDirectory(this.#lockDir);
+        this.#options.log?.(
+          `took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - now.mtimeMs)} ms old)`,
+        );
+      }
+    } finally {
+      removeDirectory(guard);
+    }
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The in-process read/write lock, keyed by the storage a namespace lives in. It queues
+ * waiters first come, first served (a waiting writer holds back later readers, so writers
+ * are not starved) and forgets a key as soon as nobody holds or awaits it.
+ * @module
+ */
+
+/** Gives a held lock back. Calling it twice is a no-op. */
+export type Release = () => void;
+
+/** A lock mode: shared (`read`) or exclusive (`write`). */
+export type LockMode = 'read' | 'write';
+
+interface Waiter {
+  mode: LockMode;
+  grant: () => void;
+}
+
+interface KeyState {
+  readers: number;
+  writer: boolean;
+  queue: Waiter[];
+}
+
+/** What a key's lock looks like at one moment; for diagnostics and tests. */
+export interface LockSnapshot {
+  readers: number;
+  writer: boolean;
+  waiting: number;
+}
+
+export class KeyedRWLock {
+  readonly #keys = new Map<string, KeyState>();
+
+  /**
+   * Takes the lock of `key` in `mode`. Resolves with a release function, or with
+   * `undefined` when `deadline` (epoch ms) passes first or, with `wait: false`, when the
+   * lock is busy. `onWait` is called once if the call has to queue.
+   */
+  async acquire(
+    key: string,
+    mode: LockMode,
+    options: { deadline: number; wait?: boolean; onWait?: () => void },
+  ): Promise<Release | undefined> {
+    const state = this.#state(key);
+    if (state.queue.length === 0 && this.#grantable(state, mode)) return this.#take(key, state, mode);
+    if (options.wait === false) {
+      this.#forgetIfIdle(key, state);
+      return undefined;
+    }
+    options.onWait?.();
+    return new Promise<Release | undefined>((resolve) => {
+      const waiter: Waiter = {
+        mode,
+        grant: () => {
+          clearTimeout(timer);
+          resolve(this.#take(key, state, mode));
+        },
+      };
+      const timer = timeoutAt(options.deadline, () => {
+        state.queue.splice(state.queue.indexOf(waiter), 1);
+        this.#pump(key, state);
+        resolve(undefined);
+      });
+      state.queue.push(waiter);
+    });
+  }
+
+  /** The current state of `key`'s lock. */
+  snapshot(key: string): LockSnapshot {
+    const state = this.#keys.get(key);
+    return { readers: state?.readers ?? 0, writer: state?.writer ?? false, waiting: state?.queue.length ?? 0 };
+  }
+
+  #state(key: string): KeyState {
+    let state = this.#keys.get(key);
+    if (!state) {
+      state = { readers: 0, writer: false, queue: [] };
+      this.#keys.set(key, state);
+    }
+    return state;
+  }
+
+  #grantable(state: KeyState, mode: LockMode): boolean {
+    return mode === 'read' ? !state.writer : !state.writer && state.readers === 0;
+  }
+
+  #take(key: string, state: KeyState, mode: LockMode): Release {
+    if (mode === 'read') state.readers++;
+    else state.writer = true;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (mode === 'read') state.readers--;
+      else state.writer = false;
+      this.#pump(key, state);
+    };
+  }
+
+  #pump(key: string, state: KeyState): void {
+    while (state.queue.length > 0) {
+      const next = state.queue[0] as Waiter;
+      if (!this.#grantable(state, next.mode)) break;
+      state.queue.shift();
+      next.grant();
+    }
+    this.#forgetIfIdle(key, state);
+  }
+
+  #forgetIfIdle(key: string, state: KeyState): void {
+    if (state.readers === 0 && !state.writer && state.queue.length === 0) this.#keys.delete(key);
+  }
+}
+
+const MAX_TIMER = 2 ** 31 - 1;
+
+/** Runs `fn` at `deadline` (epoch ms); no timer at all for a deadline beyond what timers can hold. */
+function timeoutAt(deadline: number, fn: () => void): NodeJS.Timeout | undefined {
+  const delay = Math.max(0, deadline - Date.now());
+  return delay > MAX_TIMER ? undefined : setTimeout(fn, delay);
+}
+
+/** The lock every NamespaceManager in this process shares. */
+export const processLocks = new KeyedRWLock();

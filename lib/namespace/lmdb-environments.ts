@@ -1,0 +1,212 @@
+/**
+ * A bounded cache of open LMDB environments, one per namespace file. Opening one costs
+ * about a millisecond and holds three file descriptors, so environments stay open between
+ * operations, the least recently used beyond the capacity being closed.
+ *
+ * Other processes may delete a namespace's files while this process has them open, so
+ * every use first checks that the files at the path are still the ones opened (by inode,
+ * and by size: LMDB never shrinks a file, and reading a mapped file that was truncated
+ * would crash the process); if not, the stale handle is retired and the path opened afresh.
+ * @module
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
+import { SessionCorruptError, StorageError } from '../errors.js';
+import { ensureDirectory, statOrUndefined } from '../files.js';
+
+/** Keys are data keys (strings) or reserved numbers (the lock record). */
+export type LmdbKey = string | number;
+
+/** An open environment. Give it back with {@link LmdbEnvironments.release}. */
+export interface EnvironmentHandle {
+  readonly path: string;
+  readonly db: RootDatabase<string, LmdbKey>;
+}
+
+interface Entry extends EnvironmentHandle {
+  dataIno: number;
+  /** The largest size seen; LMDB files never shrink, so a smaller one means the file was rewritten by something else. */
+  dataSize: number;
+  lockIno: number;
+  users: number;
+  retired: boolean;
+  closed: boolean;
+}
+
+/** The lock file LMDB keeps beside a data file opened without a subdirectory. */
+export function lmdbLockFile(dataFile: string): string {
+  return `${dataFile}-lock`;
+}
+
+const MAP_SIZE = 64 * 1024 * 1024;
+
+export class LmdbEnvironments {
+  readonly #entries = new Map<string, Entry>();
+  #capacity: number;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  /** How many environments may stay open when unused; lowering it closes the surplus. */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  set capacity(capacity: number) {
+    this.#capacity = capacity;
+    this.#evictUnused();
+  }
+
+  /** How many environments are open now. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * The open environment of `file`, opening it if needed. Without `create`, a missing file
+   * gives `undefined` (nothing is created by reading). Garbage in the file throws
+   * {@link SessionCorruptError} naming `namespace`.
+   */
+  acquire(file: string, { create, durable, namespace }: { create: boolean; durable: boolean; namespace: string }) {
+    const data = statOrUndefined(file);
+    const cached = this.#entries.get(file);
+    if (cached) {
+      const lock = data && statOrUndefined(lmdbLockFile(file));
+      if (lock && cached.dataIno === data.ino && cached.lockIno === lock.ino && data.size >= cached.dataSize) {
+        cached.dataSize = data.size;
+        this.#entries.delete(file);
+        this.#entries.set(file, cached);
+        cached.users++;
+        return cached as EnvironmentHandle;
+      }
+      this.retire(cached);
+    }
+    if (!data && !create) return undefined;
+    const entry = this.#open(file, durable, namespace);
+    entry.users++;
+    this.#entries.set(file, entry);
+    this.#evictUnused();
+    return entry as EnvironmentHandle;
+  }
+
+  /** Whether the files at the handle's path are still the ones it opened. */
+  isCurrent(handle: EnvironmentHandle): boolean {
+    const entry = handle as Entry;
+    if (entry.retired) return false;
+    const data = statOrUndefined(entry.path);
+    const lock = data && statOrUndefined(lmdbLockFile(entry.path));
+    return data?.ino === entry.dataIno && lock?.ino === entry.lockIno && data.size >= entry.dataSize;
+  }
+
+  /** Gives a handle back; closes it when retired, and the least recently used ones beyond capacity. */
+  release(handle: EnvironmentHandle): void {
+    const entry = handle as Entry;
+    entry.users--;
+    if (entry.retired) this.#closeIfUnused(entry);
+    else this.#evictUnused();
+  }
+
+  /** Stops handing out this handle (its files were removed or replaced); it closes once unused. */
+  retire(handle: EnvironmentHandle): void {
+    const entry = handle as Entry;
+    entry.retired = true;
+    if (this.#entries.get(entry.path) === entry) this.#entries.delete(entry.path);
+    this.#closeIfUnused(entry);
+  }
+
+  /** Closes every unused environment (tests, shutdown). */
+  async closeAll(): Promise<void> {
+    const closing = [...this.#entries.values()].filter((entry) => entry.users === 0 && !entry.closed);
+    for (const entry of closing) {
+      this.#entries.delete(entry.path);
+      entry.closed = true;
+    }
+    await Promise.all(closing.map((entry) => entry.db.close()));
+  }
+
+  #open(file: string, durable: boolean, namespace: string): Entry {
+    ensureDirectory(path.dirname(file));
+    const problem = lmdbFileProblem(file);
+    if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
+    let db: RootDatabase<string, LmdbKey>;
+    try {
+      db = open<string, LmdbKey>({
+        path: file,
+        noSubdir: true,
+        encoding: 'string',
+        noSync: !durable,
+        mapSize: MAP_SIZE,
+      });
+    } catch (error) {
+      if (/MDB_INVALID|MDB_VERSION_MISMATCH|MDB_CORRUPTED/.test(String(error))) {
+        throw new SessionCorruptError(namespace, `${file} is not a usable LMDB file`, { cause: error });
+      }
+      throw new StorageError(file, 'open', { cause: error });
+    }
+    const data = fs.statSync(file);
+    const lock = fs.statSync(lmdbLockFile(file));
+    return {
+      path: file,
+      db,
+      dataIno: data.ino,
+      dataSize: data.size,
+      lockIno: lock.ino,
+      users: 0,
+      retired: false,
+      closed: false,
+    };
+  }
+
+  #evictUnused(): void {
+    if (this.#entries.size <= this.#capacity) return;
+    for (const entry of this.#entries.values()) {
+      if (this.#entries.size <= this.#capacity) break;
+      if (entry.users > 0) continue;
+      this.#entries.delete(entry.path);
+      this.#closeIfUnused(entry);
+    }
+  }
+
+  #closeIfUnused(entry: Entry): void {
+    if (entry.users > 0 || entry.closed) return;
+    entry.closed = true;
+    void entry.db.close().catch(() => {});
+  }
+}
+
+const META_MAGIC = 0xbeefc0de;
+const MAGIC_OFFSET = 24;
+const PAGE_SIZE_OFFSET = 48;
+
+/**
+ * Why `file` cannot be an LMDB file, or `undefined` if its two meta pages look right (or it
+ * is empty, which LMDB initialises). LMDB maps files into memory and trusts them: opening
+ * garbage crashes the process, so files are checked before they are opened.
+ */
+export function lmdbFileProblem(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StorageError(file, 'read', { cause: error });
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return undefined;
+    const first = Buffer.alloc(PAGE_SIZE_OFFSET + 4);
+    if (fs.readSync(fd, first, 0, first.length, 0) < first.length) return 'is too short to be an LMDB file';
+    const pageSize = first.readUInt32LE(PAGE_SIZE_OFFSET);
+    const validPageSize = pageSize >= 512 && pageSize <= 65536 && (pageSize & (pageSize - 1)) === 0;
+    if (first.readUInt32LE(MAGIC_OFFSET) !== META_MAGIC || !validPageSize) return 'is not an LMDB file';
+    if (size < 2 * pageSize) return 'is truncated';
+    const second = Buffer.alloc(4);
+    fs.readSync(fd, second, 0, 4, pageSize + MAGIC_OFFSET);
+    if (second.readUInt32LE(0) !== META_MAGIC) return 'has a damaged meta page';
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The memory backend: namespaces live in a {@link MemoryStore} inside this process.
+ * Values are kept encoded, so instances never share mutable objects.
+ * @module
+ */
+import {
+  type EncodedChanges,
+  type EncodedEntries,
+  NamespaceManager,
+  type NamespaceManagerOptions,
+} from './namespace-manager.js';
+
+let nextStoreId = 0;
+
+/** Where {@link MemoryNamespaceManager} keeps namespaces. One default store per process. */
+export class MemoryStore {
+  /** Distinguishes stores in lock keys. */
+  readonly id = nextStoreId++;
+  /** Namespace → its encoded entries. */
+  readonly namespaces = new Map<string, EncodedEntries>();
+}
+
+/** The store used when no `store` option is given. */
+export const defaultMemoryStore = new MemoryStore();
+
+/** Options of {@link MemoryNamespaceManager}. */
+export interface MemoryNamespaceManagerOptions extends NamespaceManagerOptions {
+  /**
+   * Where namespaces live; give a separate store to isolate tests or tenants.
+   * @default defaultMemoryStore
+   */
+  store?: MemoryStore;
+}
+
+/**
+ * Keeps namespaces in process memory: fast and exclusive within one process, invisible to
+ * others. For one-process apps, tests and caches.
+ */
+export class MemoryNamespaceManager extends NamespaceManager {
+  readonly #store: MemoryStore;
+
+  constructor(namespace: string, options: MemoryNamespaceManagerOptions = {}) {
+    super(namespace, options);
+    this.#store = options.store ?? defaultMemoryStore;
+    if (!(this.#store instanceof MemoryStore)) throw new TypeError('store must be a MemoryStore');
+  }
+
+  protected override get lockKey(): string {
+    return `memory:${this.#store.id}:${this.namespace}`;
+  }
+
+  protected override async readCommitted(): Promise<EncodedEntries> {
+    return this.#store.namespaces.get(this.namespace) ?? new Map();
+  }
+
+  protected override async tryLockStorage(): Promise<boolean> {
+    return true;
+  }
+
+  protected override async unlockStorage(): Promise<void> {}
+
+  protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
+    if (entries.size === 0) this.#store.namespaces.delete(this.namespace);
+    else this.#store.namespaces.set(this.namespace, entries);
+  }
+
+  protected override async removeCommitted(): Promise<void> {
+    this.#store.namespaces.delete(this.namespace);
+  }
+}

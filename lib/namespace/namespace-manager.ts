@@ -1,0 +1,537 @@
+/**
+ * The NamespaceManager protocol: take a lock, which opens a consistent view of one
+ * namespace; read and write the view synchronously; release, which commits atomically
+ * (write lock) and closes. Backends implement only storage primitives; ordering, nesting,
+ * timeouts, change tracking and rollback live here once.
+ * @module
+ */
+import {
+  LockCompromisedError,
+  LockStateError,
+  LockTimeoutError,
+  SerializationError,
+  SessionCorruptError,
+} from '../errors.js';
+import { retryWithBackoff } from '../lock/backoff.js';
+import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
+import { checkFunction, checkMilliseconds, checkOptionsObject } from '../options.js';
+import { jsonSerializer, type Serializer } from '../serializer.js';
+
+/** Options every NamespaceManager understands; backends add their own. */
+export interface NamespaceManagerOptions {
+  /** Directory that holds the namespaces (file and dbm backends). Created when missing. */
+  dataDir?: string;
+  /**
+   * How long a lock wait may take, in milliseconds, before it throws {@link LockTimeoutError}.
+   * @default 30000
+   */
+  lockTimeout?: number;
+  /**
+   * Milliseconds after which the lock of a holder that stopped renewing it (a killed
+   * process) is taken over. A live holder renews its lease well within this time.
+   * @default 10000
+   */
+  lockStale?: number;
+  /**
+   * Encodes each stored value.
+   * @default jsonSerializer
+   */
+  serializer?: Serializer;
+  /** Receives a debug line for each lock wait, stale-lock takeover and lost lock. */
+  log?: (line: string) => void;
+}
+
+/** Options of {@link NamespaceManager.acquireWriteLock}. */
+export interface AcquireWriteLockOptions {
+  /** `false`: return `false` at once instead of waiting when the lock is held elsewhere. @default true */
+  wait?: boolean;
+  /** Milliseconds to wait before {@link LockTimeoutError}. @default the `lockTimeout` option */
+  timeout?: number;
+}
+
+/** The encoded entries of a namespace: key → the serializer's string for its value. */
+export type EncodedEntries = ReadonlyMap<string, string>;
+
+/** What a commit applies: key → the new encoded value, or `undefined` to delete the key. */
+export type EncodedChanges = ReadonlyMap<string, string | undefined>;
+
+/** Returned by {@link NamespaceManager.readCommitted} when a writer elsewhere holds the lock. */
+export const HELD_ELSEWHERE: unique symbol = Symbol('held elsewhere');
+
+/** The lock a NamespaceManager instance holds: its outermost mode, or `'none'`. */
+export type NamespaceLockState = 'none' | LockMode;
+
+interface ViewEntry {
+  raw: string;
+  value: unknown;
+}
+
+interface Savepoint {
+  view: Map<string, ViewEntry>;
+  changes: Map<string, string | undefined>;
+}
+
+const DEFAULT_LOCK_TIMEOUT = 30_000;
+const DEFAULT_LOCK_STALE = 10_000;
+const MAX_KEY_BYTES = 1024;
+
+/**
+ * One namespace: a named bag of key/value pairs (one session's data, or one cache region),
+ * with read and write locks. Construct a backend: {@link MemoryNamespaceManager},
+ * {@link FileNamespaceManager} or {@link DBMNamespaceManager}.
+ *
+ * To write a backend, extend this class and implement the protected storage primitives
+ * (`lockKey`, `readCommitted`, `tryLockStorage`, `unlockStorage`, `writeCommitted`,
+ * `removeCommitted`); the locking protocol, nesting, change tracking and rollback are
+ * inherited. Register it with {@link registerNamespaceManager}.
+ *
+ * ```ts
+ * const ns = new FileNamespaceManager('abc', { dataDir: './sessions' });
+ * await ns.withWriteLock(() => ns.set('visits', ((ns.get('visits') as number) ?? 0) + 1));
+ * ```
+ *
+ * The write lock is exclusive across instances, async tasks, processes and (redis) machines;
+ * read locks are shared and wait for a writer. Re-acquiring the mode already held on the
+ * same instance nests; every `releaseWriteLock()` commits what changed, the outermost one
+ * also unlocks.
+ */
+export abstract class NamespaceManager {
+  /** The namespace's name, exactly as given. */
+  readonly namespace: string;
+  /** Milliseconds a lock wait may take by default. */
+  readonly lockTimeout: number;
+  /** Milliseconds after which an unrenewed lock is taken over. */
+  readonly lockStale: number;
+  /** Encodes each stored value. */
+  readonly serializer: Serializer;
+  readonly #log: ((line: string) => void) | undefined;
+
+  readonly #holds: LockMode[] = [];
+  #releaseLocal: Release | undefined;
+  #storageLocked = false;
+  #view: Map<string, ViewEntry> | undefined;
+  #changes = new Map<string, string | undefined>();
+  #originals = new Map<string, ViewEntry | undefined>();
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(namespace: string, options: NamespaceManagerOptions = {}) {
+    if (typeof namespace !== 'string') {
+      throw new TypeError(`namespace must be a string, received ${typeof namespace}`);
+    }
+    checkOptionsObject(options);
+    this.namespace = namespace;
+    this.lockTimeout = checkMilliseconds('lockTimeout', options.lockTimeout, DEFAULT_LOCK_TIMEOUT, { infinite: true });
+    this.lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, { min: 1 });
+    this.serializer = options.serializer ?? jsonSerializer;
+    if (typeof this.serializer?.stringify !== 'function' || typeof this.serializer.parse !== 'function') {
+      throw new TypeError('serializer must have stringify(value) and parse(text) methods');
+    }
+    this.#log = checkFunction('log', options.log);
+  }
+
+  /** The lock this instance holds: `'none'`, `'read'` or `'write'` (the outermost one). */
+  get lockState(): NamespaceLockState {
+    return this.#holds[0] ?? 'none';
+  }
+
+  /** Takes a shared lock and opens a view of the last committed state. Waits while a writer holds the lock. */
+  acquireReadLock(): Promise<void> {
+    return this.#serialized(async () => {
+      if (this.#holds.length > 0) {
+        this.#holds.push('read');
+        return;
+      }
+      const deadline = Date.now() + this.lockTimeout;
+      const release = await this.#lockLocally('read', deadline, true);
+      if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
+      try {
+        const entries = await retryWithBackoff(
+          async () => {
+            const read = await this.readCommitted(false);
+            return read === HELD_ELSEWHERE ? undefined : read;
+          },
+          { deadline, onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`) },
+        );
+        if (!entries) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
+        this.#openView(entries);
+      } catch (error) {
+        release();
+        throw error;
+      }
+      this.#releaseLocal = release;
+      this.#holds.push('read');
+    });
+  }
+
+  /** Releases a read lock taken by {@link acquireReadLock}. */
+  releaseReadLock(): Promise<void> {
+    return this.#serialized(async () => {
+      if (this.#holds.at(-1) !== 'read') throw this.#misuse('releaseReadLock', 'read');
+      this.#holds.pop();
+      if (this.#holds.length === 0) await this.#unlockAll();
+    });
+  }
+
+  /**
+   * Takes the exclusive lock and opens a fresh view of the committed state. Resolves `false`
+   * only with `{ wait: false }` when the lock is held elsewhere; throws
+   * {@link LockTimeoutError} when the wait exceeds its timeout.
+   */
+  acquireWriteLock(options: AcquireWriteLockOptions = {}): Promise<boolean> {
+    return this.#serialized(async () => {
+      if (this.#holds.includes('write')) {
+        this.#holds.push('write');
+        return true;
+      }
+      if (this.#holds.length > 0) {
+        throw new LockStateError(`Cannot take the write lock of ${this.namespace} while holding its read lock`);
+      }
+      const timeout = checkMilliseconds('timeout', options.timeout, this.lockTimeout, { infinite: true });
+      const locked = await this.#lockForWrite({
+        deadline: Date.now() + timeout,
+        wait: options.wait !== false,
+        open: true,
+      });
+      if (!locked && options.wait !== false) throw new LockTimeoutError(this.namespace, timeout, 'write');
+      return locked;
+    });
+  }
+
+  /** Commits what changed since the lock was taken (or since the last release), atomically; the outermost release also unlocks. */
+  releaseWriteLock(): Promise<void> {
+    return this.#serialized(async () => {
+      if (this.#holds.at(-1) !== 'write') throw this.#misuse('releaseWriteLock', 'write');
+      let failure: unknown;
+      try {
+        await this.#commit();
+      } catch (error) {
+        failure = error;
+      }
+      this.#holds.pop();
+      if (failure instanceof LockCompromisedError) this.#holds.length = 0;
+      if (this.#holds.length === 0) {
+        try {
+          await this.#unlockAll();
+        } catch (error) {
+          failure ??= error;
+        }
+      }
+      if (failure !== undefined) throw failure;
+    });
+  }
+
+  /** The value stored under `key` in the open view, or `undefined`. */
+  get(key: string): unknown {
+    return this.#readableView('get').get(key)?.value;
+  }
+
+  /** Whether `key` is present in the open view. */
+  has(key: string): boolean {
+    return this.#readableView('has').has(key);
+  }
+
+  /** The keys present in the open view. */
+  keys(): string[] {
+    return [...this.#readableView('keys').keys()];
+  }
+
+  /**
+   * Stores `value` under `key` in the view; it is committed by the next `releaseWriteLock()`.
+   * Needs the write lock. Throws {@link SerializationError} at once for a value the
+   * serializer cannot represent.
+   */
+  set(key: string, value: unknown): void {
+    const view = this.#writableView('set', key);
+    const raw = this.#encode(key, value);
+    const current = view.get(key);
+    if (current?.raw === raw) {
+      view.set(key, { raw, value });
+      return;
+    }
+    this.#remember(key, current);
+    view.set(key, { raw, value });
+    this.#track(key, raw);
+  }
+
+  /** Deletes `key` from the view; returns whether it was present. Needs the write lock. */
+  delete(key: string): boolean {
+    const view = this.#writableView('delete', key);
+    const current = view.get(key);
+    if (!current) return false;
+    this.#remember(key, current);
+    view.delete(key);
+    this.#track(key, undefined);
+    return true;
+  }
+
+  /** Deletes the whole namespace from storage. Takes the write lock unless this instance holds it already. */
+  remove(): Promise<void> {
+    return this.#serialized(async () => {
+      const held = this.#holds.includes('write');
+      if (!held && this.#holds.length > 0) {
+        throw new LockStateError(`Cannot remove ${this.namespace} while holding its read lock`);
+      }
+      if (!held) {
+        let locked: boolean;
+        try {
+          locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait: true, open: false });
+        } catch (error) {
+          if (!(error instanceof SessionCorruptError)) throw error;
+          await this.removeCorrupt(error);
+          this.#view = new Map();
+          return;
+        }
+        if (!locked) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+      }
+      try {
+        await this.removeCommitted();
+        this.#view = new Map();
+        this.#changes.clear();
+        this.#originals.clear();
+      } finally {
+        if (!held) {
+          this.#holds.length = 0;
+          await this.#unlockAll();
+        }
+      }
+    });
+  }
+
+  /** Runs `fn` under the read lock and releases it afterwards, also when `fn` throws. */
+  async withReadLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    await this.acquireReadLock();
+    try {
+      return await fn();
+    } finally {
+      await this.releaseReadLock();
+    }
+  }
+
+  /**
+   * Runs `fn` under the write lock and commits what it changed. When `fn` throws, its
+   * changes are rolled back, the lock is released, and the error propagates.
+   */
+  async withWriteLock<T>(fn: () => T | Promise<T>, options: { timeout?: number } = {}): Promise<T> {
+    await this.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
+    const savepoint = this.#savepoint();
+    let result: T;
+    try {
+      result = await fn();
+    } catch (error) {
+      this.#restore(savepoint);
+      await this.releaseWriteLock().catch(() => {});
+      throw error;
+    }
+    await this.releaseWriteLock();
+    return result;
+  }
+
+  /** Identifies the stored namespace for the in-process lock: equal keys mean the same storage. */
+  protected abstract get lockKey(): string;
+
+  /**
+   * Reads the committed entries. With `asOwner` false (a reader), returns
+   * {@link HELD_ELSEWHERE} instead when a live writer elsewhere holds the lock, so the
+   * reader waits and then sees its commit.
+   */
+  protected abstract readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE>;
+
+  /** Tries once to take the cross-process write lock. */
+  protected abstract tryLockStorage(): Promise<boolean>;
+
+  /** Gives the cross-process write lock back; throws {@link LockCompromisedError} if it had been lost. */
+  protected abstract unlockStorage(): Promise<void>;
+
+  /**
+   * Writes `changes` atomically while holding the lock; `entries` is the whole namespace
+   * after them. Throws {@link LockCompromisedError}, writing nothing, if the lock was lost.
+   */
+  protected abstract writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void>;
+
+  /** Deletes the namespace from storage while holding the lock. */
+  protected abstract removeCommitted(): Promise<void>;
+
+  /**
+   * Called by {@link remove} when the lock cannot even be taken because the stored data is
+   * unreadable (a backend whose lock lives inside its data file). Rethrows by default.
+   */
+  protected async removeCorrupt(error: SessionCorruptError): Promise<void> {
+    throw error;
+  }
+
+  /** Writes a debug line to the `log` option, if any. */
+  protected log(line: string): void {
+    this.#log?.(line);
+  }
+
+  #serialized<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(operation, operation);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  #lockLocally(mode: LockMode, deadline: number, wait: boolean): Promise<Release | undefined> {
+    return processLocks.acquire(this.lockKey, mode, {
+      deadline,
+      wait,
+      onWait: () => this.log(`waiting for the ${mode} lock of ${this.namespace} held in this process`),
+    });
+  }
+
+  async #lockForWrite({ deadline, wait, open }: { deadline: number; wait: boolean; open: boolean }): Promise<boolean> {
+    const release = await this.#lockLocally('write', deadline, wait);
+    if (!release) return false;
+    try {
+      const locked = wait
+        ? await retryWithBackoff(async () => (await this.tryLockStorage()) || undefined, {
+            deadline,
+            onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`),
+          })
+        : await this.tryLockStorage();
+      if (!locked) {
+        release();
+        return false;
+      }
+      this.#storageLocked = true;
+      this.#releaseLocal = release;
+      this.#holds.push('write');
+      if (open) {
+        const entries = await this.readCommitted(true);
+        if (entries === HELD_ELSEWHERE)
+          throw new LockStateError('readCommitted(true) must not report the lock held elsewhere');
+        this.#openView(entries);
+      }
+      return true;
+    } catch (error) {
+      if (this.#releaseLocal === release) {
+        this.#holds.length = 0;
+        await this.#unlockAll().catch(() => {});
+      } else {
+        release();
+      }
+      throw error;
+    }
+  }
+
+  async #unlockAll(): Promise<void> {
+    const release = this.#releaseLocal;
+    const storageLocked = this.#storageLocked;
+    this.#releaseLocal = undefined;
+    this.#storageLocked = false;
+    this.#changes.clear();
+    this.#originals.clear();
+    try {
+      if (storageLocked) await this.unlockStorage();
+    } finally {
+      release?.();
+    }
+  }
+
+  async #commit(): Promise<void> {
+    if (this.#changes.size === 0) return;
+    const view = this.#view as Map<string, ViewEntry>;
+    const entries = new Map<string, string>();
+    for (const [key, entry] of view) entries.set(key, entry.raw);
+    try {
+      await this.writeCommitted(this.#changes, entries);
+    } catch (error) {
+      this.#restore({ view: new Map(), changes: new Map() }, true);
+      throw error;
+    }
+    this.#changes = new Map();
+    this.#originals.clear();
+  }
+
+  #openView(entries: EncodedEntries): void {
+    const view = new Map<string, ViewEntry>();
+    for (const [key, raw] of entries) {
+      let value: unknown;
+      try {
+        value = this.serializer.parse(raw);
+      } catch (error) {
+        throw new SessionCorruptError(this.namespace, `the value of ${JSON.stringify(key)} cannot be decoded`, {
+          cause: error,
+        });
+      }
+      view.set(key, { raw, value });
+    }
+    this.#view = view;
+    this.#changes.clear();
+    this.#originals.clear();
+  }
+
+  #readableView(method: string): Map<string, ViewEntry> {
+    if (!this.#view) {
+      throw new LockStateError(`${method}() needs a view: take acquireReadLock() or acquireWriteLock() first`);
+    }
+    return this.#view;
+  }
+
+  #writableView(method: string, key: string): Map<string, ViewEntry> {
+    if (!this.#holds.includes('write')) {
+      throw new LockStateError(`${method}() on ${this.namespace} needs the write lock`);
+    }
+    if (typeof key !== 'string') throw new TypeError(`key must be a string, received ${typeof key}`);
+    if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
+      throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
+    }
+    return this.#view as Map<string, ViewEntry>;
+  }
+
+  #encode(key: string, value: unknown): string {
+    let raw: unknown;
+    try {
+      raw = this.serializer.stringify(value);
+    } catch (error) {
+      if (error instanceof SerializationError) {
+        throw new SerializationError(joinPath(key, error.path), error.message.replace(/^[^:]*: /, ''), {
+          cause: error,
+        });
+      }
+      throw new SerializationError(key, error instanceof Error ? error.message : String(error), { cause: error });
+    }
+    if (typeof raw !== 'string') throw new SerializationError(key, 'the serializer produced no string');
+    return raw;
+  }
+
+  #remember(key: string, current: ViewEntry | undefined): void {
+    if (!this.#originals.has(key)) this.#originals.set(key, current);
+  }
+
+  #track(key: string, raw: string | undefined): void {
+    if (this.#originals.get(key)?.raw === raw) this.#changes.delete(key);
+    else this.#changes.set(key, raw);
+  }
+
+  #savepoint(): Savepoint {
+    return { view: new Map(this.#view), changes: new Map(this.#changes) };
+  }
+
+  /** Puts the view back as it was at `savepoint`, or (with `toCommitted`) as last committed. */
+  #restore(savepoint: Savepoint, toCommitted = false): void {
+    if (toCommitted) {
+      const view = this.#view as Map<string, ViewEntry>;
+      for (const [key, original] of this.#originals) {
+        if (original) view.set(key, original);
+        else view.delete(key);
+      }
+      this.#changes = new Map();
+      this.#originals.clear();
+      return;
+    }
+    this.#view = savepoint.view;
+    this.#changes = savepoint.changes;
+    for (const key of [...this.#originals.keys()]) if (!this.#changes.has(key)) this.#originals.delete(key);
+  }
+
+  #misuse(method: string, mode: LockMode): LockStateError {
+    const held = this.#holds.at(-1);
+    const state = held ? `the innermost lock held is a ${held} lock` : 'no lock is held';
+    return new LockStateError(`${method}() on ${this.namespace} without holding its ${mode} lock: ${state}`);
+  }
+}
+
+function joinPath(key: string, path: string): string {
+  if (!path) return key;
+  return path.startsWith('[') ? `${key}${path}` : `${key}.${path}`;
+}

@@ -1,0 +1,67 @@
+/**
+ * Option checks shared by every layer: a bad option throws a TypeError that names the
+ * option and the value received.
+ * @module
+ */
+
+/** Shows a received value in an error message. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  if (value === null || typeof value !== 'object') return String(value);
+  return value.constructor?.name ? `a ${value.constructor.name}` : 'an object';
+}
+
+export function checkOptionsObject(options: unknown): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`options must be an object, received ${describe(options)}`);
+  }
+}
+
+/** A non-negative number of milliseconds (or seconds); `Infinity` only with `infinite`. */
+export function checkMilliseconds(
+  name: string,
+  value: unknown,
+  fallback: number,
+  { min = 0, infinite = false }: { min?: number; infinite?: boolean } = {},
+): number {
+  if (value === undefined) return fallback;
+  const ok = typeof value === 'number' && value >= min && (Number.isFinite(value) || (infinite && value === Infinity));
+  if (!ok) {
+    throw new TypeError(`${name} must be a number ${min > 0 ? `>= ${min}` : '>= 0'}, received ${describe(value)}`);
+  }
+  return value as number;
+}
+
+export function checkFunction<F extends (...args: never[]) => unknown>(name: string, value: unknown): F | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw new TypeError(`${name} must be a function, received ${describe(value)}`);
+  return value as F;
+}
+
+export function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be true or false, received ${describe(value)}`);
+  return value;
+}
+
+export function checkString(
+  name: string,
+  value: unknown,
+  { optional = false, nonEmpty = true } = {},
+): string | undefined {
+  if (value === undefined && optional) return undefined;
+  if (typeof value !== 'string' || (nonEmpty && value.length === 0)) {
+    throw new TypeError(`${name} must be a ${nonEmpty ? 'non-empty ' : ''}string, received ${describe(value)}`);
+  }
+  return value;
+}
+
+/** A whole number of things (files, items), at least `min`. */
+export function checkCount(name: string, value: unknown, { min = 0 }: { min?: number } = {}): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new TypeError(`${name} must be an integer >= ${min}, received ${describe(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,114 @@
+/**
+ * Value encoding. A serializer turns one stored value into a string and back; every backend
+ * stores one encoded string per key, so a save encodes only the keys that changed.
+ * @module
+ */
+import { SerializationError } from './errors.js';
+
+/** Encodes one value to a string and back. `JSON` itself fits this shape. */
+export interface Serializer {
+  /** Encodes a value; throws {@link SerializationError} for values it cannot represent. */
+  stringify(value: unknown): string;
+  /** Decodes what `stringify` produced; throws on malformed input. */
+  parse(text: string): unknown;
+}
+
+const DATE_TAG = '$date';
+const ESCAPE_TAG = '$esc';
+
+/**
+ * The default serializer: JSON that refuses to change a value silently.
+ *
+ * - Plain objects, arrays, strings, finite numbers, booleans and `null` round trip as JSON.
+ * - `Date` objects round trip as dates (stored as `{"$date": "<ISO string>"}`).
+ * - Object properties whose value is `undefined` are dropped, as `JSON.stringify` does.
+ * - Everything else is rejected with {@link SerializationError} naming where it is: functions,
+ *   symbols, bigints, `NaN`/`Infinity`, `undefined` inside arrays, invalid dates, cycles, and
+ *   objects that are not plain (`Map`, `Set`, class instances), which JSON would flatten.
+ */
+export const jsonSerializer: Serializer = {
+  stringify(value) {
+    const tagged = inspect(value, '', []);
+    return tagged ? JSON.stringify(value, tagReplacer) : JSON.stringify(value);
+  },
+  parse(text) {
+    const mayHaveTags = text.includes(`"${DATE_TAG}"`) || text.includes(`"${ESCAPE_TAG}"`);
+    return mayHaveTags ? JSON.parse(text, untagReviver) : JSON.parse(text);
+  },
+};
+
+/** Validates a value; returns true when it holds something that must be tagged (a Date, or a key that looks like a tag). */
+function inspect(value: unknown, path: string, ancestors: object[]): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return false;
+    case 'number':
+      if (!Number.isFinite(value)) throw new SerializationError(path, `${value} is not a finite number`);
+      return false;
+    case 'undefined':
+      throw new SerializationError(path, 'undefined cannot be stored here');
+    case 'object':
+      if (value === null) return false;
+      if (value instanceof Date) {
+        if (Number.isNaN(value.getTime())) throw new SerializationError(path, 'an invalid Date cannot be stored');
+        return true;
+      }
+      return inspectContainer(value, path, ancestors);
+    default:
+      throw new SerializationError(path, `a ${typeof value} cannot be stored`);
+  }
+}
+
+function inspectContainer(value: object, path: string, ancestors: object[]): boolean {
+  if (ancestors.includes(value)) throw new SerializationError(path, 'a circular reference cannot be stored');
+  ancestors.push(value);
+  const tagged = Array.isArray(value) ? inspectArray(value, path, ancestors) : inspectObject(value, path, ancestors);
+  ancestors.pop();
+  return tagged;
+}
+
+function inspectArray(value: unknown[], path: string, ancestors: object[]): boolean {
+  let tagged = false;
+  for (let i = 0; i < value.length; i++) tagged = inspect(value[i], `${path}[${i}]`, ancestors) || tagged;
+  return tagged;
+}
+
+function inspectObject(value: object, path: string, ancestors: object[]): boolean {
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    const kind = value.constructor?.name ?? 'object';
+    throw new SerializationError(path, `a ${kind} is not a plain object; JSON would not restore it`);
+  }
+  let tagged = false;
+  for (const [key, child] of Object.entries(value)) {
+    if (child === undefined) continue;
+    if (key === DATE_TAG || key === ESCAPE_TAG) tagged = true;
+    tagged = inspect(child, path ? `${path}.${key}` : key, ancestors) || tagged;
+  }
+  return tagged;
+}
+
+function tagReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  const original = this[key];
+  if (original instanceof Date) return { [DATE_TAG]: value };
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined);
+    const only = keys.length === 1 ? keys[0] : undefined;
+    if (only === DATE_TAG || only === ESCAPE_TAG)
+      return { [ESCAPE_TAG]: [only, (value as Record<string, unknown>)[only]] };
+  }
+  return value;
+}
+
+function untagReviver(_key: string, value: unknown): unknown {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
+  const keys = Object.keys(value);
+  if (keys.length !== 1) return value;
+  const inner = (value as Record<string, unknown>)[keys[0] as string];
+  if (keys[0] === DATE_TAG && typeof inner === 'string') return new Date(inner);
+  if (keys[0] === ESCAPE_TAG && Array.isArray(inner) && inner.length === 2 && typeof inner[0] === 'string') {
+    return { [inner[0]]: inner[1] };
+  }
+  return value;
+}

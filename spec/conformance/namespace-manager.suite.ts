@@ -1,0 +1,398 @@
+/**
+ * The NamespaceManager conformance suite: every backend runs it unchanged.
+ * Multi-process parts run only where namespaces are shared across processes.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  LockCompromisedError,
+  LockStateError,
+  LockTimeoutError,
+  SerializationError,
+  SessionCorruptError,
+  SessionlockError,
+} from '../../lib/index.js';
+import { type BackendFixture, type BackendType, createFixture, TEST_LOCK_STALE } from '../fixtures/backends.js';
+import { isWholeBlob } from '../fixtures/blob.js';
+import { spawnWorker } from '../fixtures/processes.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Settles with 'pending' if `promise` has not settled by the time the event loop has turned `turns` times. */
+async function stateAfter(promise: Promise<unknown>, ms: number): Promise<'resolved' | 'rejected' | 'pending'> {
+  let state: 'resolved' | 'rejected' | 'pending' = 'pending';
+  promise.then(
+    () => {
+      state = 'resolved';
+    },
+    () => {
+      state = 'rejected';
+    },
+  );
+  await sleep(ms);
+  return state;
+}
+
+export function namespaceManagerConformance(type: BackendType): void {
+  describe(`NamespaceManager conformance: ${type}`, () => {
+    let backend: BackendFixture;
+    const fresh = () => `ns-${randomUUID()}`;
+
+    before(async () => {
+      backend = await createFixture(type);
+    });
+    after(() => backend.cleanup());
+
+    describe('the view protocol', () => {
+      it('stores and reads back values under the write lock, and reads them under a read lock', async () => {
+        const name = fresh();
+        const writer = backend.create(name);
+        await writer.withWriteLock(() => {
+          writer.set('a', 1);
+          writer.set('when', new Date('2020-01-02T03:04:05.678Z'));
+          writer.set('nested', { list: [1, 'two', { three: true }], none: null });
+        });
+        const reader = backend.create(name);
+        await reader.withReadLock(() => {
+          assert.equal(reader.get('a'), 1);
+          assert.deepEqual(reader.get('when'), new Date('2020-01-02T03:04:05.678Z'));
+          assert.deepEqual(reader.get('nested'), { list: [1, 'two', { three: true }], none: null });
+          assert.equal(reader.get('missing'), undefined);
+          assert.equal(reader.has('a'), true);
+          assert.equal(reader.has('missing'), false);
+          assert.deepEqual(reader.keys().sort(), ['a', 'nested', 'when']);
+        });
+      });
+
+      it('deletes keys, and remove() deletes the whole namespace', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.withWriteLock(() => {
+          ns.set('a', 1);
+          ns.set('b', 2);
+        });
+        await ns.withWriteLock(() => {
+          assert.equal(ns.delete('a'), true);
+          assert.equal(ns.delete('a'), false);
+        });
+        const other = backend.create(name);
+        await other.withReadLock(() => assert.deepEqual(other.keys(), ['b']));
+        await ns.remove();
+        await other.withReadLock(() => assert.deepEqual(other.keys(), []));
+        await ns.withWriteLock(() => ns.set('again', true));
+        await other.withReadLock(() => assert.equal(other.get('again'), true));
+      });
+
+      it('nests the same mode on one instance; every release commits, the outermost also unlocks', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        assert.equal(await ns.acquireWriteLock(), true);
+        assert.equal(await ns.acquireWriteLock(), true);
+        ns.set('inner', 1);
+        await ns.releaseWriteLock();
+        assert.equal(ns.lockState, 'write');
+        const other = backend.create(name);
+        assert.equal(await other.acquireWriteLock({ wait: false }), false, 'still locked after the inner release');
+        await ns.acquireReadLock();
+        await ns.releaseReadLock();
+        await ns.releaseWriteLock();
+        assert.equal(ns.lockState, 'none');
+        await other.withReadLock(() => assert.equal(other.get('inner'), 1));
+      });
+
+      it('rolls back what withWriteLock changed when its function throws, and unlocks', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.withWriteLock(() => ns.set('kept', 1));
+        await assert.rejects(
+          ns.withWriteLock(() => {
+            ns.set('kept', 2);
+            ns.set('added', 3);
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.equal(ns.lockState, 'none');
+        const other = backend.create(name);
+        await other.withReadLock(() => {
+          assert.equal(other.get('kept'), 1);
+          assert.equal(other.has('added'), false);
+        });
+      });
+
+      it('rejects a value it cannot store at set(), naming the key, and commits nothing of it', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        await ns.withWriteLock(() => {
+          assert.throws(
+            () => ns.set('fn', () => 1),
+            (e: unknown) => e instanceof SerializationError && /fn/.test(e.message),
+          );
+          assert.throws(() => ns.set('sym', Symbol('x')), SerializationError);
+          assert.throws(() => ns.set('cycle', cyclic), SerializationError);
+          assert.throws(() => ns.set('map', new Map()), SerializationError);
+          ns.set('ok', 1);
+        });
+        const other = backend.create(name);
+        await other.withReadLock(() => assert.deepEqual(other.keys(), ['ok']));
+      });
+    });
+
+    describe('exclusion', () => {
+      it('is exact for 50 concurrent async tasks, each with its own manager instance', async () => {
+        const name = fresh();
+        await Promise.all(
+          Array.from({ length: 50 }, async () => {
+            const ns = backend.create(name);
+            for (let i = 0; i < 4; i++) {
+              await ns.withWriteLock(() => ns.set('n', ((ns.get('n') as number | undefined) ?? 0) + 1));
+            }
+          }),
+        );
+        const reader = backend.create(name);
+        await reader.withReadLock(() => assert.equal(reader.get('n'), 200));
+      });
+
+      it('is exact for 4 processes × 250 increments under acquireWriteLock/releaseWriteLock', {
+        skip: !crossProcess(type),
+      }, async () => {
+        const name = fresh();
+        const workers = Array.from({ length: 4 }, () =>
+          spawnWorker({
+            type,
+            options: backend.options,
+            namespace: name,
+            task: { kind: 'increment', count: 250, key: 'n' },
+          }),
+        );
+        await Promise.all(workers.map((worker) => worker.next('done')));
+        const reader = backend.create(name);
+        await reader.withReadLock(() => assert.equal(reader.get('n'), 1000));
+      });
+    });
+
+    describe('readers', () => {
+      it('waits while a writer holds the lock, then sees its commit', async () => {
+        const name = fresh();
+        const writer = backend.create(name);
+        await writer.withWriteLock(() => writer.set('x', 'before'));
+        await writer.acquireWriteLock();
+        writer.set('x', 'after');
+        const reader = backend.create(name);
+        const read = reader.withReadLock(() => reader.get('x'));
+        assert.equal(await stateAfter(read, 100), 'pending');
+        await writer.releaseWriteLock();
+        assert.equal(await read, 'after');
+      });
+
+      it('does not make concurrent readers wait for each other', async () => {
+        const name = fresh();
+        const first = backend.create(name);
+        const second = backend.create(name);
+        await first.acquireReadLock();
+        await second.acquireReadLock();
+        assert.equal(first.lockState, 'read');
+        assert.equal(second.lockState, 'read');
+        await Promise.all([first.releaseReadLock(), second.releaseReadLock()]);
+      });
+
+      it('waits for a writer in another process, then sees its commit', { skip: !crossProcess(type) }, async () => {
+        const name = fresh();
+        const holder = spawnWorker({ type, options: backend.options, namespace: name, task: { kind: 'hold' } });
+        await holder.next('locked');
+        const reader = backend.create(name, { lockTimeout: 20_000 });
+        const read = reader.withReadLock(() => reader.get('holder'));
+        assert.equal(await stateAfter(read, 200), 'pending', 'a reader must wait for the writer');
+        holder.kill();
+        assert.equal(await read, undefined, 'the dead writer committed nothing');
+      });
+    });
+
+    describe('atomicity', { skip: !crossProcess(type) }, () => {
+      it('never shows a torn or empty 100 KB value to a reader process while another process rewrites it', async () => {
+        const name = fresh();
+        const writer = spawnWorker({
+          type,
+          options: backend.options,
+          namespace: name,
+          task: { kind: 'rewrite', size: 100_000 },
+        });
+        await writer.next('written');
+        const reader = spawnWorker({ type, options: backend.options, namespace: name, task: { kind: 'poll-read' } });
+        let rounds = 0;
+        while (rounds < 300) rounds = (await writer.next<{ written: number }>('written')).written;
+        reader.child.send('stop');
+        const { reads, torn } = await reader.next<{ reads: number; torn: number }>('reads');
+        writer.kill();
+        assert.equal(torn, 0);
+        assert.ok(reads > 0);
+      });
+
+      it('keeps the previous value readable when a writer is killed with SIGKILL in the middle of commits', async () => {
+        const name = fresh();
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const writer = spawnWorker({
+            type,
+            options: backend.options,
+            namespace: name,
+            task: { kind: 'rewrite', size: 100_000 },
+          });
+          await writer.next('written');
+          for (let i = 0; i < 5 + attempt * 7; i++) await writer.next('written');
+          writer.kill('SIGKILL');
+          await writer.exited;
+          const reader = backend.create(name, { lockTimeout: 20_000 });
+          const value = await reader.withReadLock(() => reader.get('blob'));
+          assert.ok(isWholeBlob(value), `attempt ${attempt}: the stored value is whole`);
+        }
+      });
+    });
+
+    describe('stale and lost locks', { skip: !crossProcess(type) }, () => {
+      it('gives the lock of a holder killed with SIGKILL to another process after lockStale', async () => {
+        const name = fresh();
+        const holder = spawnWorker({ type, options: backend.options, namespace: name, task: { kind: 'hold' } });
+        await holder.next('locked');
+        holder.kill('SIGKILL');
+        await holder.exited;
+        const next = backend.create(name);
+        assert.equal(await next.acquireWriteLock({ timeout: TEST_LOCK_STALE * 3 }), true);
+        next.set('after', true);
+        await next.releaseWriteLock();
+      });
+
+      it('tells a holder whose event loop was blocked past lockStale with LockCompromisedError, and keeps the new holder’s data', async () => {
+        const name = fresh();
+        const marker = path.join(backend.dataDir as string, `${name}.marker`);
+        const holder = backend.create(name);
+        await holder.acquireWriteLock();
+        holder.set('value', 'from the blocked holder');
+        const rival = spawnWorker({
+          type,
+          options: backend.options,
+          namespace: name,
+          task: { kind: 'write-after-wait', value: 'from the rival', marker },
+        });
+        await rival.next('waiting');
+        const blockUntil = Date.now() + 30_000;
+        while (!fs.existsSync(marker) && Date.now() < blockUntil) {
+          // Block the event loop, as a runaway computation would, until the rival has committed.
+        }
+        await assert.rejects(holder.releaseWriteLock(), LockCompromisedError);
+        assert.equal(holder.lockState, 'none');
+        const reader = backend.create(name);
+        assert.equal(await reader.withReadLock(() => reader.get('value')), 'from the rival');
+        await rival.exited;
+      });
+    });
+
+    describe('misuse', () => {
+      it('throws LockTimeoutError when the wait exceeds its timeout, and returns false with wait: false', async () => {
+        const name = fresh();
+        const holder = backend.create(name);
+        await holder.acquireWriteLock();
+        const other = backend.create(name);
+        await assert.rejects(other.acquireWriteLock({ timeout: 50 }), (e: unknown) => {
+          assert.ok(e instanceof LockTimeoutError && e instanceof SessionlockError);
+          assert.equal(e.code, 'ERR_LOCK_TIMEOUT');
+          return true;
+        });
+        assert.equal(await other.acquireWriteLock({ wait: false }), false);
+        await holder.releaseWriteLock();
+        assert.equal(await other.acquireWriteLock({ wait: false }), true);
+        await other.releaseWriteLock();
+      });
+
+      it('throws LockStateError for releasing what is not held and for writing without the write lock', async () => {
+        const ns = backend.create(fresh());
+        const isStateError = (e: unknown) =>
+          e instanceof LockStateError && e instanceof SessionlockError && e.code === 'ERR_LOCK_STATE';
+        await assert.rejects(ns.releaseWriteLock(), isStateError);
+        await assert.rejects(ns.releaseReadLock(), isStateError);
+        assert.throws(() => ns.get('a'), isStateError);
+        await ns.acquireReadLock();
+        assert.throws(() => ns.set('a', 1), isStateError);
+        assert.throws(() => ns.delete('a'), isStateError);
+        await assert.rejects(ns.acquireWriteLock(), isStateError);
+        await assert.rejects(ns.releaseWriteLock(), isStateError);
+        await ns.releaseReadLock();
+        assert.throws(() => ns.set('a', 1), isStateError);
+      });
+    });
+
+    describe('hostile namespace names', () => {
+      const names = [
+        '../../x',
+        '/abs',
+        'a\u0000b',
+        'x'.repeat(10_000),
+        'ünïcødé ☃',
+        '.',
+        '..',
+        '',
+        'a/b',
+        'a_b',
+        'A',
+        'a',
+      ];
+
+      it('keeps every name apart and never touches anything outside the data directory', async () => {
+        for (const [index, name] of names.entries()) {
+          const ns = backend.create(name);
+          await ns.withWriteLock(() => ns.set('index', index));
+        }
+        for (const [index, name] of names.entries()) {
+          const ns = backend.create(name);
+          assert.equal(
+            await ns.withReadLock(() => ns.get('index')),
+            index,
+            `namespace ${JSON.stringify(name.slice(0, 20))}`,
+          );
+        }
+        if (backend.sandbox && backend.dataDir) {
+          const outside = listTree(backend.sandbox).filter((file) => !file.startsWith(backend.dataDir as string));
+          assert.deepEqual(outside, []);
+        }
+      });
+    });
+
+    describe('corrupt data and storage errors', () => {
+      it('rejects the read of garbage with SessionCorruptError, and remove() clears it', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.withWriteLock(() => ns.set('a', 1));
+        await backend.corrupt(name);
+        await assert.rejects(
+          ns.acquireReadLock(),
+          (e: unknown) => e instanceof SessionCorruptError && e.code === 'ERR_SESSION_CORRUPT',
+        );
+        assert.equal(ns.lockState, 'none');
+        await ns.remove();
+        await ns.withWriteLock(() => ns.set('fresh', true));
+        await ns.withReadLock(() => assert.deepEqual(ns.keys(), ['fresh']));
+      });
+    });
+  });
+}
+
+function crossProcess(type: BackendType): boolean {
+  return type !== 'memory';
+}
+
+function listTree(root: string): string[] {
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      files.push(full);
+      if (entry.isDirectory()) walk(full);
+    }
+  };
+  walk(root);
+  return files;
+}

@@ -1,0 +1,3 @@
+import { namespaceManagerConformance } from '../conformance/namespace-manager.suite.js';
+
+namespaceManagerConformance('file');

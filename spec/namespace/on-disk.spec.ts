@@ -1,0 +1,102 @@
+/** What the on-disk backends (file, dbm) promise beyond the conformance suite. */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { dir } from 'tmp-promise';
+import {
+  createNamespaceManager,
+  type DBMNamespaceManager,
+  type FileNamespaceManager,
+  StorageError,
+} from '../../lib/index.js';
+import { TEST_LOCK_STALE } from '../fixtures/backends.js';
+import { spawnWorker } from '../fixtures/processes.js';
+
+for (const type of ['file', 'dbm'] as const) {
+  describe(`${type} backend on disk`, () => {
+    let root: string;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      ({ path: root, cleanup } = await dir({ unsafeCleanup: true }));
+    });
+    after(() => cleanup());
+
+    const create = (namespace: string, dataDir = path.join(root, 'data')) =>
+      createNamespaceManager(type, namespace, { dataDir, lockStale: TEST_LOCK_STALE }) as
+        | FileNamespaceManager
+        | DBMNamespaceManager;
+
+    it('creates a missing data directory, nested, on the first write', async () => {
+      const dataDir = path.join(root, 'missing', 'deeper');
+      const ns = create('abc', dataDir);
+      assert.equal(await ns.withReadLock(() => ns.get('x')), undefined, 'reading creates nothing');
+      assert.equal(fs.existsSync(dataDir), false);
+      await ns.withWriteLock(() => ns.set('x', 1));
+      assert.equal(fs.existsSync(ns.file), true);
+    });
+
+    it('gives a StorageError naming the path when the data directory cannot be written', async () => {
+      const blocker = path.join(root, 'a-file');
+      fs.writeFileSync(blocker, 'not a directory');
+      const ns = create('abc', path.join(blocker, 'sessions'));
+      await assert.rejects(ns.acquireWriteLock(), (error: unknown) => {
+        assert.ok(error instanceof StorageError);
+        assert.match(error.message, new RegExp(blocker.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+        return true;
+      });
+      assert.equal(ns.lockState, 'none');
+    });
+
+    it('leaves only the namespace file behind: no lock, temporary or empty files', async () => {
+      const dataDir = path.join(root, `clean-${randomUUID()}`);
+      const ns = create('tidy', dataDir);
+      for (let i = 0; i < 20; i++) await ns.withWriteLock(() => ns.set('i', i));
+      const expected = type === 'file' ? ['tidy.json'] : ['tidy.mdb', 'tidy.mdb-lock'];
+      assert.deepEqual(fs.readdirSync(dataDir).sort(), expected);
+      await ns.withWriteLock(() => {});
+      assert.deepEqual(fs.readdirSync(dataDir).sort(), expected, 'a lock without changes writes nothing');
+      await ns.remove();
+      assert.deepEqual(fs.readdirSync(dataDir), [], 'remove() deletes the data and lock files');
+      const untouched = create('never-written', dataDir);
+      await untouched.withWriteLock(() => {});
+      assert.deepEqual(fs.readdirSync(dataDir), [], 'locking a namespace that stays empty leaves no files');
+    });
+
+    it('stays exclusive when several processes wait out a killed holder and take over together', async () => {
+      const namespace = `takeover-${randomUUID()}`;
+      const options = { dataDir: path.join(root, 'data'), lockStale: TEST_LOCK_STALE };
+      const holder = spawnWorker({ type, options, namespace, task: { kind: 'hold' } });
+      await holder.next('locked');
+      const waiters = Array.from({ length: 3 }, () =>
+        spawnWorker({ type, options, namespace, task: { kind: 'increment', count: 50, key: 'n' } }),
+      );
+      holder.kill('SIGKILL');
+      await Promise.all(waiters.map((worker) => worker.next('done')));
+      const reader = create(namespace);
+      assert.equal(await reader.withReadLock(() => reader.get('n')), 150);
+    });
+  });
+}
+
+describe('dbm open-file cache', () => {
+  it('keeps open file descriptors bounded across 5,000 namespaces', async () => {
+    const { path: dataDir, cleanup } = await dir({ unsafeCleanup: true });
+    const openFds = () => fs.readdirSync('/proc/self/fd').length;
+    const baseline = openFds();
+    let peak = baseline;
+    try {
+      for (let i = 0; i < 5000; i++) {
+        const ns = createNamespaceManager('dbm', `s${i}`, { dataDir, maxOpenFiles: 64 });
+        await ns.withWriteLock(() => ns.set('i', i));
+        if (i % 100 === 0) peak = Math.max(peak, openFds());
+      }
+      const first = createNamespaceManager('dbm', 's0', { dataDir });
+      assert.equal(await first.withReadLock(() => first.get('i')), 0);
+      assert.ok(peak - baseline <= 64 * 3 + 16, `open descriptors grew by ${peak - baseline}`);
+    } finally {
+      await cleanup();
+    }
+  });
+});

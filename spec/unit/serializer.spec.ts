@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { jsonSerializer, SerializationError } from '../../lib/index.js';
+
+const roundTrip = (value: unknown) => jsonSerializer.parse(jsonSerializer.stringify(value));
+
+describe('jsonSerializer', () => {
+  it('round trips JSON values and Dates, also nested and in arrays', () => {
+    const value = {
+      text: 'hé',
+      n: -1.5,
+      ok: true,
+      none: null,
+      list: [1, 'a', [new Date(0)]],
+      when: new Date('2024-02-29T12:00:00.000Z'),
+    };
+    assert.deepEqual(roundTrip(value), value);
+    assert.deepEqual(roundTrip(new Date(5)), new Date(5));
+  });
+
+  it('keeps user objects that look like its tags as they are', () => {
+    const value = { a: { $date: '2020-01-01T00:00:00.000Z' }, b: { $esc: [1, 2] }, c: { $date: 'x', other: 1 } };
+    assert.deepEqual(roundTrip(value), value);
+    assert.deepEqual(roundTrip({ $date: 'not a tag' }), { $date: 'not a tag' });
+  });
+
+  it('drops undefined object properties, as JSON does', () => {
+    assert.deepEqual(roundTrip({ a: 1, b: undefined }), { a: 1 });
+  });
+
+  it('rejects what JSON would change, naming where it is', () => {
+    const cyclic: Record<string, unknown> = { inner: {} };
+    (cyclic.inner as Record<string, unknown>).back = cyclic;
+    class Cart {
+      items = [];
+    }
+    const cases: [unknown, RegExp][] = [
+      [{ f: () => 1 }, /f: a function/],
+      [{ s: Symbol('x') }, /s: a symbol/],
+      [{ big: 1n }, /big: a bigint/],
+      [{ n: Number.NaN }, /n: NaN/],
+      [{ n: Number.POSITIVE_INFINITY }, /Infinity/],
+      [{ list: [1, undefined] }, /list\[1\]: undefined/],
+      [{ when: new Date('nope') }, /invalid Date/],
+      [cyclic, /inner\.back: a circular reference/],
+      [{ m: new Map() }, /m: a Map/],
+      [{ s: new Set() }, /s: a Set/],
+      [{ cart: new Cart() }, /cart: a Cart/],
+    ];
+    for (const [value, message] of cases) {
+      assert.throws(
+        () => jsonSerializer.stringify(value),
+        (e: unknown) => e instanceof SerializationError && message.test(e.message),
+      );
+    }
+  });
+
+  it('accepts objects without a prototype and repeated (non-circular) references', () => {
+    const shared = { x: 1 };
+    const bare = Object.assign(Object.create(null), { a: 1 });
+    assert.deepEqual(roundTrip({ one: shared, two: shared, bare }), { one: { x: 1 }, two: { x: 1 }, bare: { a: 1 } });
+  });
+});
