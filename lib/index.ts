@@ -30,6 +30,7 @@ export {
   NamespaceManager,
   type NamespaceManagerOptions,
 } from './namespace/namespace-manager.js';
+export { RedisNamespaceManager, type RedisNamespaceManagerOptions } from './namespace/redis.js';
 export {
   createNamespaceManager,
   type NamespaceManagerClass,
@@ -37,3 +38,5 @@ export {
   registerNamespaceManager,
 } from './namespace/registry.js';
 export { jsonSerializer, type Serializer } from './serializer.js';
+export { Session, type SessionLockOptions, type SessionRequest } from './session.js';
+export type { SessionOptions } from './session-options.js';

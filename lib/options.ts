@@ -10,7 +10,8 @@ export function describe(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   if (Array.isArray(value)) return 'an array';
   if (value === null || typeof value !== 'object') return String(value);
-  return value.constructor?.name ? `a ${value.constructor.name}` : 'an object';
+  const kind = value.constructor?.name;
+  return kind && kind !== 'Object' ? `a ${kind}` : 'an object';
 }
 
 export function checkOptionsObject(options: unknown): void {

@@ -13,6 +13,31 @@ export interface Serializer {
   parse(text: string): unknown;
 }
 
+/**
+ * Encodes `value` with `serializer`, turning any failure into a {@link SerializationError}
+ * whose path starts with `path` (e.g. `cart` or `data.cart[2]`).
+ */
+export function encodeValue(serializer: Serializer, path: string, value: unknown): string {
+  let raw: unknown;
+  try {
+    raw = serializer.stringify(value);
+  } catch (error) {
+    if (error instanceof SerializationError) {
+      const inner = error.message.slice(error.message.indexOf(': ') + 2);
+      throw new SerializationError(joinPath(path, error.path), inner, { cause: error });
+    }
+    throw new SerializationError(path, error instanceof Error ? error.message : String(error), { cause: error });
+  }
+  if (typeof raw !== 'string') throw new SerializationError(path, 'the serializer produced no string');
+  return raw;
+}
+
+function joinPath(outer: string, inner: string): string {
+  if (!inner) return outer;
+  if (!outer) return inner;
+  return inner.startsWith('[') ? `${outer}${inner}` : `${outer}.${inner}`;
+}
+
 const DATE_TAG = '$date';
 const ESCAPE_TAG = '$esc';
 

@@ -40,6 +40,14 @@ export function lmdbLockFile(dataFile: string): string {
 }
 
 const MAP_SIZE = 64 * 1024 * 1024;
+/**
+ * The lmdb `open()` options for a namespace file. Commits are synced (lmdb's default,
+ * with overlapping sync): with lmdb 3.5, `noSync` and `noMetaSync` lost commits made by
+ * several processes on one file in our tests, which spec/namespace/on-disk.spec.ts guards.
+ */
+export function lmdbOpenOptions(file: string) {
+  return { path: file, noSubdir: true, encoding: 'string' as const, mapSize: MAP_SIZE };
+}
 
 export class LmdbEnvironments {
   readonly #entries = new Map<string, Entry>();
@@ -69,7 +77,7 @@ export class LmdbEnvironments {
    * gives `undefined` (nothing is created by reading). Garbage in the file throws
    * {@link SessionCorruptError} naming `namespace`.
    */
-  acquire(file: string, { create, durable, namespace }: { create: boolean; durable: boolean; namespace: string }) {
+  acquire(file: string, { create, namespace }: { create: boolean; namespace: string }) {
     const data = statOrUndefined(file);
     const cached = this.#entries.get(file);
     if (cached) {
@@ -81,10 +89,11 @@ export class LmdbEnvironments {
         cached.users++;
         return cached as EnvironmentHandle;
       }
-      this.retire(cached);
+      if (data && data.ino === cached.dataIno && data.size < cached.dataSize) this.#abandon(cached);
+      else this.retire(cached);
     }
     if (!data && !create) return undefined;
-    const entry = this.#open(file, durable, namespace);
+    const entry = this.#open(file, namespace);
     entry.users++;
     this.#entries.set(file, entry);
     this.#evictUnused();
@@ -116,6 +125,12 @@ export class LmdbEnvironments {
     this.#closeIfUnused(entry);
   }
 
+  /** Retires the handle of `file`, if one is open (its files are about to be deleted). */
+  forget(file: string): void {
+    const entry = this.#entries.get(file);
+    if (entry) this.retire(entry);
+  }
+
   /** Closes every unused environment (tests, shutdown). */
   async closeAll(): Promise<void> {
     const closing = [...this.#entries.values()].filter((entry) => entry.users === 0 && !entry.closed);
@@ -126,19 +141,13 @@ export class LmdbEnvironments {
     await Promise.all(closing.map((entry) => entry.db.close()));
   }
 
-  #open(file: string, durable: boolean, namespace: string): Entry {
+  #open(file: string, namespace: string): Entry {
     ensureDirectory(path.dirname(file));
     const problem = lmdbFileProblem(file);
     if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
     let db: RootDatabase<string, LmdbKey>;
     try {
-      db = open<string, LmdbKey>({
-        path: file,
-        noSubdir: true,
-        encoding: 'string',
-        noSync: !durable,
-        mapSize: MAP_SIZE,
-      });
+      db = open<string, LmdbKey>(lmdbOpenOptions(file));
     } catch (error) {
       if (/MDB_INVALID|MDB_VERSION_MISMATCH|MDB_CORRUPTED/.test(String(error))) {
         throw new SessionCorruptError(namespace, `${file} is not a usable LMDB file`, { cause: error });
@@ -167,6 +176,18 @@ export class LmdbEnvironments {
       this.#entries.delete(entry.path);
       this.#closeIfUnused(entry);
     }
+  }
+
+  /**
+   * Drops a handle whose file was truncated under it by something else, without closing it:
+   * closing flushes through the memory map, and touching a truncated map kills the process.
+   * The handle's descriptors stay open; this only happens when a file is tampered with.
+   */
+  #abandon(entry: Entry): void {
+    entry.retired = true;
+    entry.closed = true;
+    this.#entries.delete(entry.path);
+    process.emitWarning(`sessionlock: ${entry.path} was truncated while open; its handle is abandoned`);
   }
 
   #closeIfUnused(entry: Entry): void {

@@ -5,17 +5,11 @@
  * timeouts, change tracking and rollback live here once.
  * @module
  */
-import {
-  LockCompromisedError,
-  LockStateError,
-  LockTimeoutError,
-  SerializationError,
-  SessionCorruptError,
-} from '../errors.js';
+import { LockCompromisedError, LockStateError, LockTimeoutError, SessionCorruptError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
 import { checkFunction, checkMilliseconds, checkOptionsObject } from '../options.js';
-import { jsonSerializer, type Serializer } from '../serializer.js';
+import { encodeValue, jsonSerializer, type Serializer } from '../serializer.js';
 
 /** Options every NamespaceManager understands; backends add their own. */
 export interface NamespaceManagerOptions {
@@ -78,7 +72,7 @@ const MAX_KEY_BYTES = 1024;
 /**
  * One namespace: a named bag of key/value pairs (one session's data, or one cache region),
  * with read and write locks. Construct a backend: {@link MemoryNamespaceManager},
- * {@link FileNamespaceManager} or {@link DBMNamespaceManager}.
+ * {@link FileNamespaceManager}, {@link DBMNamespaceManager} or {@link RedisNamespaceManager}.
  *
  * To write a backend, extend this class and implement the protected storage primitives
  * (`lockKey`, `readCommitted`, `tryLockStorage`, `unlockStorage`, `writeCommitted`,
@@ -241,8 +235,23 @@ export abstract class NamespaceManager {
    * serializer cannot represent.
    */
   set(key: string, value: unknown): void {
+    this.setEncoded(key, value, encodeValue(this.serializer, key, value));
+  }
+
+  /**
+   * The encoded form of `key`'s value in the open view.
+   * @internal
+   */
+  getEncoded(key: string): string | undefined {
+    return this.#readableView('getEncoded').get(key)?.raw;
+  }
+
+  /**
+   * {@link set} with the value already encoded by this manager's serializer.
+   * @internal
+   */
+  setEncoded(key: string, value: unknown, raw: string): void {
     const view = this.#writableView('set', key);
-    const raw = this.#encode(key, value);
     const current = view.get(key);
     if (current?.raw === raw) {
       view.set(key, { raw, value });
@@ -272,15 +281,7 @@ export abstract class NamespaceManager {
         throw new LockStateError(`Cannot remove ${this.namespace} while holding its read lock`);
       }
       if (!held) {
-        let locked: boolean;
-        try {
-          locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait: true, open: false });
-        } catch (error) {
-          if (!(error instanceof SessionCorruptError)) throw error;
-          await this.removeCorrupt(error);
-          this.#view = new Map();
-          return;
-        }
+        const locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait: true, open: false });
         if (!locked) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
       }
       try {
@@ -350,14 +351,6 @@ export abstract class NamespaceManager {
 
   /** Deletes the namespace from storage while holding the lock. */
   protected abstract removeCommitted(): Promise<void>;
-
-  /**
-   * Called by {@link remove} when the lock cannot even be taken because the stored data is
-   * unreadable (a backend whose lock lives inside its data file). Rethrows by default.
-   */
-  protected async removeCorrupt(error: SessionCorruptError): Promise<void> {
-    throw error;
-  }
 
   /** Writes a debug line to the `log` option, if any. */
   protected log(line: string): void {
@@ -478,22 +471,6 @@ export abstract class NamespaceManager {
     return this.#view as Map<string, ViewEntry>;
   }
 
-  #encode(key: string, value: unknown): string {
-    let raw: unknown;
-    try {
-      raw = this.serializer.stringify(value);
-    } catch (error) {
-      if (error instanceof SerializationError) {
-        throw new SerializationError(joinPath(key, error.path), error.message.replace(/^[^:]*: /, ''), {
-          cause: error,
-        });
-      }
-      throw new SerializationError(key, error instanceof Error ? error.message : String(error), { cause: error });
-    }
-    if (typeof raw !== 'string') throw new SerializationError(key, 'the serializer produced no string');
-    return raw;
-  }
-
   #remember(key: string, current: ViewEntry | undefined): void {
     if (!this.#originals.has(key)) this.#originals.set(key, current);
   }
@@ -529,9 +506,4 @@ export abstract class NamespaceManager {
     const state = held ? `the innermost lock held is a ${held} lock` : 'no lock is held';
     return new LockStateError(`${method}() on ${this.namespace} without holding its ${mode} lock: ${state}`);
   }
-}
-
-function joinPath(key: string, path: string): string {
-  if (!path) return key;
-  return path.startsWith('[') ? `${key}${path}` : `${key}.${path}`;
 }

@@ -8,6 +8,7 @@ import { DBMNamespaceManager } from './dbm.js';
 import { FileNamespaceManager } from './file.js';
 import { MemoryNamespaceManager } from './memory.js';
 import type { NamespaceManager, NamespaceManagerOptions } from './namespace-manager.js';
+import { RedisNamespaceManager } from './redis.js';
 
 /** A NamespaceManager backend: a class constructed with `(namespace, options)`. */
 // biome-ignore lint/suspicious/noExplicitAny: each backend takes its own options type
@@ -17,6 +18,7 @@ const backends = new Map<string, NamespaceManagerClass>([
   ['memory', MemoryNamespaceManager],
   ['file', FileNamespaceManager],
   ['dbm', DBMNamespaceManager],
+  ['redis', RedisNamespaceManager],
 ]);
 
 /** Makes `type` select `backend`, e.g. `registerNamespaceManager('sqlite', SqliteNamespaceManager)`. */

@@ -4,6 +4,8 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import {
   createNamespaceManager,
@@ -11,8 +13,9 @@ import {
   type FileNamespaceManager,
   StorageError,
 } from '../../lib/index.js';
+import { lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
-import { spawnWorker } from '../fixtures/processes.js';
+import { spawnScript, spawnWorker } from '../fixtures/processes.js';
 
 for (const type of ['file', 'dbm'] as const) {
   describe(`${type} backend on disk`, () => {
@@ -79,6 +82,27 @@ for (const type of ['file', 'dbm'] as const) {
     });
   });
 }
+
+describe('lmdb under the options the dbm backend uses', () => {
+  const worker = fileURLToPath(new URL('../fixtures/lmdb-increment-worker.ts', import.meta.url));
+
+  it('keeps every commit of 4 processes × 500 transactions that read before they write, 5 rounds', async () => {
+    const { path: dataDir, cleanup } = await dir({ unsafeCleanup: true });
+    try {
+      for (let round = 0; round < 5; round++) {
+        const file = path.join(dataDir, `round${round}.mdb`);
+        const workers = Array.from({ length: 4 }, () => spawnScript(worker, { file, count: 500 }));
+        await Promise.all(workers.map((w) => w.next('done')));
+        await Promise.all(workers.map((w) => w.exited));
+        const db = open<string, string>(lmdbOpenOptions(file));
+        assert.equal(db.get('n'), '2000', `round ${round}`);
+        await db.close();
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+});
 
 describe('dbm open-file cache', () => {
   it('keeps open file descriptors bounded across 5,000 namespaces', async () => {

@@ -1,0 +1,195 @@
+/**
+ * Redis as the redis backend talks to it: ioredis is imported on first use; each `url` gets
+ * one client per process, created lazily; every command waits for a ready connection and
+ * for its reply only up to `commandTimeout`, so an unreachable server gives a
+ * {@link StorageError} naming its address instead of a hang, and a command that gave up is
+ * never sent later.
+ * @module
+ */
+import { once } from 'node:events';
+import type { Cluster, Redis } from 'ioredis';
+import { StorageError } from '../errors.js';
+
+/** An ioredis client: a `Redis` connection or a `Cluster`. */
+export type RedisClient = Redis | Cluster;
+
+/** A Lua script, run with EVALSHA (EVAL the first time on each connection) through ioredis's `defineCommand`. */
+export interface LuaScript {
+  /** The command name it is defined under on a client. */
+  readonly name: string;
+  /** How many of its arguments are keys. */
+  readonly keys: number;
+  readonly lua: string;
+}
+
+type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+
+const sharedClients = new Map<string, Promise<Redis>>();
+const clientIds = new WeakMap<RedisClient, number>();
+const definedScripts = new WeakMap<RedisClient, Set<string>>();
+/** How many commands wait on each client: a shared client reconnects only while one does. */
+const waiting = new WeakMap<RedisClient, number>();
+let nextClientId = 0;
+
+/** Commands to one Redis server or cluster, each bounded by a timeout. */
+export class RedisConnection {
+  /** Equal for connections that share a client. */
+  readonly id: string;
+  readonly #source: RedisClient | URL;
+  readonly #timeout: number;
+
+  /** `source`: an application's client, or the URL of a client shared in this process. */
+  constructor(source: RedisClient | URL, timeout: number) {
+    this.#source = source;
+    this.#timeout = timeout;
+    if (source instanceof URL) {
+      this.id = source.href;
+    } else {
+      if (!clientIds.has(source)) clientIds.set(source, nextClientId++);
+      this.id = `client-${clientIds.get(source)}`;
+    }
+  }
+
+  /** The server's `host:port` (or socket path, or a cluster's nodes), for messages. */
+  get address(): string {
+    const source = this.#source;
+    if (source instanceof URL) return `${source.hostname || '127.0.0.1'}:${source.port || 6379}`;
+    if (source.isCluster) {
+      const nodes = (source as Cluster).nodes('master').map((node) => addressOf(node));
+      return `cluster ${nodes.join(',') || '(no node reached yet)'}`;
+    }
+    return addressOf(source as Redis);
+  }
+
+  /**
+   * Sends what `send` sends once the connection is ready. Rejects with a StorageError
+   * ("Cannot `action` redis at `address`: reason") when it fails or takes longer than the timeout.
+   */
+  async command<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    let client: RedisClient | undefined;
+    const timer = setTimeout(() => {
+      const state = client && client.status !== 'ready' ? ` while the connection was ${client.status}` : '';
+      controller.abort(new Error(`no reply within ${this.#timeout} ms (commandTimeout)${state}`));
+    }, this.#timeout);
+    try {
+      client = await this.#client();
+      waiting.set(client, (waiting.get(client) ?? 0) + 1);
+      await whenReady(client, controller.signal);
+      controller.signal.throwIfAborted();
+      return await Promise.race([send(client), rejectOnAbort(controller.signal)]);
+    } catch (error) {
+      const cause = controller.signal.aborted ? controller.signal.reason : error;
+      throw new StorageError(this.address, `${action} redis at`, { cause });
+    } finally {
+      clearTimeout(timer);
+      if (client) waiting.set(client, (waiting.get(client) as number) - 1);
+    }
+  }
+
+  /** Runs `script` with `keys` and `args`, like {@link command}. */
+  script(
+    action: string,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return this.command(action, (client) => {
+      defineScript(client, script);
+      const run = (client as unknown as Record<string, ScriptCommand>)[script.name] as ScriptCommand;
+      return run.call(client, ...keys, ...args);
+    });
+  }
+
+  #client(): Promise<RedisClient> {
+    const source = this.#source;
+    return source instanceof URL ? sharedClient(source) : Promise.resolve(source);
+  }
+}
+
+/** A {@link LuaScript} named `sessionlock<Name>`. */
+export function luaScript(name: string, keys: number, lua: string): LuaScript {
+  return { name: `sessionlock${name}`, keys, lua };
+}
+
+/** Whether `error` is Redis saying a key holds another type than the command expects. */
+export function isWrongType(error: unknown): boolean {
+  const cause = error instanceof StorageError ? error.cause : error;
+  return cause instanceof Error && cause.message.startsWith('WRONGTYPE');
+}
+
+/** Closes the clients this process opened for `url`s (never an application's own client). */
+export async function closeSharedClients(): Promise<void> {
+  const clients = [...sharedClients.values()];
+  sharedClients.clear();
+  await Promise.all(
+    clients.map(async (opening) => {
+      const client = await opening.catch(() => undefined);
+      if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());
+      else client?.disconnect();
+    }),
+  );
+}
+
+async function sharedClient(url: URL): Promise<Redis> {
+  const existing = sharedClients.get(url.href);
+  if (existing) {
+    const client = await existing.catch(() => undefined);
+    if (client && client.status !== 'end') return client;
+    if (sharedClients.get(url.href) === existing) sharedClients.delete(url.href);
+    return sharedClient(url);
+  }
+  const opening = openClient(url);
+  sharedClients.set(url.href, opening);
+  return opening;
+}
+
+async function openClient(url: URL): Promise<Redis> {
+  let Client: typeof Redis;
+  try {
+    ({ Redis: Client } = await import('ioredis'));
+  } catch (error) {
+    throw new Error('the redis backend needs the ioredis package, an optional peer dependency: npm install ioredis', {
+      cause: error,
+    });
+  }
+  const client: Redis = new Client(url.href, {
+    lazyConnect: true,
+    // Commands are sent only on a ready connection (see whenReady), so none waits in a
+    // queue past its timeout, and one cut off by a disconnect is not replayed later.
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    // Reconnects only while a command waits; an idle client that lost its server ends
+    // (and is replaced on next use), so it keeps no timer running.
+    retryStrategy: (attempt: number): number | null => (waiting.get(client) ? Math.min(50 * attempt, 1000) : null),
+    connectionName: 'sessionlock',
+  });
+  client.on('error', () => {});
+  // An idle connection does not keep the process alive; a command in flight does (its timer).
+  client.on('connect', () => client.stream.unref());
+  return client;
+}
+
+async function whenReady(client: RedisClient, signal: AbortSignal): Promise<void> {
+  if (client.status === 'ready') return;
+  if (client.status === 'end') throw new Error('the client has been closed');
+  if (client.status === 'wait') client.connect().catch(() => {});
+  await once(client, 'ready', { signal });
+}
+
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+}
+
+function defineScript(client: RedisClient, script: LuaScript): void {
+  const names = definedScripts.get(client) ?? new Set();
+  definedScripts.set(client, names);
+  if (names.has(script.name)) return;
+  client.defineCommand(script.name, { numberOfKeys: script.keys, lua: script.lua });
+  names.add(script.name);
+}
+
+function addressOf(client: Redis): string {
+  const { host, port, path } = client.options;
+  return path ?? `${host ?? '127.0.0.1'}:${port ?? 6379}`;
+}

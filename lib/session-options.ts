@@ -1,0 +1,262 @@
+/**
+ * Session options and their validation. Options are checked once per options object
+ * (cached), so passing the same object on every request costs nothing after the first.
+ * @module
+ */
+import { type CookieAttributes, checkAttribute, isCookieName } from './cookie.js';
+import type { NamespaceManager, NamespaceManagerOptions } from './namespace/namespace-manager.js';
+import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
+import {
+  checkBoolean,
+  checkFunction,
+  checkMilliseconds,
+  checkOptionsObject,
+  checkString,
+  describe,
+} from './options.js';
+import { jsonSerializer, type Serializer } from './serializer.js';
+import { IdSigner, isSessionId } from './session-id.js';
+
+/**
+ * Options of a {@link Session}. Myghty's names are given in camelCase (`session_data_dir`
+ * → `dataDir`); options a backend needs (`store`, `durable`, `maxOpenFiles`, `client`, `url`,
+ * `prefix`, …) are passed on to it.
+ */
+export interface SessionOptions extends NamespaceManagerOptions {
+  /**
+   * The session id to load, for sessions carried outside cookies (Myghty `session_id`).
+   * Subject to `strict` like an id from a cookie.
+   */
+  id?: string;
+  /**
+   * Read the id from the request's Cookie header and offer a Set-Cookie in
+   * {@link Session.cookieHeader} (Myghty `session_use_cookies`).
+   * @default true
+   */
+  useCookies?: boolean;
+  /**
+   * Corrupt stored data starts a fresh session (with `wasInvalidated`) instead of making
+   * `load()` throw {@link SessionCorruptError} (Myghty `session_invalidate_corrupt`).
+   * @default false
+   */
+  invalidateCorrupt?: boolean;
+  /**
+   * The storage backend: 'memory', 'file', 'dbm', 'redis' or a registered name (Myghty `session_type`).
+   * @default 'dbm' when `dataDir` is given, else 'memory'
+   */
+  type?: string;
+  /** A NamespaceManager class to use instead of `type` (Myghty `session_namespace_class`). */
+  namespaceClass?: NamespaceManagerClass;
+  /**
+   * The cookie's name (Myghty `session_key`).
+   * @default 'sessionlock_id'
+   */
+  key?: string;
+  /** Seconds of inactivity after which the session is invalidated on load (Myghty `session_timeout`). None by default. */
+  timeout?: number;
+  /**
+   * When the cookie expires (Myghty `session_cookie_expires`): `true`, when the browser
+   * closes; `false`, never; a `Date`; or a number of seconds from now, renewed as the
+   * session is used.
+   * @default true
+   */
+  cookieExpires?: boolean | Date | number;
+  /**
+   * Signs session ids in cookies with HMAC-SHA256 (Myghty `session_secret`). An array
+   * rotates secrets: the first signs, any verifies.
+   */
+  secret?: string | readonly string[];
+  /** Receives a debug line for each invalidation, rejected cookie and lock wait (Myghty `session_log_file`). */
+  log?: (line: string) => void;
+  /** @default '/' */
+  cookiePath?: string;
+  /** The cookie's Domain attribute; none (host-only) by default. */
+  cookieDomain?: string;
+  /** The cookie's Secure attribute: send it over HTTPS only. @default false */
+  secure?: boolean;
+  /** The cookie's HttpOnly attribute: hide it from scripts. @default true */
+  httpOnly?: boolean;
+  /** The cookie's SameSite attribute ('None' needs `secure`). @default 'Lax' */
+  sameSite?: 'Strict' | 'Lax' | 'None';
+  /** The cookie's Partitioned attribute (CHIPS; needs `secure`). @default false */
+  partitioned?: boolean;
+  /**
+   * Seconds between writes of the access time: a load writes it only when the stored one
+   * is older, so read-only requests cost no write (zope.session's "resolution"). A session
+   * then times out between `timeout - accessResolution` and `timeout` seconds after its
+   * last use.
+   * @default a tenth of `timeout`, at most 60
+   */
+  accessResolution?: number;
+  /**
+   * Never adopt an id that is not in storage: a client cannot choose its session id.
+   * @default true
+   */
+  strict?: boolean;
+  /** Backend option ('memory'): the MemoryStore to use. */
+  store?: unknown;
+  /** Backend option ('file'): fsync each commit. */
+  durable?: boolean;
+  /** Backend option ('dbm'): how many LMDB files stay open. */
+  maxOpenFiles?: number;
+  /** Backend options ('redis'): see RedisNamespaceManager. */
+  client?: unknown;
+  url?: string;
+  prefix?: string;
+  commandTimeout?: number;
+}
+
+/** Options that configure the Session itself rather than its storage. */
+const SESSION_ONLY = new Set<string>([
+  'id',
+  'useCookies',
+  'invalidateCorrupt',
+  'type',
+  'namespaceClass',
+  'key',
+  'timeout',
+  'cookieExpires',
+  'secret',
+  'cookiePath',
+  'cookieDomain',
+  'secure',
+  'httpOnly',
+  'sameSite',
+  'partitioned',
+  'accessResolution',
+  'strict',
+]);
+
+const FAR_FUTURE = new Date('9999-12-31T23:59:59.000Z');
+const DEFAULT_KEY = 'sessionlock_id';
+
+/** Validated, normalised session options. */
+export interface SessionConfig {
+  readonly id: string | undefined;
+  readonly useCookies: boolean;
+  readonly invalidateCorrupt: boolean;
+  readonly key: string;
+  /** Milliseconds, or undefined for no timeout. */
+  readonly timeout: number | undefined;
+  /** Milliseconds. */
+  readonly accessResolution: number;
+  readonly strict: boolean;
+  readonly signer: IdSigner;
+  readonly log: ((line: string) => void) | undefined;
+  readonly serializer: Serializer;
+  /** Whether the cookie's expiry moves with use (a number of seconds). */
+  readonly rollingCookie: boolean;
+  createManager(id: string): NamespaceManager;
+  cookieAttributes(now: number): CookieAttributes;
+}
+
+const configs = new WeakMap<object, SessionConfig>();
+
+/** The validated form of `options`; throws a TypeError naming the first bad option. */
+export function sessionConfig(options: SessionOptions): SessionConfig {
+  checkOptionsObject(options);
+  let config = configs.get(options);
+  if (!config) {
+    config = buildConfig(options);
+    configs.set(options, config);
+  }
+  return config;
+}
+
+function buildConfig(options: SessionOptions): SessionConfig {
+  const timeout = seconds('timeout', options.timeout);
+  const resolution = seconds('accessResolution', options.accessResolution) ?? defaultResolution(timeout);
+  const key = checkString('key', options.key ?? DEFAULT_KEY) as string;
+  if (!isCookieName(key)) throw new TypeError(`key must be a valid cookie name, received ${describe(key)}`);
+  if (options.id !== undefined && !isSessionId(options.id)) {
+    throw new TypeError(`id must be 16-128 letters, digits, '_' or '-', received ${describe(options.id)}`);
+  }
+  const Backend = backendClass(options);
+  const storage = storageOptions(options, timeout, resolution);
+  new Backend('option-check', storage);
+  const cookieAttributes = cookieAttributesOf(options);
+  const log = checkFunction<(line: string) => void>('log', options.log);
+  return {
+    id: options.id,
+    useCookies: checkBoolean('useCookies', options.useCookies, true),
+    invalidateCorrupt: checkBoolean('invalidateCorrupt', options.invalidateCorrupt, false),
+    key,
+    timeout,
+    accessResolution: resolution,
+    strict: checkBoolean('strict', options.strict, true),
+    signer: new IdSigner(secrets(options.secret)),
+    log,
+    serializer: options.serializer ?? jsonSerializer,
+    rollingCookie: typeof options.cookieExpires === 'number',
+    createManager: (id) => new Backend(id, storage),
+    cookieAttributes,
+  };
+}
+
+function seconds(name: string, value: unknown): number | undefined {
+  return value === undefined ? undefined : checkMilliseconds(name, value, 0) * 1000;
+}
+
+function defaultResolution(timeout: number | undefined): number {
+  return timeout === undefined ? 60_000 : Math.min(60_000, timeout / 10);
+}
+
+function backendClass(options: SessionOptions): NamespaceManagerClass {
+  if (options.namespaceClass !== undefined) {
+    if (typeof options.namespaceClass !== 'function') {
+      throw new TypeError(
+        `namespaceClass must be a NamespaceManager class, received ${describe(options.namespaceClass)}`,
+      );
+    }
+    return options.namespaceClass;
+  }
+  const type = options.type ?? (options.dataDir === undefined ? 'memory' : 'dbm');
+  return namespaceManagerClass(checkString('type', type) as string);
+}
+
+/** What the backend gets: every option that is not the Session's own, plus a data TTL for backends that expire data. */
+function storageOptions(options: SessionOptions, timeout: number | undefined, resolution: number) {
+  const storage: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(options)) if (!SESSION_ONLY.has(name)) storage[name] = value;
+  if (timeout !== undefined && storage.ttl === undefined) storage.ttl = timeout + resolution + 60_000;
+  return storage;
+}
+
+function secrets(secret: unknown): string[] {
+  if (secret === undefined) return [];
+  const list = typeof secret === 'string' ? [secret] : secret;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((s) => typeof s === 'string' && s.length > 0)) {
+    throw new TypeError(`secret must be a non-empty string or array of them, received ${describe(secret)}`);
+  }
+  return list;
+}
+
+function cookieAttributesOf(options: SessionOptions): (now: number) => CookieAttributes {
+  const secure = checkBoolean('secure', options.secure, false);
+  const sameSite = options.sameSite ?? 'Lax';
+  if (!['Strict', 'Lax', 'None'].includes(sameSite)) {
+    throw new TypeError(`sameSite must be 'Strict', 'Lax' or 'None', received ${describe(sameSite)}`);
+  }
+  const partitioned = checkBoolean('partitioned', options.partitioned, false);
+  if ((sameSite === 'None' || partitioned) && !secure) {
+    throw new TypeError(`sameSite 'None' and partitioned cookies need secure: true (browsers reject them otherwise)`);
+  }
+  const fixed: CookieAttributes = {
+    path: checkAttribute('cookiePath', checkString('cookiePath', options.cookiePath ?? '/') as string),
+    domain: options.cookieDomain === undefined ? undefined : checkAttribute('cookieDomain', options.cookieDomain),
+    secure,
+    httpOnly: checkBoolean('httpOnly', options.httpOnly, true),
+    sameSite,
+    partitioned,
+  };
+  const expires = options.cookieExpires ?? true;
+  if (expires === true) return () => fixed;
+  if (expires === false) return () => ({ ...fixed, expires: FAR_FUTURE });
+  if (expires instanceof Date && !Number.isNaN(expires.getTime())) return () => ({ ...fixed, expires });
+  if (typeof expires === 'number' && Number.isFinite(expires) && expires >= 0) {
+    return (now) => ({ ...fixed, maxAge: expires, expires: new Date(now + expires * 1000) });
+  }
+  throw new TypeError(
+    `cookieExpires must be true, false, a Date or a number of seconds, received ${describe(expires)}`,
+  );
+}

@@ -1,0 +1,112 @@
+/**
+ * How a session lays out its state in its namespace: one stored key per top-level data key
+ * and per key of each named namespace, so concurrent saves merge key by key.
+ *
+ * | stored key            | holds                                  |
+ * | --------------------- | -------------------------------------- |
+ * | `#created`            | creation time (epoch ms)               |
+ * | `#accessed`           | last recorded access (epoch ms)        |
+ * | `=<key>`              | `session.data[key]`                    |
+ * | `:<name>=<key>`       | `session.namespace(name)[key]` (name URI-encoded) |
+ * @module
+ */
+import { SessionCorruptError } from './errors.js';
+import type { NamespaceManager } from './namespace/namespace-manager.js';
+import { encodeValue, type Serializer } from './serializer.js';
+
+export const CREATED = '#created';
+export const ACCESSED = '#accessed';
+
+/** A session's dictionaries: the root (`data`) and its named namespaces. */
+export interface SessionDictionaries {
+  data: Record<string, unknown>;
+  namespaces: Map<string, Record<string, unknown>>;
+}
+
+/** A session as read from its namespace, with the encoded form of every stored key. */
+export interface StoredSession extends SessionDictionaries {
+  created: number | undefined;
+  accessed: number | undefined;
+  encoded: Map<string, string>;
+}
+
+/** An encoded state: stored key → value and its encoding. */
+export type EncodedState = Map<string, { value: unknown; raw: string }>;
+
+export function dataKey(key: string): string {
+  return `=${key}`;
+}
+
+export function namespaceKey(name: string, key: string): string {
+  return `:${encodeURIComponent(name)}=${key}`;
+}
+
+type StoredKey = { scope: 'time' } | { scope: 'data'; key: string } | { scope: 'namespace'; name: string; key: string };
+
+function parseKey(stored: string, id: string): StoredKey {
+  if (stored === CREATED || stored === ACCESSED) return { scope: 'time' };
+  if (stored.startsWith('=')) return { scope: 'data', key: stored.slice(1) };
+  const equals = stored.indexOf('=');
+  if (stored.startsWith(':') && equals > 0) {
+    return { scope: 'namespace', name: decodeName(stored.slice(1, equals), id), key: stored.slice(equals + 1) };
+  }
+  throw new SessionCorruptError(id, `the stored key ${JSON.stringify(stored)} is not a session key`);
+}
+
+/** Sets (or, for `undefined`, deletes) the dictionary entry a stored key stands for. */
+export function applyChange(dictionaries: SessionDictionaries, stored: string, value: unknown): void {
+  const place = parseKey(stored, '');
+  if (place.scope === 'time') return;
+  let dictionary = dictionaries.data;
+  if (place.scope === 'namespace') {
+    dictionary = dictionaries.namespaces.get(place.name) ?? {};
+    dictionaries.namespaces.set(place.name, dictionary);
+  }
+  if (value === undefined) delete dictionary[place.key];
+  else dictionary[place.key] = value;
+}
+
+/** Reads the open view of `manager` into dictionaries. Throws SessionCorruptError for keys or times it cannot place. */
+export function readSession(manager: NamespaceManager): StoredSession {
+  const stored: StoredSession = {
+    created: undefined,
+    accessed: undefined,
+    data: {},
+    namespaces: new Map(),
+    encoded: new Map(),
+  };
+  for (const key of manager.keys()) {
+    const value = manager.get(key);
+    stored.encoded.set(key, manager.getEncoded(key) as string);
+    if (parseKey(key, manager.namespace).scope !== 'time') {
+      applyChange(stored, key, value);
+    } else if (typeof value !== 'number') {
+      throw new SessionCorruptError(manager.namespace, `${key} is not a time`);
+    } else {
+      stored[key === CREATED ? 'created' : 'accessed'] = value;
+    }
+  }
+  return stored;
+}
+
+/** Encodes every value of the dictionaries (undefined values are absent). Throws SerializationError naming where. */
+export function encodeSession({ data, namespaces }: SessionDictionaries, serializer: Serializer): EncodedState {
+  const state: EncodedState = new Map();
+  const add = (stored: string, path: string, value: unknown) => {
+    if (value !== undefined) state.set(stored, { value, raw: encodeValue(serializer, path, value) });
+  };
+  for (const [key, value] of Object.entries(data)) add(dataKey(key), `data.${key}`, value);
+  for (const [name, dictionary] of namespaces) {
+    for (const [key, value] of Object.entries(dictionary))
+      add(namespaceKey(name, key), `namespace(${name}).${key}`, value);
+  }
+  return state;
+}
+
+function decodeName(encoded: string, id: string): string {
+  try {
+    return decodeURIComponent(encoded);
+  } catch (error) {
+    throw new SessionCorruptError(id, `the namespace name ${JSON.stringify(encoded)} is malformed`, { cause: error });
+  }
+}

@@ -1,0 +1,496 @@
+/**
+ * The Session: Myghty's session on top of any NamespaceManager. It loads immediately and
+ * unlocks, saves only the keys a request changed (merged into the latest stored state), can
+ * be locked for a read-modify-write, times out, and signs its ids.
+ * @module
+ */
+import { cookieValues, serializeCookie } from './cookie.js';
+import { LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
+import type { NamespaceManager } from './namespace/namespace-manager.js';
+import { checkString, describe } from './options.js';
+import { generateSessionId } from './session-id.js';
+import { type SessionConfig, type SessionOptions, sessionConfig } from './session-options.js';
+import {
+  ACCESSED,
+  applyChange,
+  CREATED,
+  type EncodedState,
+  encodeSession,
+  readSession,
+  type StoredSession,
+} from './session-record.js';
+
+/** What a Session needs of a request: its headers (a node:http IncomingMessage fits). */
+export interface SessionRequest {
+  headers: { cookie?: string | string[] | undefined };
+}
+
+/** Options of {@link Session.lock}. */
+export interface SessionLockOptions {
+  /** Milliseconds to wait for the lock before {@link LockTimeoutError}. @default the `lockTimeout` option */
+  timeout?: number;
+}
+
+/** A change to apply: the new encoded value, or `undefined` to delete. */
+type Changes = Map<string, { value: unknown; raw: string } | undefined>;
+
+type Outcome = 'loaded' | 'absent' | 'invalidated';
+
+/**
+ * A web session.
+ *
+ * ```ts
+ * const session = await Session.open(req, { dataDir: './sessions', key: 'sid', timeout: 1800 });
+ * session.data.cart = items;
+ * await session.save();
+ * if (session.cookieHeader) res.setHeader('Set-Cookie', session.cookieHeader);
+ * ```
+ *
+ * `load()` reads the stored data under a shared lock and releases it at once, so many
+ * requests of one browser proceed in parallel. `save()` writes only the keys this request
+ * changed into the latest stored state, so concurrent requests that change different keys
+ * both survive. For a read-modify-write of one key, hold the lock: `withLock(fn)`.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: session data is the application's to type
+export class Session<Data extends object = Record<string, any>> {
+  readonly #config: SessionConfig;
+  readonly #cookies: string[];
+  #id = '';
+  #manager: NamespaceManager | undefined;
+  #loaded = false;
+  #stored = false;
+  #isNew = true;
+  #wasInvalidated = false;
+  #created = new Date();
+  #accessed = this.#created;
+  #data = {} as Data;
+  #namespaces = new Map<string, Record<string, unknown>>();
+  #baseline = new Map<string, string>();
+  #clientValue: string | undefined;
+  #touched = false;
+  #clearCookie = false;
+  #locked = false;
+
+  /** A session for `request` (may be undefined with `useCookies: false`). Call {@link load} before using it. */
+  constructor(request: SessionRequest | undefined | null, options: SessionOptions = {}) {
+    this.#config = sessionConfig(options);
+    this.#cookies = this.#config.useCookies ? cookieValues(request?.headers?.cookie, this.#config.key) : [];
+  }
+
+  /** Constructs and loads a session. */
+  // biome-ignore lint/suspicious/noExplicitAny: session data is the application's to type
+  static async open<Data extends object = Record<string, any>>(
+    request: SessionRequest | undefined | null,
+    options: SessionOptions = {},
+  ): Promise<Session<Data>> {
+    const session = new Session<Data>(request, options);
+    await session.load();
+    return session;
+  }
+
+  /** The session id. It changes with {@link invalidate} and {@link regenerate}. */
+  get id(): string {
+    return this.#need('id').#id;
+  }
+
+  /** True when no stored session was found (or the stored one was invalidated) and a new one started. */
+  get isNew(): boolean {
+    return this.#isNew;
+  }
+
+  /** True when a stored session was invalidated on load (timed out, or corrupt with `invalidateCorrupt`), or by {@link invalidate}. */
+  get wasInvalidated(): boolean {
+    return this.#wasInvalidated;
+  }
+
+  /** When the session was created. */
+  get created(): Date {
+    return new Date(this.#created);
+  }
+
+  /** When the session was last accessed before this request (to `accessResolution`). */
+  get accessed(): Date {
+    return new Date(this.#accessed);
+  }
+
+  /** The cookie name. */
+  get key(): string {
+    return this.#config.key;
+  }
+
+  /** The timeout in seconds, if any. */
+  get timeout(): number | undefined {
+    return this.#config.timeout === undefined ? undefined : this.#config.timeout / 1000;
+  }
+
+  /** The session's dictionary. Change it freely, nested values included; {@link save} stores what changed. */
+  get data(): Data {
+    return this.#need('data').#data;
+  }
+
+  set data(data: Data) {
+    this.#need('data');
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+      throw new TypeError(`data must be a plain object, received ${describe(data)}`);
+    }
+    this.#data = data;
+  }
+
+  /** Whether the data differs from what is stored (a new session: whether it holds anything). */
+  get modified(): boolean {
+    if (!this.#loaded) return false;
+    let state: EncodedState;
+    try {
+      state = this.#encode();
+    } catch {
+      return true;
+    }
+    return this.#stored ? this.#changes(state).size > 0 : state.size > 0;
+  }
+
+  /** Whether this session holds its lock ({@link lock}). */
+  get locked(): boolean {
+    return this.#locked;
+  }
+
+  /**
+   * The Set-Cookie header value to send, or `undefined` when the browser's cookie is right
+   * already. Defined when a stored session's id is new to the browser (a new session after
+   * its first save, after {@link regenerate} or {@link invalidate}), when a rotated secret
+   * re-signs it, when a rolling `cookieExpires` renews it, and (an expired cookie) after
+   * {@link invalidate} without a save.
+   */
+  get cookieHeader(): string | undefined {
+    if (!this.#config.useCookies || !this.#loaded) return undefined;
+    const now = Date.now();
+    if (!this.#stored) {
+      if (!this.#clearCookie) return undefined;
+      return serializeCookie(this.key, '', { ...this.#config.cookieAttributes(now), maxAge: 0, expires: new Date(0) });
+    }
+    const value = this.#config.signer.sign(this.#id);
+    if (value === this.#clientValue && !(this.#config.rollingCookie && this.#touched)) return undefined;
+    return serializeCookie(this.key, value, this.#config.cookieAttributes(now));
+  }
+
+  /**
+   * Loads the session: the id from `options.id` or the request's cookie, if it is well formed,
+   * correctly signed and stored; otherwise a new session. A stored session idle longer than
+   * `timeout` is removed and a new one starts (`wasInvalidated`). Throws
+   * {@link SessionCorruptError} for corrupt data unless `invalidateCorrupt`.
+   */
+  async load(): Promise<this> {
+    if (this.#locked) throw new LockStateError('load() while the session is locked: lock() loaded it already');
+    const candidates = this.#candidates();
+    for (const candidate of candidates) {
+      const outcome = await this.#loadStored(candidate.id);
+      if (outcome === 'loaded') {
+        this.#clientValue = candidate.value;
+        return this;
+      }
+      if (outcome === 'invalidated') return this;
+    }
+    this.#startNew(this.#config.strict ? undefined : candidates[0]?.id);
+    return this;
+  }
+
+  /**
+   * Stores what changed since the load (or the last save), merged key by key into the latest
+   * stored state; writes nothing when nothing changed. Throws {@link SerializationError}
+   * before writing anything when a value cannot be stored. Does not resurrect a session that
+   * another request removed meanwhile.
+   */
+  async save(): Promise<void> {
+    this.#need('save');
+    const state = this.#encode();
+    const changes = this.#changes(state);
+    if (this.#stored && changes.size === 0) return;
+    const manager = this.#managerFor(this.#id);
+    const wasStored = this.#stored;
+    let vanished = false;
+    await manager.withWriteLock(() => {
+      if (wasStored && !manager.has(CREATED)) {
+        vanished = true;
+        return;
+      }
+      if (!wasStored) {
+        manager.set(CREATED, this.#created.getTime());
+        manager.set(ACCESSED, this.#accessed.getTime());
+      }
+      for (const [key, change] of changes) {
+        if (change) manager.setEncoded(key, change.value, change.raw);
+        else manager.delete(key);
+      }
+    });
+    if (vanished) {
+      this.#log(`session ${this.#id} was removed by another request; not recreating it`);
+      this.#stored = false;
+      this.#wasInvalidated = true;
+      return;
+    }
+    this.#adoptBaseline(state);
+    this.#stored = true;
+    this.#touched = true;
+    this.#clearCookie = false;
+  }
+
+  /** Removes the stored data. The session stays valid (same id); the next save writes it anew. */
+  async delete(): Promise<void> {
+    this.#need('delete');
+    if (this.#manager) await this.#manager.remove();
+    this.#stored = false;
+    this.#baseline = new Map();
+  }
+
+  /** Removes the stored data and starts a new, empty session with a new id (`isNew` and `wasInvalidated`). */
+  async invalidate(): Promise<void> {
+    this.#need('invalidate');
+    if (this.#manager) await this.#manager.remove();
+    await this.#releaseLock();
+    const hadCookie = this.#clientValue !== undefined;
+    this.#startNew();
+    this.#wasInvalidated = true;
+    this.#clearCookie = hadCookie;
+  }
+
+  /**
+   * Moves the session to a new id, keeping its data, and removes the old record so the old
+   * id no longer loads anything. Call it when a user logs in (session fixation defence).
+   */
+  async regenerate(): Promise<void> {
+    this.#need('regenerate');
+    const state = this.#encode();
+    const previous = this.#manager;
+    const wasLocked = this.#locked;
+    const id = generateSessionId();
+    const manager = this.#config.createManager(id);
+    await manager.withWriteLock(() => {
+      manager.set(CREATED, this.#created.getTime());
+      manager.set(ACCESSED, Date.now());
+      for (const [key, { value, raw }] of state) manager.setEncoded(key, value, raw);
+    });
+    if (previous) await previous.remove();
+    await this.#releaseLock();
+    this.#id = id;
+    this.#manager = manager;
+    this.#stored = true;
+    this.#touched = true;
+    this.#adoptBaseline(state);
+    if (wasLocked) await this.lock();
+  }
+
+  /**
+   * Takes the session's exclusive lock and reloads the data under it; held until
+   * {@link unlock}. Other loads of the session wait meanwhile, then see what was saved.
+   * Unsaved changes made before are kept on top of the reloaded data.
+   */
+  async lock(options: SessionLockOptions = {}): Promise<void> {
+    this.#need('lock');
+    if (this.#locked) return;
+    const pending = this.#changes(this.#encode());
+    const manager = this.#managerFor(this.#id);
+    await manager.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
+    this.#locked = true;
+    try {
+      const stored = readSession(manager);
+      if (stored.created !== undefined) {
+        this.#adoptStored(this.#id, manager, stored);
+      } else if (this.#stored) {
+        this.#log(`session ${this.#id} was removed by another request before lock(); starting a new one`);
+        await this.#releaseLock();
+        this.#startNew();
+        this.#wasInvalidated = true;
+        return this.lock(options);
+      }
+    } catch (error) {
+      await this.#releaseLock();
+      throw error;
+    }
+    const dictionaries = { data: this.#data as Record<string, unknown>, namespaces: this.#namespaces };
+    for (const [key, change] of pending) applyChange(dictionaries, key, change?.value);
+  }
+
+  /** Releases the lock taken by {@link lock}. Does not save. */
+  async unlock(): Promise<void> {
+    if (!this.#locked) throw new LockStateError('unlock() without lock()');
+    await this.#releaseLock();
+  }
+
+  /** Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when `fn` throws. */
+  async withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
+    await this.lock(options);
+    try {
+      const result = await fn(this);
+      if (this.modified) await this.save();
+      return result;
+    } finally {
+      await this.#releaseLock();
+    }
+  }
+
+  /** Discards unsaved changes: the data returns to what was loaded or last saved. */
+  revert(): void {
+    this.#need('revert');
+    const dictionaries = {
+      data: {} as Record<string, unknown>,
+      namespaces: new Map<string, Record<string, unknown>>(),
+    };
+    for (const [key, raw] of this.#baseline) applyChange(dictionaries, key, this.#config.serializer.parse(raw));
+    this.#data = dictionaries.data as Data;
+    this.#namespaces = dictionaries.namespaces;
+  }
+
+  /**
+   * An isolated dictionary inside the session, stored with it (zope.session's package data):
+   * `session.namespace('products.foo').color = 'red'`.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: namespace data is the application's to type
+  namespace<T extends object = Record<string, any>>(name: string): T {
+    this.#need('namespace');
+    checkString('name', name);
+    const dictionary = this.#namespaces.get(name) ?? {};
+    this.#namespaces.set(name, dictionary);
+    return dictionary as T;
+  }
+
+  #need(method: string): this {
+    if (!this.#loaded) throw new SessionNotLoadedError(method);
+    return this;
+  }
+
+  #log(line: string): void {
+    this.#config.log?.(line);
+  }
+
+  #candidates(): { id: string; value: string | undefined }[] {
+    if (this.#config.id !== undefined) return [{ id: this.#config.id, value: undefined }];
+    const candidates: { id: string; value: string | undefined }[] = [];
+    for (const value of this.#cookies) {
+      const verified = this.#config.signer.verify(value);
+      if (verified.ok) candidates.push({ id: verified.id, value: verified.stale ? undefined : value });
+      else this.#log(`rejected the ${this.key} cookie: ${verified.reason}`);
+    }
+    return candidates;
+  }
+
+  async #loadStored(id: string): Promise<Outcome> {
+    const manager = this.#config.createManager(id);
+    let stored: StoredSession;
+    try {
+      stored = await manager.withReadLock(() => readSession(manager));
+    } catch (error) {
+      if (!(error instanceof SessionCorruptError) || !this.#config.invalidateCorrupt) throw error;
+      return this.#invalidateOnLoad(manager, `its data is corrupt (${error.message})`);
+    }
+    if (stored.created === undefined) {
+      if (stored.encoded.size > 0) {
+        const error = new SessionCorruptError(id, 'it has data but no creation time');
+        if (!this.#config.invalidateCorrupt) throw error;
+        return this.#invalidateOnLoad(manager, error.message);
+      }
+      this.#log(`rejected session id ${id}: it is not in storage`);
+      return 'absent';
+    }
+    const now = Date.now();
+    const lastAccess = stored.accessed ?? stored.created;
+    if (this.#config.timeout !== undefined && now - lastAccess > this.#config.timeout) {
+      return this.#invalidateOnLoad(manager, `it was idle for ${Math.round((now - lastAccess) / 1000)} s`);
+    }
+    this.#adoptStored(id, manager, stored);
+    this.#accessed = new Date(lastAccess);
+    if (now - lastAccess >= this.#config.accessResolution) await this.#recordAccess(manager, now);
+    return 'loaded';
+  }
+
+  async #invalidateOnLoad(manager: NamespaceManager, reason: string): Promise<Outcome> {
+    this.#log(`invalidated session ${manager.namespace}: ${reason}`);
+    await manager.remove();
+    this.#startNew();
+    this.#wasInvalidated = true;
+    return 'invalidated';
+  }
+
+  /** Writes the access time unless another request is writing the session right now (it then will be soon). */
+  async #recordAccess(manager: NamespaceManager, now: number): Promise<void> {
+    try {
+      if (!(await manager.acquireWriteLock({ wait: false }))) return;
+      try {
+        const recorded = manager.get(ACCESSED);
+        const due = typeof recorded !== 'number' || now - recorded >= this.#config.accessResolution;
+        if (manager.has(CREATED) && due) {
+          manager.set(ACCESSED, now);
+          this.#touched = true;
+        }
+      } finally {
+        await manager.releaseWriteLock();
+      }
+    } catch (error) {
+      this.#log(`could not record the access time of session ${manager.namespace}: ${(error as Error).message}`);
+    }
+  }
+
+  #startNew(id = generateSessionId()): void {
+    this.#id = id;
+    this.#manager = undefined;
+    this.#loaded = true;
+    this.#stored = false;
+    this.#isNew = true;
+    this.#created = new Date();
+    this.#accessed = this.#created;
+    this.#data = {} as Data;
+    this.#namespaces = new Map();
+    this.#baseline = new Map();
+    this.#clientValue = undefined;
+  }
+
+  #adoptStored(id: string, manager: NamespaceManager, stored: StoredSession): void {
+    this.#id = id;
+    this.#manager = manager;
+    this.#loaded = true;
+    this.#stored = true;
+    this.#isNew = false;
+    this.#created = new Date(stored.created as number);
+    this.#data = replaceContents(this.#data, stored.data) as Data;
+    for (const [name, dictionary] of stored.namespaces) {
+      const current = this.#namespaces.get(name);
+      if (current) stored.namespaces.set(name, replaceContents(current, dictionary));
+    }
+    this.#namespaces = stored.namespaces;
+    this.#baseline = new Map([...stored.encoded].filter(([key]) => key !== CREATED && key !== ACCESSED));
+  }
+
+  async #releaseLock(): Promise<void> {
+    if (!this.#locked) return;
+    this.#locked = false;
+    const manager = this.#manager;
+    if (manager && manager.lockState === 'write') await manager.releaseWriteLock();
+  }
+
+  #managerFor(id: string): NamespaceManager {
+    this.#manager ??= this.#config.createManager(id);
+    return this.#manager;
+  }
+
+  #encode(): EncodedState {
+    return encodeSession(
+      { data: this.#data as Record<string, unknown>, namespaces: this.#namespaces },
+      this.#config.serializer,
+    );
+  }
+
+  #changes(state: EncodedState): Changes {
+    const changes: Changes = new Map();
+    for (const [key, entry] of state) if (this.#baseline.get(key) !== entry.raw) changes.set(key, entry);
+    for (const key of this.#baseline.keys()) if (!state.has(key)) changes.set(key, undefined);
+    return changes;
+  }
+
+  #adoptBaseline(state: EncodedState): void {
+    this.#baseline = new Map([...state].map(([key, { raw }]) => [key, raw]));
+  }
+}
+
+/** Makes `target` hold exactly `source`'s entries, so references to it stay valid. */
+function replaceContents<T extends object>(target: T, source: object): T {
+  for (const key of Object.keys(target)) delete (target as Record<string, unknown>)[key];
+  return Object.assign(target, source);
+}

@@ -1,0 +1,411 @@
+/**
+ * The Session suite: every backend runs it unchanged.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import {
+  createNamespaceManager,
+  type EncodedChanges,
+  type EncodedEntries,
+  type MemoryNamespaceManager,
+  MemoryStore,
+  type NamespaceManager,
+  namespaceManagerClass,
+  SerializationError,
+  Session,
+  SessionCorruptError,
+  type SessionOptions,
+} from '../../lib/index.js';
+import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
+import { spawnScript } from '../fixtures/processes.js';
+
+const SESSION_WORKER = fileURLToPath(new URL('../fixtures/session-worker.ts', import.meta.url));
+
+/** A request carrying `cookie` among unrelated cookies. */
+function requestWith(cookie?: string) {
+  return { headers: { cookie: cookie ? `theme=dark; ${cookie}; other=1` : 'theme=dark' } };
+}
+
+/** `name=value` of a Set-Cookie header. */
+function cookiePair(setCookie: string | undefined): string {
+  assert.ok(setCookie, 'a Set-Cookie header is due');
+  return setCookie.split(';')[0] as string;
+}
+
+export function sessionConformance(type: BackendType): void {
+  describe(`Session conformance: ${type}`, () => {
+    let backend: BackendFixture;
+    let store: MemoryStore;
+    let options: SessionOptions;
+    let logs: string[];
+
+    before(async () => {
+      backend = await createFixture(type);
+      store = new MemoryStore();
+      logs = [];
+      options = {
+        ...(type === 'memory' ? { store } : backend.options),
+        type,
+        key: 'sid',
+        log: (line) => logs.push(line),
+      };
+    });
+    after(() => backend.cleanup());
+
+    const storageOf = (id: string): NamespaceManager =>
+      createNamespaceManager(type, id, { ...(options as Record<string, unknown>), log: () => {} });
+    const storedKeys = async (id: string) => {
+      const manager = storageOf(id);
+      return manager.withReadLock(() => manager.keys());
+    };
+    const setStored = async (id: string, key: string, value: unknown) => {
+      const manager = storageOf(id);
+      await manager.withWriteLock(() => manager.set(key, value));
+    };
+    /** A stored session with `data`; returns its cookie pair. */
+    const storedSession = async (data: Record<string, unknown> = {}, extra: SessionOptions = {}) => {
+      const session = await Session.open(requestWith(), { ...options, ...extra });
+      Object.assign(session.data, data);
+      await session.save();
+      return { id: session.id, cookie: cookiePair(session.cookieHeader) };
+    };
+    /** Counts the commits a Session makes to storage, through a `namespaceClass` subclass of the backend. */
+    const countingOptions = (counter: { writes: number }): SessionOptions => {
+      const Base = namespaceManagerClass(type) as unknown as typeof MemoryNamespaceManager;
+      class Counting extends Base {
+        protected override writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
+          counter.writes++;
+          return super.writeCommitted(changes, entries);
+        }
+      }
+      return { ...options, namespaceClass: Counting };
+    };
+
+    describe('loading and saving', () => {
+      it('starts a new session without a cookie, stores it on save(), and loads it from its cookie', async () => {
+        const first = new Session(requestWith(), options);
+        await first.load();
+        assert.equal(first.isNew, true);
+        assert.equal(first.wasInvalidated, false);
+        assert.equal(first.cookieHeader, undefined, 'nothing to point to before a save');
+        first.data.user = 'ann';
+        await first.save();
+        const cookie = cookiePair(first.cookieHeader);
+        assert.deepEqual(await storedKeys(first.id).then((keys) => keys.includes('=user')), true);
+
+        const second = await Session.open(requestWith(cookie), options);
+        assert.equal(second.isNew, false);
+        assert.equal(second.id, first.id);
+        assert.equal(second.data.user, 'ann');
+        assert.equal(second.accessed.getTime(), first.accessed.getTime(), 'accessed is the previous access');
+        assert.equal(second.cookieHeader, undefined, 'the browser has the right cookie already');
+      });
+
+      it('stores an explicitly saved new session even when it is empty', async () => {
+        const session = await Session.open(requestWith(), options);
+        await session.save();
+        const again = await Session.open(requestWith(cookiePair(session.cookieHeader)), options);
+        assert.equal(again.isNew, false);
+      });
+
+      it('works without a request, with useCookies: false and an id', async () => {
+        const { id } = await storedSession({ n: 7 });
+        const session = await Session.open(undefined, { ...options, useCookies: false, id });
+        assert.equal(session.isNew, false);
+        assert.equal(session.data.n, 7);
+        assert.equal(session.cookieHeader, undefined);
+      });
+
+      it('round trips Dates, and rejects a function, a symbol or a cycle with SerializationError before writing', async () => {
+        const counter = { writes: 0 };
+        const { cookie } = await storedSession({ when: new Date('2021-05-06T07:08:09.010Z') });
+        const session = await Session.open(requestWith(cookie), countingOptions(counter));
+        assert.deepEqual(session.data.when, new Date('2021-05-06T07:08:09.010Z'));
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        for (const bad of [() => 1, Symbol('s'), cyclic]) {
+          session.data.fine = 'x';
+          session.data.bad = bad;
+          await assert.rejects(
+            session.save(),
+            (e: unknown) => e instanceof SerializationError && /data\.bad/.test(e.message),
+          );
+        }
+        assert.equal(counter.writes, 0);
+      });
+    });
+
+    describe('concurrency', () => {
+      it('loads 20 concurrent requests of one unlocked session without any waiting for another', async () => {
+        const { cookie } = await storedSession({ n: 1 });
+        logs.length = 0;
+        const sessions = await Promise.all(
+          Array.from({ length: 20 }, () => Session.open(requestWith(cookie), options)),
+        );
+        assert.ok(sessions.every((s) => s.data.n === 1 && !s.isNew));
+        assert.deepEqual(
+          logs.filter((line) => line.includes('waiting')),
+          [],
+        );
+      });
+
+      it('makes a load wait while another request holds lock(), then shows what it saved', async () => {
+        const { cookie } = await storedSession({ n: 1 });
+        const a = await Session.open(requestWith(cookie), options);
+        await a.lock();
+        assert.equal(a.locked, true);
+        a.data.n = 2;
+        logs.length = 0;
+        let bSettled = false;
+        const b = Session.open(requestWith(cookie), options).then((s) => {
+          bSettled = true;
+          return s;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(bSettled, false, 'the load waits for the lock');
+        await a.save();
+        await a.unlock();
+        assert.equal((await b).data.n, 2);
+        assert.ok(
+          logs.some((line) => line.startsWith('waiting for the read lock')),
+          'the wait is logged',
+        );
+      });
+
+      it('always unlocks after withLock, also when the function throws', async () => {
+        const { cookie } = await storedSession({ n: 1 });
+        const a = await Session.open(requestWith(cookie), options);
+        await assert.rejects(
+          a.withLock((s) => {
+            s.data.n = 99;
+            throw new Error('handler failed');
+          }),
+          /handler failed/,
+        );
+        assert.equal(a.locked, false);
+        const b = await Session.open(requestWith(cookie), { ...options, lockTimeout: 5000 });
+        assert.equal(b.data.n, 1, 'a throwing withLock saves nothing');
+        await b.withLock((s) => {
+          s.data.n += 1;
+        });
+        assert.equal((await Session.open(requestWith(cookie), options)).data.n, 2);
+      });
+
+      it('merges concurrent saves key by key: one request sets a, another b, both survive', async () => {
+        const { cookie } = await storedSession({ base: true });
+        const [one, two] = await Promise.all([
+          Session.open(requestWith(cookie), options),
+          Session.open(requestWith(cookie), options),
+        ]);
+        (one as Session).data.a = 1;
+        (two as Session).data.b = 2;
+        await Promise.all([(one as Session).save(), (two as Session).save()]);
+        const merged = await Session.open(requestWith(cookie), options);
+        assert.deepEqual(merged.data, { base: true, a: 1, b: 2 });
+      });
+
+      it('is exact for 4 processes × 250 withLock increments', { skip: type === 'memory' }, async () => {
+        const { cookie } = await storedSession({ n: 0 });
+        const childOptions = { ...backend.options, type, key: 'sid' };
+        const workers = Array.from({ length: 4 }, () =>
+          spawnScript(SESSION_WORKER, { options: childOptions, cookie, count: 250 }),
+        );
+        await Promise.all(workers.map((worker) => worker.next('done')));
+        assert.equal((await Session.open(requestWith(cookie), options)).data.n, 1000);
+      });
+    });
+
+    describe('modification tracking', () => {
+      it('saves nested mutation without a flag, and writes nothing for an unmodified session', async () => {
+        const counter = { writes: 0 };
+        const counting = countingOptions(counter);
+        const { cookie } = await storedSession({ cart: ['apple'], profile: { name: 'ann' } });
+        const session = await Session.open(requestWith(cookie), counting);
+        assert.equal(session.modified, false);
+        await session.save();
+        assert.equal(counter.writes, 0, 'an unmodified save writes nothing');
+        session.data.cart.push('pear');
+        assert.equal(session.modified, true);
+        await session.save();
+        assert.equal(counter.writes, 1);
+        assert.equal(session.modified, false);
+        await session.save();
+        assert.equal(counter.writes, 1);
+        const again = await Session.open(requestWith(cookie), options);
+        assert.deepEqual(again.data.cart, ['apple', 'pear']);
+      });
+
+      it('stores deletions and undefined values as removed keys', async () => {
+        const { cookie } = await storedSession({ a: 1, b: 2, c: 3 });
+        const session = await Session.open(requestWith(cookie), options);
+        delete session.data.a;
+        session.data.b = undefined;
+        await session.save();
+        assert.deepEqual((await Session.open(requestWith(cookie), options)).data, { c: 3 });
+      });
+
+      it('revert() restores the loaded state', async () => {
+        const { cookie } = await storedSession({ list: [1], n: 1 });
+        const session = await Session.open(requestWith(cookie), options);
+        session.data.list.push(2);
+        session.data.n = 5;
+        session.data.extra = true;
+        session.revert();
+        assert.deepEqual(session.data, { list: [1], n: 1 });
+        assert.equal(session.modified, false);
+      });
+
+      it('keeps namespaces isolated from each other and from data, stored with the session', async () => {
+        const { cookie } = await storedSession({ color: 'data' });
+        const session = await Session.open(requestWith(cookie), options);
+        session.namespace('products.foo').color = 'red';
+        session.namespace('products.bar').color = 'blue';
+        await session.save();
+        const again = await Session.open(requestWith(cookie), options);
+        assert.equal(again.namespace('products.foo').color, 'red');
+        assert.equal(again.namespace('products.bar').color, 'blue');
+        assert.equal(again.data.color, 'data');
+        assert.deepEqual(again.namespace('never.used'), {});
+      });
+    });
+
+    describe('timeout', () => {
+      it('invalidates a session idle longer than timeout and removes its data', async () => {
+        const timed = { ...options, timeout: 1 };
+        const { id, cookie } = await storedSession({ secret: 'x' }, timed);
+        await setStored(id, '#accessed', Date.now() - 2000);
+        logs.length = 0;
+        const session = await Session.open(requestWith(cookie), timed);
+        assert.equal(session.isNew, true);
+        assert.equal(session.wasInvalidated, true);
+        assert.notEqual(session.id, id);
+        assert.deepEqual(session.data, {});
+        assert.deepEqual(await storedKeys(id), [], 'the old data is gone from storage');
+        assert.ok(logs.some((line) => line.includes(`invalidated session ${id}`)));
+      });
+
+      it('writes the access time at most once per accessResolution', async () => {
+        const counter = { writes: 0 };
+        const timed = { ...countingOptions(counter), timeout: 60, accessResolution: 30 };
+        const { id, cookie } = await storedSession({ n: 1 }, timed);
+        counter.writes = 0;
+        for (let i = 0; i < 5; i++) await Session.open(requestWith(cookie), timed);
+        assert.equal(counter.writes, 0, 'accessed within the resolution: no writes');
+        await setStored(id, '#accessed', Date.now() - 31_000);
+        for (let i = 0; i < 5; i++) {
+          const session = await Session.open(requestWith(cookie), timed);
+          assert.equal(session.isNew, false);
+        }
+        assert.equal(counter.writes, 1, 'one write once the stored time is older than the resolution');
+      });
+    });
+
+    describe('corrupt data', () => {
+      const corrupt = async (id: string) => {
+        if (type === 'memory') store.namespaces.set(id, new Map([['=x', '{not json']]));
+        else await backend.corrupt(id);
+      };
+
+      it('throws SessionCorruptError naming the id without invalidateCorrupt', async () => {
+        const { id, cookie } = await storedSession({ n: 1 });
+        await corrupt(id);
+        await assert.rejects(
+          Session.open(requestWith(cookie), options),
+          (e: unknown) => e instanceof SessionCorruptError && e.id === id,
+        );
+      });
+
+      it('starts a fresh session with wasInvalidated with invalidateCorrupt', async () => {
+        const { id, cookie } = await storedSession({ n: 1 });
+        await corrupt(id);
+        const session = await Session.open(requestWith(cookie), { ...options, invalidateCorrupt: true });
+        assert.equal(session.isNew, true);
+        assert.equal(session.wasInvalidated, true);
+        assert.notEqual(session.id, id);
+        session.data.ok = true;
+        await session.save();
+      });
+    });
+
+    describe('ids and cookies from clients', () => {
+      it('generates URL-safe ids of at least 128 random bits', async () => {
+        const ids = new Set<string>();
+        for (let i = 0; i < 200; i++) {
+          const session = await Session.open(requestWith(), options);
+          assert.match(session.id, /^[a-z2-7]{32}$/, '32 base32 characters: 160 bits');
+          ids.add(session.id);
+        }
+        assert.equal(ids.size, 200);
+      });
+
+      it('never adopts a malformed, hostile, unknown or badly signed id, and never throws for one', async () => {
+        const signed = { ...options, secret: 'k1' };
+        const { id } = await storedSession({ n: 1 }, signed);
+        const hostile = [
+          'sid=',
+          'sid=../../etc/passwd',
+          'sid=a%00b',
+          `sid=${'a'.repeat(10_000)}`,
+          `sid=${id}`,
+          `sid=${id}.AAAA`,
+          `sid=${id}.${'A'.repeat(43)}`,
+          `sid=${randomUUID().replace(/-/g, '')}.x`,
+          'sid="\u0000"',
+          'sid',
+          '=;;;=sid=',
+        ];
+        logs.length = 0;
+        for (const cookie of hostile) {
+          const session = await Session.open({ headers: { cookie } }, signed);
+          assert.equal(session.isNew, true, cookie.slice(0, 40));
+          assert.notEqual(session.id, id);
+        }
+        assert.ok(logs.filter((line) => line.startsWith('rejected')).length >= hostile.length - 2);
+        const unknown = await Session.open(requestWith(`sid=${'b'.repeat(32)}`), options);
+        assert.equal(unknown.isNew, true, 'a never-stored id is not adopted');
+        assert.notEqual(unknown.id, 'b'.repeat(32));
+      });
+
+      it('signs with the first secret and accepts any, re-signing cookies made with an older one', async () => {
+        const old = await storedSession({ n: 1 }, { ...options, secret: 'old' });
+        const rotated = { ...options, secret: ['new', 'old'] };
+        const session = await Session.open(requestWith(old.cookie), rotated);
+        assert.equal(session.isNew, false);
+        const fresh = cookiePair(session.cookieHeader);
+        assert.notEqual(fresh, old.cookie);
+        const again = await Session.open(requestWith(fresh), { ...options, secret: 'new' });
+        assert.equal(again.id, old.id);
+        assert.equal(again.cookieHeader, undefined);
+        const unsigned = await Session.open(requestWith(old.cookie), { ...options, secret: 'other' });
+        assert.equal(unsigned.isNew, true);
+      });
+
+      it('invalidate() and regenerate() leave the old cookie loading nothing; delete() keeps the session usable', async () => {
+        const a = await storedSession({ user: 'ann' });
+        const session = await Session.open(requestWith(a.cookie), options);
+        await session.regenerate();
+        assert.notEqual(session.id, a.id);
+        const moved = cookiePair(session.cookieHeader);
+        assert.equal((await Session.open(requestWith(a.cookie), options)).isNew, true, 'the old id is gone');
+        assert.equal((await Session.open(requestWith(moved), options)).data.user, 'ann');
+
+        const out = await Session.open(requestWith(moved), options);
+        await out.invalidate();
+        assert.equal(out.isNew, true);
+        assert.equal(out.wasInvalidated, true);
+        assert.match(out.cookieHeader ?? '', /^sid=; Max-Age=0/, 'the browser is told to drop the cookie');
+        assert.equal((await Session.open(requestWith(moved), options)).isNew, true);
+
+        const b = await storedSession({ n: 1 });
+        const kept = await Session.open(requestWith(b.cookie), options);
+        await kept.delete();
+        assert.deepEqual(await storedKeys(b.id), []);
+        kept.data.n = 2;
+        await kept.save();
+        assert.equal((await Session.open(requestWith(b.cookie), options)).data.n, 2);
+      });
+    });
+  });
+}

@@ -1,0 +1,360 @@
+/** What the redis backend promises beyond the conformance suite, checked against a real redis-server. */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Cluster, Redis } from 'ioredis';
+import {
+  LockCompromisedError,
+  RedisNamespaceManager,
+  type RedisNamespaceManagerOptions,
+  SessionCorruptError,
+  StorageError,
+} from '../../lib/index.js';
+import { releaseRedisServer, useRedisServer } from '../fixtures/backends.js';
+import { RedisServer, redisSkipReason } from '../fixtures/redis-server.js';
+
+const skip = redisSkipReason();
+if (skip) it('redis backend', { skip }, () => {});
+else describe('redis backend', specs);
+
+function specs(): void {
+  let server: RedisServer;
+  let raw: Redis;
+  const prefix = `test-${randomUUID()}:`;
+  const create = (namespace: string, options: RedisNamespaceManagerOptions = {}) =>
+    new RedisNamespaceManager(namespace, { url: server.url, prefix, ...options });
+
+  before(async () => {
+    server = await useRedisServer();
+    raw = new Redis(server.url);
+  });
+  after(async () => {
+    await raw.quit();
+    await releaseRedisServer();
+  });
+
+  describe('storage layout', () => {
+    it('keeps a namespace in a hash, one field per key, and its lease beside it under the same hash tag', async () => {
+      const ns = create('user-42', { lockStale: 60_000 });
+      assert.equal(ns.dataKey, `${prefix}{user-42}:data`);
+      assert.equal(ns.leaseKey, `${prefix}{user-42}:lock`);
+      await ns.acquireWriteLock();
+      assert.match((await raw.get(ns.leaseKey)) ?? '', /^\S{8,}$/, 'the lease holds a token');
+      const pttl = await raw.pttl(ns.leaseKey);
+      assert.ok(pttl > 0 && pttl <= 60_000, `the lease expires (pttl ${pttl})`);
+      ns.set('a', 1);
+      ns.set('b', 'two');
+      await ns.releaseWriteLock();
+      assert.equal(await raw.exists(ns.leaseKey), 0, 'released');
+      assert.equal(await raw.type(ns.dataKey), 'hash');
+      assert.deepEqual(await raw.hgetall(ns.dataKey), {
+        a: ns.serializer.stringify(1),
+        b: ns.serializer.stringify('two'),
+      });
+      await ns.withWriteLock(() => {
+        ns.delete('a');
+        ns.delete('b');
+      });
+      assert.equal(await raw.exists(ns.dataKey), 0, 'deleting the last key deletes the hash');
+    });
+
+    it('sets the ttl on stored data and refreshes it on every write, not on reads', async () => {
+      const ns = create(`ttl-${randomUUID()}`, { ttl: 60_000 });
+      await ns.withWriteLock(() => ns.set('a', 1));
+      const pttl = await raw.pttl(ns.dataKey);
+      assert.ok(pttl > 1000 && pttl <= 60_000, `pttl ${pttl}`);
+      await raw.pexpire(ns.dataKey, 1000);
+      await ns.withReadLock(() => ns.get('a'));
+      assert.ok((await raw.pttl(ns.dataKey)) <= 1000, 'a read leaves the ttl alone');
+      await ns.withWriteLock(() => ns.set('a', 2));
+      assert.ok((await raw.pttl(ns.dataKey)) > 1000, 'a write sets it anew');
+
+      const forever = create(`no-ttl-${randomUUID()}`);
+      await forever.withWriteLock(() => forever.set('a', 1));
+      assert.equal(await raw.pttl(forever.dataKey), -1, 'without ttl, data does not expire');
+    });
+
+    it('maps a data key that is not a hash to SessionCorruptError naming the namespace, and remove() clears it', async () => {
+      const name = `wrongtype-${randomUUID()}`;
+      const ns = create(name);
+      await raw.set(ns.dataKey, 'garbage');
+      const corrupt = (error: unknown) => {
+        assert.ok(error instanceof SessionCorruptError);
+        assert.equal(error.id, name);
+        return true;
+      };
+      await assert.rejects(ns.acquireReadLock(), corrupt);
+      await assert.rejects(ns.acquireWriteLock(), corrupt);
+      assert.equal(ns.lockState, 'none');
+      assert.equal(await raw.exists(ns.leaseKey), 0, 'the failed write lock was given back');
+      await ns.remove();
+      await ns.withWriteLock(() => ns.set('fresh', true));
+      assert.deepEqual(await ns.withReadLock(() => ns.keys()), ['fresh']);
+    });
+  });
+
+  describe('round trips', () => {
+    let monitor: Redis;
+    before(async () => {
+      monitor = await raw.monitor();
+    });
+    after(() => monitor.disconnect());
+
+    /** The commands Redis received from clients (not from scripts) that touch `ns`'s keys while `step` ran. */
+    async function commandsOf(ns: RedisNamespaceManager, step: () => Promise<unknown>): Promise<string[][]> {
+      const seen: string[][] = [];
+      const markers = new Map<string, () => void>();
+      const mark = async () => {
+        const marker = randomUUID();
+        const arrived = new Promise<void>((resolve) => markers.set(marker, resolve));
+        await raw.echo(marker);
+        await arrived;
+      };
+      let recording = false;
+      const listener = (_time: string, args: string[], source: string) => {
+        const marker = markers.get(args[1] ?? '');
+        if (marker) {
+          recording = !recording;
+          marker();
+        } else if (recording && source !== 'lua' && (args.includes(ns.dataKey) || args.includes(ns.leaseKey))) {
+          seen.push(args);
+        }
+      };
+      monitor.on('monitor', listener);
+      try {
+        await mark();
+        await step();
+        await mark();
+      } finally {
+        monitor.off('monitor', listener);
+      }
+      return seen;
+    }
+
+    it('reads with one command and commits with one script', async () => {
+      const ns = create(`trips-${randomUUID()}`, { lockStale: 60_000 });
+      await ns.withWriteLock(() => ns.set('warm', 'up'));
+      await ns.withReadLock(() => {});
+
+      const read = await commandsOf(ns, () => ns.acquireReadLock());
+      assert.equal(read.length, 1, `one command per read: ${JSON.stringify(read)}`);
+      assert.match(read[0]?.[0] ?? '', /^eval(sha)?$/i);
+      assert.deepEqual(await commandsOf(ns, () => ns.releaseReadLock()), []);
+
+      await ns.acquireWriteLock();
+      ns.set('a', 'changed');
+      ns.set('b', 'added');
+      ns.delete('warm');
+      const release = await commandsOf(ns, () => ns.releaseWriteLock());
+      assert.deepEqual(
+        release.map((args) => args[0]?.toLowerCase()),
+        ['evalsha', 'evalsha'],
+        'the commit script, then the unlock script',
+      );
+      const commit = release[0] ?? [];
+      for (const field of ['a', 'b', 'warm']) assert.ok(commit.includes(field), `the commit carries ${field}`);
+      assert.deepEqual(await ns.withReadLock(() => ns.keys().sort()), ['a', 'b']);
+    });
+  });
+
+  describe('several clients (machines)', () => {
+    let clients: Redis[];
+    before(() => {
+      clients = [new Redis(server.url), new Redis(server.url)];
+    });
+    after(() => Promise.all(clients.map((client) => client.quit())));
+    const on = (index: number, namespace: string, options: RedisNamespaceManagerOptions = {}) =>
+      new RedisNamespaceManager(namespace, { client: clients[index] as Redis, prefix, ...options });
+
+    it('exclude each other: two clients × 10 tasks × 10 increments end at exactly 200', async () => {
+      const name = `contended-${randomUUID()}`;
+      const holder = on(0, name);
+      await holder.acquireWriteLock();
+      assert.equal(await on(1, name).acquireWriteLock({ wait: false }), false, 'held by the other client');
+      await holder.releaseWriteLock();
+      await Promise.all(
+        Array.from({ length: 20 }, async (_, task) => {
+          const ns = on(task % 2, name);
+          for (let i = 0; i < 10; i++) {
+            await ns.withWriteLock(() => ns.set('n', ((ns.get('n') as number | undefined) ?? 0) + 1));
+          }
+        }),
+      );
+      const reader = on(0, name);
+      assert.equal(await reader.withReadLock(() => reader.get('n')), 200);
+    });
+
+    it('refuse the commit of a holder whose lease expired while it was paused; the next holder’s data stands', async () => {
+      const name = `paused-${randomUUID()}`;
+      const lockStale = 500;
+      const holder = on(0, name, { lockStale });
+      await holder.acquireWriteLock();
+      holder.set('value', 'from the paused holder');
+      const rival = on(1, name, { lockStale });
+      const rivalCommitted = rival.withWriteLock(() => rival.set('value', 'from the rival'), { timeout: 30_000 });
+      const pauseUntil = Date.now() + lockStale * 3;
+      while (Date.now() < pauseUntil) {
+        // The holder's process is paused (its event loop blocked): it cannot renew, Redis expires its lease.
+      }
+      await rivalCommitted;
+      await assert.rejects(holder.releaseWriteLock(), LockCompromisedError);
+      assert.equal(holder.lockState, 'none');
+      const reader = on(0, name);
+      assert.equal(await reader.withReadLock(() => reader.get('value')), 'from the rival');
+    });
+
+    it('check the lease inside the commit script: a holder whose lock key now holds another token writes nothing', async () => {
+      const name = `fenced-${randomUUID()}`;
+      const holder = on(0, name, { lockStale: 60_000 });
+      await holder.withWriteLock(() => holder.set('value', 'committed'));
+      await holder.acquireWriteLock();
+      holder.set('value', 'from the lost holder');
+      await raw.set(holder.leaseKey, 'another-holder', 'PX', 60_000);
+      await assert.rejects(holder.releaseWriteLock(), LockCompromisedError);
+      assert.equal(await raw.get(holder.leaseKey), 'another-holder', 'the other holder keeps its lock');
+      assert.deepEqual(await raw.hgetall(holder.dataKey), { value: holder.serializer.stringify('committed') });
+    });
+  });
+
+  describe('Redis Cluster', () => {
+    let clusterServer: RedisServer;
+    let cluster: Cluster;
+    before(async () => {
+      clusterServer = await RedisServer.start({ cluster: true });
+      cluster = new Cluster([{ host: clusterServer.host, port: clusterServer.port }]);
+    });
+    after(async () => {
+      await cluster.quit();
+      await clusterServer.destroy();
+    });
+
+    it('works through an ioredis Cluster client: a namespace’s keys share one slot', async () => {
+      const name = `cluster-${randomUUID()}`;
+      const ns = new RedisNamespaceManager(name, { client: cluster, prefix, ttl: 60_000 });
+      const slot = (key: string) => clusterServer.command('CLUSTER', 'KEYSLOT', key);
+      assert.equal(await slot(ns.dataKey), await slot(ns.leaseKey));
+      await Promise.all(
+        Array.from({ length: 5 }, async () => {
+          const task = new RedisNamespaceManager(name, { client: cluster, prefix });
+          for (let i = 0; i < 5; i++) {
+            await task.withWriteLock(() => task.set('n', ((task.get('n') as number | undefined) ?? 0) + 1));
+          }
+        }),
+      );
+      assert.equal(await ns.withReadLock(() => ns.get('n')), 25);
+      await ns.remove();
+      assert.deepEqual(await ns.withReadLock(() => ns.keys()), []);
+    });
+  });
+
+  describe('outage', () => {
+    let own: RedisServer;
+    before(async () => {
+      own = await RedisServer.start();
+    });
+    after(() => own.destroy());
+
+    /**
+     * With Redis made unavailable by `begin`: a commit, a read and a lock each reject with a
+     * StorageError naming the address (and matching `reason`), no lock stays held and no
+     * rejection goes unhandled. After `end`, it works again.
+     */
+    async function checkOutage(begin: () => unknown, end: () => unknown, reason: RegExp): Promise<void> {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (error: unknown) => unhandled.push(error);
+      process.on('unhandledRejection', onUnhandled);
+      const storageError = (error: unknown) => {
+        assert.ok(error instanceof StorageError, String(error));
+        assert.equal(error.code, 'ERR_STORAGE');
+        assert.ok(error.message.includes(`127.0.0.1:${own.port}`), error.message);
+        assert.match(error.message, reason);
+        return true;
+      };
+      try {
+        const options = { url: own.url, prefix, commandTimeout: 500, lockStale: 1000 };
+        const name = `outage-${randomUUID()}`;
+        const holder = new RedisNamespaceManager(name, options);
+        await holder.acquireWriteLock();
+        holder.set('during', true);
+        await begin();
+        await assert.rejects(holder.releaseWriteLock(), storageError, 'commit');
+        assert.equal(holder.lockState, 'none');
+        const ns = new RedisNamespaceManager(name, options);
+        await assert.rejects(ns.acquireReadLock(), storageError, 'read');
+        await assert.rejects(ns.acquireWriteLock(), storageError, 'lock');
+        assert.equal(ns.lockState, 'none');
+        await end();
+        await eventually(() => ns.withWriteLock(() => ns.set('after', true)));
+        assert.equal(await ns.withReadLock(() => ns.get('after')), true, 'works again');
+        assert.deepEqual(unhandled, []);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    }
+
+    it('rejects commit, read and lock with a StorageError naming the address while Redis is down, then recovers', () =>
+      checkOutage(
+        () => own.stop(),
+        () => own.start(),
+        /ECONNREFUSED|closed/,
+      ));
+
+    it('rejects them after commandTimeout when Redis stops answering (a hung server), then recovers', () =>
+      checkOutage(
+        () => own.pause(),
+        () => own.resume(),
+        /no reply within 500 ms/,
+      ));
+  });
+
+  describe('loading and options', () => {
+    it('does not load ioredis until a redis namespace is used', () => {
+      const script = `
+        import { createRequire } from 'node:module';
+        const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((file) => file.includes('/ioredis/'));
+        const { RedisNamespaceManager } = await import(${JSON.stringify(new URL('../../lib/index.ts', import.meta.url).href)});
+        const ns = new RedisNamespaceManager('x', { url: ${JSON.stringify(server.url)} });
+        const before = loaded();
+        await ns.withReadLock(() => {});
+        console.log(JSON.stringify([before, loaded()]));`;
+      const output = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+      assert.deepEqual(JSON.parse(output.toString()), [false, true]);
+    });
+
+    it('throws a TypeError naming the option and the value for bad options', () => {
+      const cases: [RedisNamespaceManagerOptions, RegExp][] = [
+        [{ prefix: 'a{b}' }, /prefix.*"a\{b\}"/],
+        [{ commandTimeout: 0 }, /commandTimeout.*0/],
+        [{ ttl: -5 }, /ttl.*-5/],
+        [{ url: 'http://localhost' }, /url.*"http:\/\/localhost"/],
+        [{ client: 'redis://localhost' as unknown as Redis }, /client.*"redis:\/\/localhost"/],
+        [{ client: raw, url: server.url }, /client or url/],
+      ];
+      for (const [options, message] of cases) {
+        assert.throws(
+          () => new RedisNamespaceManager('x', options),
+          (error: unknown) => {
+            assert.ok(error instanceof TypeError);
+            assert.match(error.message, message);
+            return true;
+          },
+        );
+      }
+    });
+  });
+}
+
+/** Retries `operation` while it fails with StorageError (a client reconnecting), up to 50 times. */
+async function eventually(operation: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await operation();
+      return;
+    } catch (error) {
+      if (!(error instanceof StorageError) || attempt === 50) throw error;
+      await sleep(100);
+    }
+  }
+}

@@ -1,0 +1,3 @@
+import { sessionConformance } from '../conformance/session.suite.js';
+
+sessionConformance('dbm');
