@@ -51,18 +51,23 @@ export function removeFile(file: string): void {
 /** The suffix of temporary files, so sweeps can find ones a killed writer left behind. */
 export const TEMP_SUFFIX = '.tmp';
 
+/** The directory (inside a data directory) where commits write their temporary files. */
+export const TEMP_DIRECTORY = '.tmp';
+
 /**
- * Replaces `file` with `text` atomically: writes a uniquely named temporary file beside it,
- * runs `beforeRename` (a last ownership check), then renames it into place. Readers see
- * the old content or the new, never a mix; on any failure the old content stays.
+ * Replaces `file` with `text` atomically: writes a uniquely named temporary file (in
+ * `tempDir`, on the same file system), runs `beforeRename` (a last ownership check), then
+ * renames it into place. Readers see the old content or the new, never a mix; on any
+ * failure the old content stays.
  */
 export function writeFileAtomically(
   file: string,
   text: string,
-  { durable, beforeRename }: { durable: boolean; beforeRename: () => void },
+  { tempDir, durable, beforeRename }: { tempDir: string; durable: boolean; beforeRename: () => void },
 ): void {
-  const temp = `${file}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
+  const temp = path.join(tempDir, `${path.basename(file)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
   try {
+    ensureDirectory(tempDir);
     const fd = fs.openSync(temp, 'wx', 0o600);
     try {
       fs.writeSync(fd, text);
@@ -80,6 +85,18 @@ export function writeFileAtomically(
     throw new StorageError(file, 'write', { cause: error });
   }
   if (durable) syncDirectory(path.dirname(file));
+}
+
+/** Removes the temporary files of `file` in `tempDir` (what a writer killed mid-commit left). */
+export function removeTemporaryFiles(tempDir: string, file: string): void {
+  const prefix = `${path.basename(file)}.`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(tempDir);
+  } catch {
+    return;
+  }
+  for (const name of names) if (name.startsWith(prefix) && name.endsWith(TEMP_SUFFIX)) removeFile(path.join(tempDir, name));
 }
 
 function syncDirectory(dir: string): void {

@@ -48,8 +48,9 @@ const ESCAPE_TAG = '$esc';
  * - `Date` objects round trip as dates (stored as `{"$date": "<ISO string>"}`).
  * - Object properties whose value is `undefined` are dropped, as `JSON.stringify` does.
  * - Everything else is rejected with {@link SerializationError} naming where it is: functions,
- *   symbols, bigints, `NaN`/`Infinity`, `undefined` inside arrays, invalid dates, cycles, and
- *   objects that are not plain (`Map`, `Set`, class instances), which JSON would flatten.
+ *   symbols, bigints, `NaN`/`Infinity`, `-0`, `undefined` inside arrays, sparse arrays or arrays
+ *   with extra properties, symbol keys, invalid dates, cycles, and objects that are not plain
+ *   (`Map`, `Set`, class instances, objects without a prototype), which JSON would change.
  */
 export const jsonSerializer: Serializer = {
   stringify(value) {
@@ -70,6 +71,7 @@ function inspect(value: unknown, path: string, ancestors: object[]): boolean {
       return false;
     case 'number':
       if (!Number.isFinite(value)) throw new SerializationError(path, `${value} is not a finite number`);
+      if (Object.is(value, -0)) throw new SerializationError(path, '-0 would come back as 0');
       return false;
     case 'undefined':
       throw new SerializationError(path, 'undefined cannot be stored here');
@@ -87,6 +89,7 @@ function inspect(value: unknown, path: string, ancestors: object[]): boolean {
 
 function inspectContainer(value: object, path: string, ancestors: object[]): boolean {
   if (ancestors.includes(value)) throw new SerializationError(path, 'a circular reference cannot be stored');
+  if (Object.getOwnPropertySymbols(value).length > 0) throw new SerializationError(path, 'symbol keys would be dropped');
   ancestors.push(value);
   const tagged = Array.isArray(value) ? inspectArray(value, path, ancestors) : inspectObject(value, path, ancestors);
   ancestors.pop();
@@ -94,16 +97,18 @@ function inspectContainer(value: object, path: string, ancestors: object[]): boo
 }
 
 function inspectArray(value: unknown[], path: string, ancestors: object[]): boolean {
+  if (Object.keys(value).length !== value.length) {
+    throw new SerializationError(path, 'an array with holes or extra properties would not come back the same');
+  }
   let tagged = false;
   for (let i = 0; i < value.length; i++) tagged = inspect(value[i], `${path}[${i}]`, ancestors) || tagged;
   return tagged;
 }
 
 function inspectObject(value: object, path: string, ancestors: object[]): boolean {
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) {
-    const kind = value.constructor?.name ?? 'object';
-    throw new SerializationError(path, `a ${kind} is not a plain object; JSON would not restore it`);
+  if (Object.getPrototypeOf(value) !== Object.prototype) {
+    const kind = value.constructor?.name ? `a ${value.constructor.name}` : 'an object without a prototype';
+    throw new SerializationError(path, `${kind} is not a plain object; JSON would not restore it`);
   }
   let tagged = false;
   for (const [key, child] of Object.entries(value)) {

@@ -315,15 +315,20 @@ export class Session<Data extends object = Record<string, any>> {
     await this.#releaseLock();
   }
 
-  /** Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when `fn` throws. */
+  /**
+   * Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when
+   * `fn` throws. Inside a lock held already (by {@link lock}, or an adapter's `lock` option)
+   * it runs and saves under that lock, and leaves it held.
+   */
   async withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
+    const held = this.#locked;
     await this.lock(options);
     try {
       const result = await fn(this);
       if (this.modified) await this.save();
       return result;
     } finally {
-      await this.#releaseLock();
+      if (!held) await this.#releaseLock();
     }
   }
 

@@ -60,6 +60,8 @@ const forgetfulFs = { ...syncFs, rmdir: (_path: string, callback: Callback) => p
 export interface FileLockOptions {
   /** Milliseconds after which an unrefreshed lock is taken over. */
   stale: number;
+  /** Called after a stale lock was taken over, to clean up what its dead holder left. */
+  onTakeover?: () => void;
   /** Names the lock in errors (the namespace). */
   name: string;
   log?: (line: string) => void;
@@ -99,13 +101,11 @@ export class FileLock {
         },
       } as lockfile.LockOptions);
       this.#lost = undefined;
+      this.#removeOrphanedGuard();
       return true;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ELOCKED') {
-        this.#takeOverIfStale();
-        return false;
-      }
+      if (code === 'ELOCKED') return this.#takeOverIfStale() && this.tryAcquire();
       if (code === 'ENOENT' && ensureDirectory(path.dirname(this.#target))) return this.tryAcquire();
       throw new StorageError(this.#lockDir, 'create the lock', { cause: error });
     }
@@ -156,26 +156,34 @@ export class FileLock {
     return undefined;
   }
 
-  /** Removes the lock if its holder stopped refreshing it, under a mutex so only one process does. */
-  #takeOverIfStale(): void {
+  /** A takeover guard older than `stale` belongs to a process killed mid-takeover; the lock holder clears it. */
+  #removeOrphanedGuard(): void {
+    const guard = statOrUndefined(`${this.#lockDir}.takeover`);
+    if (guard && Date.now() - guard.mtimeMs >= this.#options.stale) removeDirectory(`${this.#lockDir}.takeover`);
+  }
+
+  /**
+   * Removes the lock if its holder stopped refreshing it, under a mutex so only one process
+   * does; returns whether it did (then `onTakeover` has cleaned up after the dead holder).
+   */
+  #takeOverIfStale(): boolean {
     const seen = statOrUndefined(this.#lockDir);
-    if (!seen || Date.now() - seen.mtimeMs < this.#options.stale) return;
+    if (!seen || Date.now() - seen.mtimeMs < this.#options.stale) return false;
     const guard = `${this.#lockDir}.takeover`;
     try {
       fs.mkdirSync(guard);
     } catch {
       const other = statOrUndefined(guard);
       if (other && Date.now() - other.mtimeMs >= this.#options.stale) removeDirectory(guard);
-      return;
+      return false;
     }
     try {
       const now = statOrUndefined(this.#lockDir);
-      if (now && now.ino === seen.ino && Date.now() - now.mtimeMs >= this.#options.stale) {
-        removeDirectory(this.#lockDir);
-        this.#options.log?.(
-          `took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - now.mtimeMs)} ms old)`,
-        );
-      }
+      if (!now || now.ino !== seen.ino || Date.now() - now.mtimeMs < this.#options.stale) return false;
+      removeDirectory(this.#lockDir);
+      this.#options.log?.(`took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - now.mtimeMs)} ms old)`);
+      this.#options.onTakeover?.();
+      return true;
     } finally {
       removeDirectory(guard);
     }

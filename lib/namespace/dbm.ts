@@ -6,6 +6,7 @@
  * consistent snapshot.
  * @module
  */
+import { SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
 import { FileLock } from '../lock/file-lock.js';
 import { checkCount, checkString } from '../options.js';
@@ -98,6 +99,9 @@ export class DBMNamespaceManager extends NamespaceManager {
           else handle.db.putSync(key, raw);
         }
       });
+    } catch (error) {
+      if (error instanceof SessionlockError) throw error;
+      throw new StorageError(this.file, 'write', { cause: error });
     } finally {
       dbmEnvironments.release(handle);
     }

@@ -5,8 +5,9 @@
  * @module
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { SessionCorruptError, StorageError } from '../errors.js';
-import { removeFile, writeFileAtomically } from '../files.js';
+import { removeFile, removeTemporaryFiles, TEMP_DIRECTORY, writeFileAtomically } from '../files.js';
 import { FileLock } from '../lock/file-lock.js';
 import { checkBoolean, checkString } from '../options.js';
 import {
@@ -44,6 +45,7 @@ export class FileNamespaceManager extends NamespaceManager {
   /** The path of this namespace's file. */
   readonly file: string;
   readonly #durable: boolean;
+  readonly #tempDir: string;
   readonly #lock: FileLock;
 
   constructor(namespace: string, options: FileNamespaceManagerOptions) {
@@ -54,7 +56,13 @@ export class FileNamespaceManager extends NamespaceManager {
     }
     this.#durable = checkBoolean('durable', options.durable, false);
     this.file = storagePath(dataDir, namespace, FILE_EXTENSION);
-    this.#lock = new FileLock(this.file, { stale: this.lockStale, name: namespace, log: (line) => this.log(line) });
+    this.#tempDir = path.join(path.dirname(this.file), TEMP_DIRECTORY);
+    this.#lock = new FileLock(this.file, {
+      stale: this.lockStale,
+      name: namespace,
+      log: (line) => this.log(line),
+      onTakeover: () => removeTemporaryFiles(this.#tempDir, this.file),
+    });
   }
 
   protected override get lockKey(): string {
@@ -84,6 +92,7 @@ export class FileNamespaceManager extends NamespaceManager {
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
     writeFileAtomically(this.file, encodeRecord(this.namespace, entries), {
+      tempDir: this.#tempDir,
       durable: this.#durable,
       beforeRename: () => this.#lock.verify(),
     });

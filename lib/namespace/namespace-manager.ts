@@ -5,10 +5,11 @@
  * timeouts, change tracking and rollback live here once.
  * @module
  */
+import { type ValueCipher, cipherFor } from '../cipher.js';
 import { LockCompromisedError, LockStateError, LockTimeoutError, SessionCorruptError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
-import { checkFunction, checkMilliseconds, checkOptionsObject } from '../options.js';
+import { checkFunction, checkMilliseconds, checkOptionsObject, describe } from '../options.js';
 import { encodeValue, jsonSerializer, type Serializer } from '../serializer.js';
 
 /** Options every NamespaceManager understands; backends add their own. */
@@ -33,6 +34,13 @@ export interface NamespaceManagerOptions {
   serializer?: Serializer;
   /** Receives a debug line for each lock wait, stale-lock takeover and lost lock. */
   log?: (line: string) => void;
+  /**
+   * Encrypts every stored value with AES-256-GCM (a fresh nonce per write, bound to its
+   * namespace and key). An array rotates keys: the first encrypts, any decrypts. A value
+   * that does not decrypt (wrong key, tampered) is corrupt data: {@link SessionCorruptError}.
+   * Keys are strings of 16 or more characters (use random ones); none by default.
+   */
+  encryptKey?: string | readonly string[];
 }
 
 /** Options of {@link NamespaceManager.acquireWriteLock}. */
@@ -56,8 +64,11 @@ export const HELD_ELSEWHERE: unique symbol = Symbol('held elsewhere');
 export type NamespaceLockState = 'none' | LockMode;
 
 interface ViewEntry {
+  /** The serializer's encoding of `value`. */
   raw: string;
   value: unknown;
+  /** The form in storage (sealed with `encryptKey`, else `raw`); unset until committed. */
+  stored?: string;
 }
 
 interface Savepoint {
@@ -99,6 +110,7 @@ export abstract class NamespaceManager {
   /** Encodes each stored value. */
   readonly serializer: Serializer;
   readonly #log: ((line: string) => void) | undefined;
+  readonly #cipher: ValueCipher | undefined;
 
   readonly #holds: LockMode[] = [];
   #releaseLocal: Release | undefined;
@@ -109,8 +121,8 @@ export abstract class NamespaceManager {
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(namespace: string, options: NamespaceManagerOptions = {}) {
-    if (typeof namespace !== 'string') {
-      throw new TypeError(`namespace must be a string, received ${typeof namespace}`);
+    if (typeof namespace !== 'string' || !namespace.isWellFormed()) {
+      throw new TypeError(`namespace must be a well-formed Unicode string, received ${describe(namespace)}`);
     }
     checkOptionsObject(options);
     this.namespace = namespace;
@@ -121,6 +133,7 @@ export abstract class NamespaceManager {
       throw new TypeError('serializer must have stringify(value) and parse(text) methods');
     }
     this.#log = checkFunction('log', options.log);
+    this.#cipher = cipherFor(options.encryptKey);
   }
 
   /** The lock this instance holds: `'none'`, `'read'` or `'write'` (the outermost one). */
@@ -254,7 +267,7 @@ export abstract class NamespaceManager {
     const view = this.#writableView('set', key);
     const current = view.get(key);
     if (current?.raw === raw) {
-      view.set(key, { raw, value });
+      view.set(key, { ...current, value });
       return;
     }
     this.#remember(key, current);
@@ -424,9 +437,11 @@ export abstract class NamespaceManager {
     if (this.#changes.size === 0) return;
     const view = this.#view as Map<string, ViewEntry>;
     const entries = new Map<string, string>();
-    for (const [key, entry] of view) entries.set(key, entry.raw);
+    for (const [key, entry] of view) entries.set(key, this.#stored(key, entry));
+    const changes = new Map<string, string | undefined>();
+    for (const key of this.#changes.keys()) changes.set(key, entries.get(key));
     try {
-      await this.writeCommitted(this.#changes, entries);
+      await this.writeCommitted(changes, entries);
     } catch (error) {
       this.#restore({ view: new Map(), changes: new Map() }, true);
       throw error;
@@ -435,18 +450,25 @@ export abstract class NamespaceManager {
     this.#originals.clear();
   }
 
+  /** The storage form of an entry: sealed once with `encryptKey`, else its encoding. */
+  #stored(key: string, entry: ViewEntry): string {
+    entry.stored ??= this.#cipher ? this.#cipher.seal(entry.raw, this.namespace, key) : entry.raw;
+    return entry.stored;
+  }
+
   #openView(entries: EncodedEntries): void {
     const view = new Map<string, ViewEntry>();
-    for (const [key, raw] of entries) {
+    for (const [key, stored] of entries) {
+      let raw: string;
       let value: unknown;
       try {
+        raw = this.#cipher ? this.#cipher.open(stored, this.namespace, key) : stored;
         value = this.serializer.parse(raw);
       } catch (error) {
-        throw new SessionCorruptError(this.namespace, `the value of ${JSON.stringify(key)} cannot be decoded`, {
-          cause: error,
-        });
+        const problem = this.#cipher ? 'cannot be decrypted and decoded' : 'cannot be decoded';
+        throw new SessionCorruptError(this.namespace, `the value of ${JSON.stringify(key)} ${problem}`, { cause: error });
       }
-      view.set(key, { raw, value });
+      view.set(key, { raw, value, stored });
     }
     this.#view = view;
     this.#changes.clear();
@@ -464,7 +486,9 @@ export abstract class NamespaceManager {
     if (!this.#holds.includes('write')) {
       throw new LockStateError(`${method}() on ${this.namespace} needs the write lock`);
     }
-    if (typeof key !== 'string') throw new TypeError(`key must be a string, received ${typeof key}`);
+    if (typeof key !== 'string' || !key.isWellFormed()) {
+      throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
+    }
     if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
       throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
     }

@@ -361,6 +361,64 @@ export function namespaceManagerConformance(type: BackendType): void {
       });
     });
 
+    describe('encryption at rest', () => {
+      const key1 = 'first key, long enough';
+      const key2 = 'second key, long enough';
+      /** Reads and writes the stored strings as they are, without decrypting. */
+      const raw = (name: string) => backend.create(name, { serializer: { stringify: String, parse: (text) => text } });
+
+      it('stores no plain text, and reads back with the key', async () => {
+        const name = fresh();
+        const ns = backend.create(name, { encryptKey: key1 });
+        await ns.withWriteLock(() => ns.set('card', { number: '4111-1111', when: new Date(0) }));
+        const stored = raw(name);
+        const sealed = (await stored.withReadLock(() => stored.get('card'))) as string;
+        assert.match(sealed, /^e1\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]+$/);
+        assert.ok(!sealed.includes('4111'));
+        assert.deepEqual(await ns.withReadLock(() => ns.get('card')), { number: '4111-1111', when: new Date(0) });
+      });
+
+      it('treats a wrong key, a tampered value and a value moved to another key as corrupt', async () => {
+        const name = fresh();
+        const ns = backend.create(name, { encryptKey: key1 });
+        await ns.withWriteLock(() => {
+          ns.set('a', 'secret a');
+          ns.set('b', 'secret b');
+        });
+        const isCorrupt = (e: unknown) => e instanceof SessionCorruptError && /decrypted/.test(e.message);
+        await assert.rejects(backend.create(name, { encryptKey: key2 }).acquireReadLock(), isCorrupt);
+        const stored = raw(name);
+        const sealedA = (await stored.withReadLock(() => stored.get('a'))) as string;
+        await stored.withWriteLock(() => stored.set('b', sealedA));
+        await assert.rejects(ns.acquireReadLock(), isCorrupt, 'a value moved to another key');
+        const flipped = `${sealedA.slice(0, -2)}${sealedA.endsWith('A') ? 'B' : 'A'}${sealedA.slice(-1)}`;
+        await stored.withWriteLock(() => {
+          stored.set('a', flipped);
+          stored.delete('b');
+        });
+        await assert.rejects(ns.acquireReadLock(), isCorrupt, 'a tampered value');
+      });
+
+      it('rotates keys: encrypts with the first, decrypts with any', async () => {
+        const name = fresh();
+        const old = backend.create(name, { encryptKey: key1 });
+        await old.withWriteLock(() => old.set('a', 1));
+        const rotated = backend.create(name, { encryptKey: [key2, key1] });
+        await rotated.withWriteLock(() => {
+          assert.equal(rotated.get('a'), 1);
+          rotated.set('b', 2);
+        });
+        await assert.rejects(old.acquireReadLock(), SessionCorruptError, 'the old key alone cannot read the new value');
+        const both = backend.create(name, { encryptKey: [key2, key1] });
+        assert.deepEqual(await both.withReadLock(() => [both.get('a'), both.get('b')]), [1, 2]);
+        await assert.rejects(
+          backend.create(name, { encryptKey: key2 }).acquireReadLock(),
+          SessionCorruptError,
+          'values written before the rotation need the old key until they are rewritten',
+        );
+      });
+    });
+
     describe('corrupt data and storage errors', () => {
       it('rejects the read of garbage with SessionCorruptError, and remove() clears it', async () => {
         const name = fresh();

@@ -56,15 +56,17 @@ for (const type of ['file', 'dbm'] as const) {
       const dataDir = path.join(root, `clean-${randomUUID()}`);
       const ns = create('tidy', dataDir);
       for (let i = 0; i < 20; i++) await ns.withWriteLock(() => ns.set('i', i));
-      const expected = type === 'file' ? ['tidy.json'] : ['tidy.mdb', 'tidy.mdb-lock'];
+      const expected = type === 'file' ? ['.tmp', 'tidy.json'] : ['tidy.mdb', 'tidy.mdb-lock'];
       assert.deepEqual(fs.readdirSync(dataDir).sort(), expected);
+      if (type === 'file') assert.deepEqual(fs.readdirSync(path.join(dataDir, '.tmp')), [], 'no temporary file outlives its commit');
       await ns.withWriteLock(() => {});
       assert.deepEqual(fs.readdirSync(dataDir).sort(), expected, 'a lock without changes writes nothing');
+      const noFiles = type === 'file' ? ['.tmp'] : [];
       await ns.remove();
-      assert.deepEqual(fs.readdirSync(dataDir), [], 'remove() deletes the data and lock files');
+      assert.deepEqual(fs.readdirSync(dataDir), noFiles, 'remove() deletes the data and lock files');
       const untouched = create('never-written', dataDir);
       await untouched.withWriteLock(() => {});
-      assert.deepEqual(fs.readdirSync(dataDir), [], 'locking a namespace that stays empty leaves no files');
+      assert.deepEqual(fs.readdirSync(dataDir), noFiles, 'locking a namespace that stays empty leaves no files');
     });
 
     it('stays exclusive when several processes wait out a killed holder and take over together', async () => {

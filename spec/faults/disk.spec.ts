@@ -1,0 +1,115 @@
+/**
+ * Disk faults on the on-disk backends: a full disk, a data directory that cannot be written,
+ * and a data directory removed while in use. Each gives a clear typed error, never a crash,
+ * and leaves the last committed data readable.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { dir } from 'tmp-promise';
+import { createNamespaceManager, LockCompromisedError, type NamespaceManager, StorageError } from '../../lib/index.js';
+import { TEST_LOCK_STALE } from '../fixtures/backends.js';
+
+function tryRun(command: string, args: string[]): boolean {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const type of ['file', 'dbm'] as const) {
+  describe(`${type} backend under disk faults`, () => {
+    let root: string;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      ({ path: root, cleanup } = await dir({ unsafeCleanup: true }));
+    });
+    after(() => cleanup());
+
+    const manager = (dataDir: string, name = 'victim'): NamespaceManager =>
+      createNamespaceManager(type, name, { dataDir, lockStale: TEST_LOCK_STALE });
+    const readAll = async (ns: NamespaceManager) => ns.withReadLock(() => Object.fromEntries(ns.keys().map((k) => [k, ns.get(k)])));
+
+    it('rejects writes on a full disk with StorageError and keeps the committed data', async (t) => {
+      const mount = path.join(root, 'small-disk');
+      fs.mkdirSync(mount);
+      if (!tryRun('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mount])) {
+        t.skip('cannot mount a small tmpfs here (needs root and mount permission)');
+        return;
+      }
+      try {
+        const ns = manager(mount);
+        await ns.withWriteLock(() => ns.set('kept', 'committed before the disk filled'));
+        fs.writeFileSync(path.join(mount, 'filler'), Buffer.alloc(1));
+        const filler = fs.openSync(path.join(mount, 'filler'), 'a');
+        try {
+          for (;;) fs.writeSync(filler, Buffer.alloc(16 * 1024));
+        } catch {
+          // the disk is full now
+        } finally {
+          fs.closeSync(filler);
+        }
+        await assert.rejects(
+          ns.withWriteLock(() => ns.set('big', 'x'.repeat(200_000))),
+          (error: unknown) => error instanceof StorageError && /ENOSPC|MDB_|space/i.test(String(error.cause ?? error.message)),
+        );
+        assert.equal(ns.lockState, 'none');
+        assert.deepEqual(await readAll(manager(mount)), { kept: 'committed before the disk filled' });
+        fs.unlinkSync(path.join(mount, 'filler'));
+        await ns.withWriteLock(() => ns.set('after', 'space came back'));
+        assert.equal((await readAll(manager(mount))).after, 'space came back');
+      } finally {
+        tryRun('umount', ['-l', mount]);
+      }
+    });
+
+    it('rejects writes to a data directory it may not write with StorageError naming the path', async (t) => {
+      const dataDir = path.join(root, 'read-only');
+      const ns = manager(dataDir);
+      await ns.withWriteLock(() => ns.set('kept', 1));
+      const immutable = tryRun('chattr', ['+i', dataDir]);
+      if (!immutable && !tryRun('chmod', ['500', dataDir])) {
+        t.skip('cannot make a directory read-only here');
+        return;
+      }
+      try {
+        if (!immutable && process.getuid?.() === 0) {
+          t.skip('chattr is unavailable and root ignores permissions');
+          return;
+        }
+        await assert.rejects(
+          ns.withWriteLock(() => ns.set('new', 2)),
+          (error: unknown) => error instanceof StorageError && error.message.includes(dataDir),
+        );
+        assert.deepEqual(await readAll(manager(dataDir)), { kept: 1 });
+      } finally {
+        tryRun('chattr', ['-i', dataDir]);
+        tryRun('chmod', ['700', dataDir]);
+      }
+      await ns.withWriteLock(() => ns.set('new', 2));
+      assert.deepEqual(await readAll(manager(dataDir)), { kept: 1, new: 2 });
+    });
+
+    it('survives its data directory being removed while in use', async () => {
+      const dataDir = path.join(root, 'removed');
+      const ns = manager(dataDir);
+      await ns.withWriteLock(() => ns.set('a', 1));
+      await ns.acquireWriteLock();
+      ns.set('b', 2);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      await assert.rejects(
+        ns.releaseWriteLock(),
+        (error: unknown) => error instanceof LockCompromisedError || error instanceof StorageError,
+        'its lock (and the place to write) went with the directory',
+      );
+      assert.equal(ns.lockState, 'none');
+      assert.deepEqual(await readAll(manager(dataDir)), {}, 'nothing is left, and reading does not crash');
+      await ns.withWriteLock(() => ns.set('c', 3));
+      assert.deepEqual(await readAll(manager(dataDir)), { c: 3 }, 'the directory is recreated by the next write');
+    });
+  });
+}
