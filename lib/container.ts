@@ -1,0 +1,242 @@
+/**
+ * Myghty's data cache on the namespace managers: a {@link Container} holds values with their
+ * creation times in one namespace; a per-key creation lock (a namespace of its own, so it
+ * never blocks readers) makes exactly one caller — across processes and, on redis, machines —
+ * run `createfunc` when a value is missing or expired. Callers with no value wait for it;
+ * callers with a stale value get the stale value while it is being recreated (the "dogpile" lock).
+ * @module
+ */
+import { SessionCorruptError } from './errors.js';
+import type { NamespaceManager, NamespaceManagerOptions } from './namespace/namespace-manager.js';
+import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
+import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
+
+/** Options of a {@link Container}: its backend, its default expiry, and what the backend needs. */
+export interface ContainerOptions extends NamespaceManagerOptions {
+  /**
+   * The backend: 'memory', 'file', 'dbm', 'redis' or a registered name.
+   * @default 'dbm' when `dataDir` is given, else 'memory'
+   */
+  type?: string;
+  /** A NamespaceManager class to use instead of `type`. */
+  namespaceClass?: NamespaceManagerClass;
+  /** Seconds after which a value expires unless `get`/`set` say otherwise. None by default (values never expire). */
+  expiretime?: number;
+  [backendOption: string]: unknown;
+}
+
+/** Options of {@link Container.get}. */
+export interface GetOptions<T> {
+  /** Creates the value when it is missing or expired. Without it, a missing or expired value is `undefined`. */
+  createfunc?: () => T | Promise<T>;
+  /** Seconds the value stays fresh. @default the container's `expiretime` */
+  expiretime?: number;
+}
+
+interface Stored {
+  value: unknown;
+  /** When it was stored (epoch ms). */
+  at: number;
+  /** Seconds it stays fresh, if it expires. */
+  expires?: number;
+}
+
+/** A named cache region on one backend. */
+export class Container {
+  /** The container's name (its namespace). */
+  readonly name: string;
+  readonly #backend: NamespaceManagerClass;
+  readonly #options: NamespaceManagerOptions & Record<string, unknown>;
+  readonly #expiretime: number | undefined;
+
+  constructor(name: string, options: ContainerOptions = {}) {
+    this.name = checkString('name', name) as string;
+    const { type, namespaceClass, expiretime, ...storage } = options;
+    this.#expiretime = checkSeconds('expiretime', expiretime);
+    if (namespaceClass !== undefined && typeof namespaceClass !== 'function') {
+      throw new TypeError(`namespaceClass must be a NamespaceManager class, received ${describe(namespaceClass)}`);
+    }
+    this.#backend = namespaceClass ?? namespaceManagerClass(type ?? (storage.dataDir === undefined ? 'memory' : 'dbm'));
+    this.#options = storage;
+    new this.#backend(name, storage);
+  }
+
+  /**
+   * The value of `key`. When it is missing or expired and `createfunc` is given, exactly one
+   * caller creates it: if there is no value at all, the others wait for it; if there is an
+   * expired one, they get it at once while it is being recreated. An error thrown by
+   * `createfunc` propagates; the previous value stays.
+   */
+  async get<T>(key: string, options: GetOptions<T> = {}): Promise<T | undefined> {
+    const createfunc = checkFunction<() => T | Promise<T>>('createfunc', options.createfunc);
+    const expiretime = checkSeconds('expiretime', options.expiretime) ?? this.#expiretime;
+    const current = await this.#read(key);
+    if (current && isFresh(current)) return current.value as T;
+    if (!createfunc) return undefined;
+    const creation = this.#manager(creationLockName(this.name, key));
+    if (current) {
+      if (!(await creation.acquireWriteLock({ wait: false }))) return current.value as T;
+    } else {
+      await creation.acquireWriteLock();
+    }
+    try {
+      const latest = await this.#read(key);
+      if (latest && isFresh(latest)) return latest.value as T;
+      const value = await createfunc();
+      await this.#write(key, value, expiretime);
+      return value;
+    } finally {
+      await creation.releaseWriteLock();
+    }
+  }
+
+  /** Stores `value` under `key`, fresh for `expiretime` seconds (default: the container's). */
+  async set(key: string, value: unknown, options: { expiretime?: number } = {}): Promise<void> {
+    await this.#write(key, value, checkSeconds('expiretime', options.expiretime) ?? this.#expiretime);
+  }
+
+  /** Whether `key` holds a value that has not expired. */
+  async has(key: string): Promise<boolean> {
+    const current = await this.#read(key);
+    return current !== undefined && isFresh(current);
+  }
+
+  /** Removes `key`, or with no key the whole container. */
+  async clear(key?: string): Promise<void> {
+    const data = this.#manager(this.name);
+    if (key === undefined) await data.remove();
+    else await data.withWriteLock(() => data.delete(key));
+  }
+
+  /** A handle on one key, with its own `createfunc` and `expiretime` (Beaker's `Value`). */
+  value<T>(key: string, options: GetOptions<T> = {}): Value<T> {
+    return new Value<T>(this, key, options);
+  }
+
+  #manager(namespace: string): NamespaceManager {
+    return new this.#backend(namespace, this.#options);
+  }
+
+  /** The stored entry, or undefined. A corrupt container is cleared: a cache recreates what it loses. */
+  async #read(key: string): Promise<Stored | undefined> {
+    const data = this.#manager(this.name);
+    try {
+      return asStored(await data.withReadLock(() => data.get(key)));
+    } catch (error) {
+      if (!(error instanceof SessionCorruptError)) throw error;
+      this.#options.log?.(`clearing corrupt container ${this.name}: ${error.message}`);
+      await data.remove();
+      return undefined;
+    }
+  }
+
+  async #write(key: string, value: unknown, expiretime: number | undefined): Promise<void> {
+    const data = this.#manager(this.name);
+    const stored: Stored = { value, at: Date.now(), ...(expiretime === undefined ? {} : { expires: expiretime }) };
+    await data.withWriteLock(() => data.set(key, stored));
+  }
+}
+
+/** One key of a container with its own creation function and expiry. */
+export class Value<T> {
+  readonly #container: Container;
+  readonly #key: string;
+  readonly #options: GetOptions<T>;
+
+  constructor(container: Container, key: string, options: GetOptions<T> = {}) {
+    this.#container = container;
+    this.#key = key;
+    this.#options = options;
+  }
+
+  /** The value, created by `createfunc` when missing or expired (see {@link Container.get}). */
+  get(): Promise<T | undefined> {
+    return this.#container.get(this.#key, this.#options);
+  }
+
+  /** Stores a value. */
+  set(value: T): Promise<void> {
+    return this.#container.set(this.#key, value, this.#options.expiretime === undefined ? {} : { expiretime: this.#options.expiretime });
+  }
+
+  /** Whether a fresh value is stored. */
+  has(): Promise<boolean> {
+    return this.#container.has(this.#key);
+  }
+
+  /** Removes the value. */
+  clear(): Promise<void> {
+    return this.#container.clear(this.#key);
+  }
+}
+
+function isFresh(stored: Stored): boolean {
+  return stored.expires === undefined || Date.now() - stored.at < stored.expires * 1000;
+}
+
+function asStored(raw: unknown): Stored | undefined {
+  if (!raw || typeof raw !== 'object' || !('at' in raw) || typeof raw.at !== 'number') return undefined;
+  return raw as Stored;
+}
+
+/** The namespace whose write lock is the creation lock of `key`; JSON keeps names and keys apart. */
+function creationLockName(container: string, key: string): string {
+  return JSON.stringify(['sessionlock creation lock', container, key]);
+}
+
+function checkSeconds(name: string, value: unknown): number | undefined {
+  return value === undefined ? undefined : checkMilliseconds(name, value, 0);
+}
+
+/** A container in this process's memory. */
+export class MemoryContainer extends Container {
+  constructor(name: string, options: Omit<ContainerOptions, 'type'> = {}) {
+    super(name, { ...options, type: 'memory' });
+  }
+}
+
+/** A container in a JSON file under `dataDir`. */
+export class FileContainer extends Container {
+  constructor(name: string, options: Omit<ContainerOptions, 'type'> & { dataDir: string }) {
+    super(name, { ...options, type: 'file' });
+  }
+}
+
+/** A container in an LMDB file under `dataDir`. */
+export class DBMContainer extends Container {
+  constructor(name: string, options: Omit<ContainerOptions, 'type'> & { dataDir: string }) {
+    super(name, { ...options, type: 'dbm' });
+  }
+}
+
+/** A container in Redis, shared by every machine that uses the same server. */
+export class RedisContainer extends Container {
+  constructor(name: string, options: Omit<ContainerOptions, 'type'> = {}) {
+    super(name, { ...options, type: 'redis' });
+  }
+}
+
+/**
+ * A cache region for applications: a container with a default expiry, and `memoize` to
+ * cache an expensive function per argument list — computed once across every process.
+ *
+ * ```ts
+ * const prices = new CacheRegion('prices', { type: 'dbm', dataDir: './cache', expiretime: 300 });
+ * const priceOf = prices.memoize(async (sku: string) => fetchPrice(sku));
+ * await priceOf('A-100');   // one worker computes it; the others wait, then share it
+ * ```
+ */
+export class CacheRegion extends Container {
+  /** `fn`, cached in this region under a key made from its arguments (JSON unless `key` is given). */
+  memoize<A extends unknown[], R>(
+    fn: (...args: A) => R | Promise<R>,
+    options: { key?: (...args: A) => string; expiretime?: number } = {},
+  ): (...args: A) => Promise<R> {
+    const keyOf = options.key ?? ((...args: A) => `${fn.name}:${JSON.stringify(args)}`);
+    return async (...args: A) =>
+      (await this.get(keyOf(...args), {
+        createfunc: () => fn(...args),
+        ...(options.expiretime === undefined ? {} : { expiretime: options.expiretime }),
+      })) as R;
+  }
+}

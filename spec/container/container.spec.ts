@@ -1,0 +1,128 @@
+/** Containers: the dogpile lock on every backend, stale-while-recreating, and recovery from lost or corrupt data. */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { dir } from 'tmp-promise';
+import { CacheRegion, Container, createNamespaceManager, type FileNamespaceManager } from '../../lib/index.js';
+import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
+import { spawnScript } from '../fixtures/processes.js';
+
+const WORKER = fileURLToPath(new URL('../fixtures/container-worker.ts', import.meta.url));
+
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
+  describe(`Container: ${type}`, () => {
+    let backend: BackendFixture;
+    let scratch: { path: string; cleanup: () => Promise<void> };
+    before(async () => {
+      backend = await createFixture(type);
+      scratch = await dir({ unsafeCleanup: true });
+    });
+    after(async () => {
+      await scratch.cleanup();
+      await backend.cleanup();
+    });
+    const container = (name = `c-${randomUUID()}`) => new Container(name, { ...backend.options, type });
+    const countingCreate = (runs: { n: number }, value: string, gate?: Promise<void>) => async () => {
+      runs.n++;
+      await (gate ?? new Promise((resolve) => setTimeout(resolve, 50)));
+      return value;
+    };
+
+    it('runs createfunc once for 8 concurrent callers when there is no value, and they all get it', async () => {
+      const cache = container();
+      const runs = { n: 0 };
+      const values = await Promise.all(Array.from({ length: 8 }, () => cache.get('k', { createfunc: countingCreate(runs, 'fresh') })));
+      assert.equal(runs.n, 1);
+      assert.deepEqual(values, Array(8).fill('fresh'));
+    });
+
+    it('runs createfunc once per expiry for 8 concurrent callers, the others getting the stale value meanwhile', async () => {
+      const cache = container();
+      await cache.set('k', 'old', { expiretime: 0 });
+      assert.equal(await cache.has('k'), false, 'expired');
+      const runs = { n: 0 };
+      const gate = deferred();
+      const creating = cache.get('k', { createfunc: countingCreate(runs, 'new', gate.promise), expiretime: 60 });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const others = await Promise.all(Array.from({ length: 7 }, () => cache.get('k', { createfunc: countingCreate(runs, 'other') })));
+      assert.deepEqual(others, Array(7).fill('old'), 'stale while recreating, without waiting for the creator');
+      gate.resolve();
+      assert.equal(await creating, 'new');
+      assert.equal(runs.n, 1);
+      assert.equal(await cache.get('k'), 'new');
+      assert.equal(await cache.has('k'), true);
+    });
+
+    it('runs createfunc once across 4 processes × 4 callers asking for an expired key', { skip: type === 'memory' }, async () => {
+      const name = `c-${randomUUID()}`;
+      await container(name).set('k', 'old', { expiretime: 0 });
+      const runsFile = path.join(scratch.path, `${name}.runs`);
+      fs.writeFileSync(runsFile, '');
+      const options = { ...backend.options, type };
+      const workers = Array.from({ length: 4 }, () => spawnScript(WORKER, { options, name, key: 'k', callers: 4, runsFile }));
+      await Promise.all(workers.map((worker) => worker.next('ready')));
+      for (const worker of workers) worker.child.send('go');
+      const results = await Promise.all(workers.map((worker) => worker.next<{ values: string[] }>('values')));
+      const runs = fs.readFileSync(runsFile, 'utf8').trim().split('\n');
+      assert.equal(runs.length, 1, `createfunc ran in ${runs.join(', ')}`);
+      const values = results.flatMap((result) => result.values);
+      assert.ok(values.every((value) => value === 'old' || value === `made by ${runs[0]}`));
+    });
+
+    it('lets an error in createfunc propagate, keeps the stale value and releases the creation lock', async () => {
+      const cache = container();
+      await cache.set('k', 'old', { expiretime: 0 });
+      await assert.rejects(
+        cache.get('k', {
+          createfunc: () => {
+            throw new Error('backend down');
+          },
+        }),
+        /backend down/,
+      );
+      assert.equal(await cache.get('k'), undefined, 'still expired: no createfunc, no value');
+      assert.equal(await cache.get('k', { createfunc: () => 'recovered', expiretime: 60 }), 'recovered');
+    });
+
+    it('recreates a value whose storage was removed, and one that is corrupt, without leaving the lock held', async () => {
+      const name = `c-${randomUUID()}`;
+      const cache = container(name);
+      await cache.set('k', 'first', { expiretime: 60 });
+      if (type === 'file' || type === 'dbm') {
+        const file = (createNamespaceManager(type, name, backend.options) as FileNamespaceManager).file;
+        fs.rmSync(file);
+        fs.rmSync(`${file}-lock`, { force: true });
+      } else {
+        await cache.clear();
+      }
+      assert.equal(await cache.get('k', { createfunc: () => 'second', expiretime: 60 }), 'second');
+      await backend.corrupt(name);
+      assert.equal(await cache.get('k', { createfunc: () => 'third', expiretime: 60 }), 'third');
+      await cache.set('k', 'stale', { expiretime: 0 });
+      assert.equal(await cache.get('k', { createfunc: () => 'fourth', expiretime: 60 }), 'fourth', 'the creation lock is free');
+    });
+
+    it('memoizes a function per argument list in a CacheRegion', async () => {
+      const region = new CacheRegion(`r-${randomUUID()}`, { ...backend.options, type, expiretime: 60 });
+      const calls: number[] = [];
+      const square = region.memoize(async (x: number) => {
+        calls.push(x);
+        return x * x;
+      });
+      assert.deepEqual(await Promise.all([square(3), square(3), square(4)]), [9, 9, 16]);
+      assert.deepEqual(await square(3), 9);
+      assert.deepEqual(calls.sort(), [3, 4]);
+    });
+  });
+}
