@@ -5,12 +5,13 @@
  * timeouts, change tracking and rollback live here once.
  * @module
  */
-import { type ValueCipher, cipherFor } from '../cipher.js';
-import { LockCompromisedError, LockStateError, LockTimeoutError, SessionCorruptError } from '../errors.js';
+import { cipherFor, type ValueCipher } from '../cipher.js';
+import { LockCompromisedError, LockStateError, LockTimeoutError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
 import { checkFunction, checkMilliseconds, checkOptionsObject, describe } from '../options.js';
 import { encodeValue, jsonSerializer, type Serializer } from '../serializer.js';
+import { NamespaceView, type ValueCodec } from './view.js';
 
 /** Options every NamespaceManager understands; backends add their own. */
 export interface NamespaceManagerOptions {
@@ -63,19 +64,6 @@ export const HELD_ELSEWHERE: unique symbol = Symbol('held elsewhere');
 /** The lock a NamespaceManager instance holds: its outermost mode, or `'none'`. */
 export type NamespaceLockState = 'none' | LockMode;
 
-interface ViewEntry {
-  /** The serializer's encoding of `value`. */
-  raw: string;
-  value: unknown;
-  /** The form in storage (sealed with `encryptKey`, else `raw`); unset until committed. */
-  stored?: string;
-}
-
-interface Savepoint {
-  view: Map<string, ViewEntry>;
-  changes: Map<string, string | undefined>;
-}
-
 const DEFAULT_LOCK_TIMEOUT = 30_000;
 const DEFAULT_LOCK_STALE = 10_000;
 const MAX_KEY_BYTES = 1024;
@@ -115,9 +103,7 @@ export abstract class NamespaceManager {
   readonly #holds: LockMode[] = [];
   #releaseLocal: Release | undefined;
   #storageLocked = false;
-  #view: Map<string, ViewEntry> | undefined;
-  #changes = new Map<string, string | undefined>();
-  #originals = new Map<string, ViewEntry | undefined>();
+  #view: NamespaceView | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(namespace: string, options: NamespaceManagerOptions = {}) {
@@ -160,7 +146,7 @@ export abstract class NamespaceManager {
           { deadline, onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`) },
         );
         if (!entries) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
-        this.#openView(entries);
+        this.#view = NamespaceView.open(this.#codec(), entries);
       } catch (error) {
         release();
         throw error;
@@ -229,7 +215,7 @@ export abstract class NamespaceManager {
 
   /** The value stored under `key` in the open view, or `undefined`. */
   get(key: string): unknown {
-    return this.#readableView('get').get(key)?.value;
+    return this.#readableView('get').get(key);
   }
 
   /** Whether `key` is present in the open view. */
@@ -239,7 +225,7 @@ export abstract class NamespaceManager {
 
   /** The keys present in the open view. */
   keys(): string[] {
-    return [...this.#readableView('keys').keys()];
+    return this.#readableView('keys').keys();
   }
 
   /**
@@ -256,7 +242,7 @@ export abstract class NamespaceManager {
    * @internal
    */
   getEncoded(key: string): string | undefined {
-    return this.#readableView('getEncoded').get(key)?.raw;
+    return this.#readableView('getEncoded').encoded(key);
   }
 
   /**
@@ -264,26 +250,12 @@ export abstract class NamespaceManager {
    * @internal
    */
   setEncoded(key: string, value: unknown, raw: string): void {
-    const view = this.#writableView('set', key);
-    const current = view.get(key);
-    if (current?.raw === raw) {
-      view.set(key, { ...current, value });
-      return;
-    }
-    this.#remember(key, current);
-    view.set(key, { raw, value });
-    this.#track(key, raw);
+    this.#writableView('set', key).set(key, value, raw);
   }
 
   /** Deletes `key` from the view; returns whether it was present. Needs the write lock. */
   delete(key: string): boolean {
-    const view = this.#writableView('delete', key);
-    const current = view.get(key);
-    if (!current) return false;
-    this.#remember(key, current);
-    view.delete(key);
-    this.#track(key, undefined);
-    return true;
+    return this.#writableView('delete', key).delete(key);
   }
 
   /** Deletes the whole namespace from storage. Takes the write lock unless this instance holds it already. */
@@ -299,9 +271,7 @@ export abstract class NamespaceManager {
       }
       try {
         await this.removeCommitted();
-        this.#view = new Map();
-        this.#changes.clear();
-        this.#originals.clear();
+        this.#view = NamespaceView.empty(this.#codec());
       } finally {
         if (!held) {
           this.#holds.length = 0;
@@ -327,12 +297,12 @@ export abstract class NamespaceManager {
    */
   async withWriteLock<T>(fn: () => T | Promise<T>, options: { timeout?: number } = {}): Promise<T> {
     await this.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
-    const savepoint = this.#savepoint();
+    const savepoint = this.#view?.savepoint();
     let result: T;
     try {
       result = await fn();
     } catch (error) {
-      this.#restore(savepoint);
+      if (savepoint) this.#view?.restore(savepoint);
       await this.releaseWriteLock().catch(() => {});
       throw error;
     }
@@ -405,7 +375,7 @@ export abstract class NamespaceManager {
         const entries = await this.readCommitted(true);
         if (entries === HELD_ELSEWHERE)
           throw new LockStateError('readCommitted(true) must not report the lock held elsewhere');
-        this.#openView(entries);
+        this.#view = NamespaceView.open(this.#codec(), entries);
       }
       return true;
     } catch (error) {
@@ -424,8 +394,7 @@ export abstract class NamespaceManager {
     const storageLocked = this.#storageLocked;
     this.#releaseLocal = undefined;
     this.#storageLocked = false;
-    this.#changes.clear();
-    this.#originals.clear();
+    this.#view?.committed();
     try {
       if (storageLocked) await this.unlockStorage();
     } finally {
@@ -434,55 +403,30 @@ export abstract class NamespaceManager {
   }
 
   async #commit(): Promise<void> {
-    if (this.#changes.size === 0) return;
-    const view = this.#view as Map<string, ViewEntry>;
-    const entries = new Map<string, string>();
-    for (const [key, entry] of view) entries.set(key, this.#stored(key, entry));
-    const changes = new Map<string, string | undefined>();
-    for (const key of this.#changes.keys()) changes.set(key, entries.get(key));
+    const view = this.#view;
+    if (!view?.changed) return;
+    const { changes, entries } = view.toCommit();
     try {
       await this.writeCommitted(changes, entries);
     } catch (error) {
-      this.#restore({ view: new Map(), changes: new Map() }, true);
+      view.rollback();
       throw error;
     }
-    this.#changes = new Map();
-    this.#originals.clear();
+    view.committed();
   }
 
-  /** The storage form of an entry: sealed once with `encryptKey`, else its encoding. */
-  #stored(key: string, entry: ViewEntry): string {
-    entry.stored ??= this.#cipher ? this.#cipher.seal(entry.raw, this.namespace, key) : entry.raw;
-    return entry.stored;
+  #codec(): ValueCodec {
+    return { namespace: this.namespace, serializer: this.serializer, cipher: this.#cipher };
   }
 
-  #openView(entries: EncodedEntries): void {
-    const view = new Map<string, ViewEntry>();
-    for (const [key, stored] of entries) {
-      let raw: string;
-      let value: unknown;
-      try {
-        raw = this.#cipher ? this.#cipher.open(stored, this.namespace, key) : stored;
-        value = this.serializer.parse(raw);
-      } catch (error) {
-        const problem = this.#cipher ? 'cannot be decrypted and decoded' : 'cannot be decoded';
-        throw new SessionCorruptError(this.namespace, `the value of ${JSON.stringify(key)} ${problem}`, { cause: error });
-      }
-      view.set(key, { raw, value, stored });
-    }
-    this.#view = view;
-    this.#changes.clear();
-    this.#originals.clear();
-  }
-
-  #readableView(method: string): Map<string, ViewEntry> {
+  #readableView(method: string): NamespaceView {
     if (!this.#view) {
       throw new LockStateError(`${method}() needs a view: take acquireReadLock() or acquireWriteLock() first`);
     }
     return this.#view;
   }
 
-  #writableView(method: string, key: string): Map<string, ViewEntry> {
+  #writableView(method: string, key: string): NamespaceView {
     if (!this.#holds.includes('write')) {
       throw new LockStateError(`${method}() on ${this.namespace} needs the write lock`);
     }
@@ -492,37 +436,7 @@ export abstract class NamespaceManager {
     if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
       throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
     }
-    return this.#view as Map<string, ViewEntry>;
-  }
-
-  #remember(key: string, current: ViewEntry | undefined): void {
-    if (!this.#originals.has(key)) this.#originals.set(key, current);
-  }
-
-  #track(key: string, raw: string | undefined): void {
-    if (this.#originals.get(key)?.raw === raw) this.#changes.delete(key);
-    else this.#changes.set(key, raw);
-  }
-
-  #savepoint(): Savepoint {
-    return { view: new Map(this.#view), changes: new Map(this.#changes) };
-  }
-
-  /** Puts the view back as it was at `savepoint`, or (with `toCommitted`) as last committed. */
-  #restore(savepoint: Savepoint, toCommitted = false): void {
-    if (toCommitted) {
-      const view = this.#view as Map<string, ViewEntry>;
-      for (const [key, original] of this.#originals) {
-        if (original) view.set(key, original);
-        else view.delete(key);
-      }
-      this.#changes = new Map();
-      this.#originals.clear();
-      return;
-    }
-    this.#view = savepoint.view;
-    this.#changes = savepoint.changes;
-    for (const key of [...this.#originals.keys()]) if (!this.#changes.has(key)) this.#originals.delete(key);
+    return this.#view as NamespaceView;
   }
 
   #misuse(method: string, mode: LockMode): LockStateError {

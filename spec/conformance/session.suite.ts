@@ -10,7 +10,6 @@ import {
   type EncodedChanges,
   type EncodedEntries,
   type MemoryNamespaceManager,
-  MemoryStore,
   type NamespaceManager,
   namespaceManagerClass,
   SerializationError,
@@ -340,7 +339,10 @@ export function sessionConformance(type: BackendType): void {
       it('treats data it cannot decrypt as corrupt, honouring invalidateCorrupt', async () => {
         const { id, cookie } = await storedSession({ card: '4111' }, { encryptKey: 'the right key, long enough' });
         const wrong = { ...options, encryptKey: 'the wrong key, long enough' };
-        await assert.rejects(Session.open(requestWith(cookie), wrong), (e: unknown) => e instanceof SessionCorruptError && e.id === id);
+        await assert.rejects(
+          Session.open(requestWith(cookie), wrong),
+          (e: unknown) => e instanceof SessionCorruptError && e.id === id,
+        );
         const fresh = await Session.open(requestWith(cookie), { ...wrong, invalidateCorrupt: true });
         assert.equal(fresh.wasInvalidated, true);
         assert.deepEqual(fresh.data, {});
@@ -349,7 +351,10 @@ export function sessionConformance(type: BackendType): void {
       it('reads and merges encrypted sessions like plain ones', async () => {
         const keyed = { ...options, encryptKey: ['new key, long enough', 'old key, long enough'] };
         const { cookie } = await storedSession({ a: 1 }, { encryptKey: 'old key, long enough' });
-        const [one, two] = await Promise.all([Session.open(requestWith(cookie), keyed), Session.open(requestWith(cookie), keyed)]);
+        const [one, two] = await Promise.all([
+          Session.open(requestWith(cookie), keyed),
+          Session.open(requestWith(cookie), keyed),
+        ]);
         (one as Session).data.b = 2;
         (two as Session).data.c = 3;
         await Promise.all([(one as Session).save(), (two as Session).save()]);

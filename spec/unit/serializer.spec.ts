@@ -48,7 +48,7 @@ describe('jsonSerializer', () => {
       [{ cart: new Cart() }, /cart: a Cart/],
       [{ zero: -0 }, /zero: -0/],
       [{ bare: Object.create(null) }, /bare: an object without a prototype/],
-      [{ sparse: [1, , 3] }, /sparse: an array with holes/],
+      [{ sparse: Object.assign(new Array(3), { 0: 1, 2: 3 }) }, /sparse: an array with holes/],
       [{ tagged: Object.assign([1], { extra: true }) }, /extra properties/],
       [{ [Symbol('k')]: 1 }, /symbol keys/],
     ];

@@ -1,0 +1,161 @@
+/**
+ * The view a lock opens on a namespace: the decoded values with their encodings, and what
+ * changed since it was opened (or last committed), so a commit writes only that and a failed
+ * commit or a throwing `withWriteLock` can roll back.
+ * @module
+ */
+import type { ValueCipher } from '../cipher.js';
+import { SessionCorruptError } from '../errors.js';
+import type { Serializer } from '../serializer.js';
+
+interface ViewEntry {
+  /** The serializer's encoding of `value`. */
+  raw: string;
+  value: unknown;
+  /** The form in storage (sealed with the cipher, else `raw`); unset until committed. */
+  stored?: string;
+}
+
+/** How a namespace's stored strings become values and back. */
+export interface ValueCodec {
+  namespace: string;
+  serializer: Serializer;
+  cipher: ValueCipher | undefined;
+}
+
+/** A point to return to with {@link NamespaceView.restore}. */
+export interface Savepoint {
+  entries: Map<string, ViewEntry>;
+  changes: Map<string, string | undefined>;
+}
+
+export class NamespaceView {
+  readonly #codec: ValueCodec;
+  #entries: Map<string, ViewEntry>;
+  /** Changed keys → their new encoding, or undefined when deleted. */
+  #changes = new Map<string, string | undefined>();
+  /** The committed entry of each changed key (undefined: it was absent). */
+  #originals = new Map<string, ViewEntry | undefined>();
+
+  private constructor(codec: ValueCodec, entries: Map<string, ViewEntry>) {
+    this.#codec = codec;
+    this.#entries = entries;
+  }
+
+  /** A view of nothing (a removed namespace). */
+  static empty(codec: ValueCodec): NamespaceView {
+    return new NamespaceView(codec, new Map());
+  }
+
+  /** Decodes committed entries (opening sealed ones); throws SessionCorruptError naming the key that fails. */
+  static open(codec: ValueCodec, stored: ReadonlyMap<string, string>): NamespaceView {
+    const entries = new Map<string, ViewEntry>();
+    for (const [key, form] of stored) {
+      let raw: string;
+      let value: unknown;
+      try {
+        raw = codec.cipher ? codec.cipher.open(form, codec.namespace, key) : form;
+        value = codec.serializer.parse(raw);
+      } catch (error) {
+        const problem = codec.cipher ? 'cannot be decrypted and decoded' : 'cannot be decoded';
+        throw new SessionCorruptError(codec.namespace, `the value of ${JSON.stringify(key)} ${problem}`, { cause: error });
+      }
+      entries.set(key, { raw, value, stored: form });
+    }
+    return new NamespaceView(codec, entries);
+  }
+
+  get(key: string): unknown {
+    return this.#entries.get(key)?.value;
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
+  keys(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** The serializer's encoding of `key`'s value. */
+  encoded(key: string): string | undefined {
+    return this.#entries.get(key)?.raw;
+  }
+
+  /** Whether anything changed since the view was opened or last committed. */
+  get changed(): boolean {
+    return this.#changes.size > 0;
+  }
+
+  /** Stores `value` (encoded as `raw`); a value encoded as the current one is no change. */
+  set(key: string, value: unknown, raw: string): void {
+    const current = this.#entries.get(key);
+    if (current?.raw === raw) {
+      this.#entries.set(key, { ...current, value });
+      return;
+    }
+    this.#remember(key, current);
+    this.#entries.set(key, { raw, value });
+    this.#track(key, raw);
+  }
+
+  /** Deletes `key`; returns whether it was present. */
+  delete(key: string): boolean {
+    const current = this.#entries.get(key);
+    if (!current) return false;
+    this.#remember(key, current);
+    this.#entries.delete(key);
+    this.#track(key, undefined);
+    return true;
+  }
+
+  /** What a commit writes, in storage form: the changed keys, and every entry after them. */
+  toCommit(): { changes: ReadonlyMap<string, string | undefined>; entries: ReadonlyMap<string, string> } {
+    const entries = new Map<string, string>();
+    for (const [key, entry] of this.#entries) entries.set(key, this.#stored(key, entry));
+    const changes = new Map<string, string | undefined>();
+    for (const key of this.#changes.keys()) changes.set(key, entries.get(key));
+    return { changes, entries };
+  }
+
+  /** Takes the current state as committed. */
+  committed(): void {
+    this.#changes = new Map();
+    this.#originals.clear();
+  }
+
+  /** Puts back the last committed state. */
+  rollback(): void {
+    for (const [key, original] of this.#originals) {
+      if (original) this.#entries.set(key, original);
+      else this.#entries.delete(key);
+    }
+    this.committed();
+  }
+
+  savepoint(): Savepoint {
+    return { entries: new Map(this.#entries), changes: new Map(this.#changes) };
+  }
+
+  /** Returns to `savepoint` (taken since the last commit). */
+  restore(savepoint: Savepoint): void {
+    this.#entries = savepoint.entries;
+    this.#changes = savepoint.changes;
+    for (const key of [...this.#originals.keys()]) if (!this.#changes.has(key)) this.#originals.delete(key);
+  }
+
+  /** The storage form of an entry: sealed once with the cipher, else its encoding. */
+  #stored(key: string, entry: ViewEntry): string {
+    entry.stored ??= this.#codec.cipher ? this.#codec.cipher.seal(entry.raw, this.#codec.namespace, key) : entry.raw;
+    return entry.stored;
+  }
+
+  #remember(key: string, current: ViewEntry | undefined): void {
+    if (!this.#originals.has(key)) this.#originals.set(key, current);
+  }
+
+  #track(key: string, raw: string | undefined): void {
+    if (this.#originals.get(key)?.raw === raw) this.#changes.delete(key);
+    else this.#changes.set(key, raw);
+  }
+}
