@@ -49,9 +49,10 @@ export class ValueCipher {
     const decipher = createDecipheriv('aes-256-gcm', known.key, body.subarray(0, NONCE_BYTES));
     decipher.setAAD(additionalData(namespace, key));
     decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-    return Buffer.concat([decipher.update(body.subarray(NONCE_BYTES, body.length - TAG_BYTES)), decipher.final()]).toString(
-      'utf8',
-    );
+    return Buffer.concat([
+      decipher.update(body.subarray(NONCE_BYTES, body.length - TAG_BYTES)),
+      decipher.final(),
+    ]).toString('utf8');
   }
 }
 
@@ -60,7 +61,9 @@ export function cipherFor(encryptKey: unknown): ValueCipher | undefined {
   if (encryptKey === undefined) return undefined;
   const keys = typeof encryptKey === 'string' ? [encryptKey] : encryptKey;
   if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'string' && k.length >= 16)) {
-    throw new TypeError(`encryptKey must be a string of 16+ characters or an array of them, received ${describe(encryptKey)}`);
+    throw new TypeError(
+      `encryptKey must be a string of 16+ characters or an array of them, received ${describe(encryptKey)}`,
+    );
   }
   return new ValueCipher(keys);
 }

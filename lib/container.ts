@@ -156,7 +156,11 @@ export class Value<T> {
 
   /** Stores a value. */
   set(value: T): Promise<void> {
-    return this.#container.set(this.#key, value, this.#options.expiretime === undefined ? {} : { expiretime: this.#options.expiretime });
+    return this.#container.set(
+      this.#key,
+      value,
+      this.#options.expiretime === undefined ? {} : { expiretime: this.#options.expiretime },
+    );
   }
 
   /** Whether a fresh value is stored. */

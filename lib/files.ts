@@ -19,6 +19,16 @@ export function statOrUndefined(file: string): fs.Stats | undefined {
   }
 }
 
+/** The entry's own stats (symlinks are not followed), or `undefined` when it does not exist. */
+export function lstatOrUndefined(file: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
 /** Creates `dir` (and its parents) when missing; returns whether it had to. */
 export function ensureDirectory(dir: string): boolean {
   if (fs.existsSync(dir)) return false;
@@ -96,7 +106,8 @@ export function removeTemporaryFiles(tempDir: string, file: string): void {
   } catch {
     return;
   }
-  for (const name of names) if (name.startsWith(prefix) && name.endsWith(TEMP_SUFFIX)) removeFile(path.join(tempDir, name));
+  for (const name of names)
+    if (name.startsWith(prefix) && name.endsWith(TEMP_SUFFIX)) removeFile(path.join(tempDir, name));
 }
 
 function syncDirectory(dir: string): void {

@@ -2,6 +2,18 @@
  * sessionlock: server-side web sessions that stay correct under concurrent access.
  * @module sessionlock
  */
+export type { SessionMiddlewareOptions } from './adapters/core.js';
+export {
+  CacheRegion,
+  Container,
+  type ContainerOptions,
+  DBMContainer,
+  FileContainer,
+  type GetOptions,
+  MemoryContainer,
+  RedisContainer,
+  Value,
+} from './container.js';
 export {
   LockCompromisedError,
   LockStateError,
@@ -40,3 +52,4 @@ export {
 export { jsonSerializer, type Serializer } from './serializer.js';
 export { Session, type SessionLockOptions, type SessionRequest } from './session.js';
 export type { SessionOptions } from './session-options.js';
+export { type SweepOptions, type SweepResult, type SweepType, type SweptEntry, sweep } from './sweep.js';

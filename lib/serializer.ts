@@ -89,7 +89,8 @@ function inspect(value: unknown, path: string, ancestors: object[]): boolean {
 
 function inspectContainer(value: object, path: string, ancestors: object[]): boolean {
   if (ancestors.includes(value)) throw new SerializationError(path, 'a circular reference cannot be stored');
-  if (Object.getOwnPropertySymbols(value).length > 0) throw new SerializationError(path, 'symbol keys would be dropped');
+  if (Object.getOwnPropertySymbols(value).length > 0)
+    throw new SerializationError(path, 'symbol keys would be dropped');
   ancestors.push(value);
   const tagged = Array.isArray(value) ? inspectArray(value, path, ancestors) : inspectObject(value, path, ancestors);
   ancestors.pop();

@@ -12,7 +12,11 @@ export interface Progress {
 
 const WIDTH = 24;
 
-export function progressBar(label: string, total: number, stream: Writable & { isTTY?: boolean } = process.stderr): Progress {
+export function progressBar(
+  label: string,
+  total: number,
+  stream: Writable & { isTTY?: boolean } = process.stderr,
+): Progress {
   let last = 0;
   const render = (done: number, note = '') => {
     const filled = total > 0 ? Math.min(WIDTH, Math.round((done / total) * WIDTH)) : WIDTH;

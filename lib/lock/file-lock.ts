@@ -87,7 +87,7 @@ export class FileLock {
   }
 
   /** Tries once to take the lock; takes over a stale one. Creates the parent directory when missing. */
-  async tryAcquire(): Promise<boolean> {
+  async tryAcquire(retryMissingDirectory = true): Promise<boolean> {
     try {
       this.#release = await lockfile.lock(this.#target, {
         realpath: false,
@@ -106,7 +106,10 @@ export class FileLock {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ELOCKED') return this.#takeOverIfStale() && this.tryAcquire();
-      if (code === 'ENOENT' && ensureDirectory(path.dirname(this.#target))) return this.tryAcquire();
+      if (code === 'ENOENT' && retryMissingDirectory) {
+        ensureDirectory(path.dirname(this.#target));
+        return this.tryAcquire(false);
+      }
       throw new StorageError(this.#lockDir, 'create the lock', { cause: error });
     }
   }
@@ -181,7 +184,9 @@ export class FileLock {
       const now = statOrUndefined(this.#lockDir);
       if (!now || now.ino !== seen.ino || Date.now() - now.mtimeMs < this.#options.stale) return false;
       removeDirectory(this.#lockDir);
-      this.#options.log?.(`took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - now.mtimeMs)} ms old)`);
+      this.#options.log?.(
+        `took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - now.mtimeMs)} ms old)`,
+      );
       this.#options.onTakeover?.();
       return true;
     } finally {

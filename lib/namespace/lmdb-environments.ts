@@ -41,12 +41,15 @@ export function lmdbLockFile(dataFile: string): string {
 
 const MAP_SIZE = 64 * 1024 * 1024;
 /**
- * The lmdb `open()` options for a namespace file. Commits are synced (lmdb's default,
- * with overlapping sync): with lmdb 3.5, `noSync` and `noMetaSync` lost commits made by
- * several processes on one file in our tests, which spec/namespace/on-disk.spec.ts guards.
+ * The lmdb `open()` options for a namespace file. Every commit is synced (fdatasync) before
+ * it returns, without lmdb-js's overlapping sync. Both choices come from what we saw with
+ * lmdb 3.5 and several processes on one file: `noSync` and `noMetaSync` lost commits, and
+ * after a writer was killed mid-commit with overlapping sync on, closing the file in
+ * another process spun forever in `mdb_env_sync` (spec/namespace/on-disk.spec.ts and the
+ * crash soak guard both).
  */
 export function lmdbOpenOptions(file: string) {
-  return { path: file, noSubdir: true, encoding: 'string' as const, mapSize: MAP_SIZE };
+  return { path: file, noSubdir: true, encoding: 'string' as const, mapSize: MAP_SIZE, overlappingSync: false };
 }
 
 export class LmdbEnvironments {

@@ -58,7 +58,9 @@ export class NamespaceView {
         value = codec.serializer.parse(raw);
       } catch (error) {
         const problem = codec.cipher ? 'cannot be decrypted and decoded' : 'cannot be decoded';
-        throw new SessionCorruptError(codec.namespace, `the value of ${JSON.stringify(key)} ${problem}`, { cause: error });
+        throw new SessionCorruptError(codec.namespace, `the value of ${JSON.stringify(key)} ${problem}`, {
+          cause: error,
+        });
       }
       entries.set(key, { raw, value, stored: form });
     }

@@ -42,7 +42,9 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
     it('runs createfunc once for 8 concurrent callers when there is no value, and they all get it', async () => {
       const cache = container();
       const runs = { n: 0 };
-      const values = await Promise.all(Array.from({ length: 8 }, () => cache.get('k', { createfunc: countingCreate(runs, 'fresh') })));
+      const values = await Promise.all(
+        Array.from({ length: 8 }, () => cache.get('k', { createfunc: countingCreate(runs, 'fresh') })),
+      );
       assert.equal(runs.n, 1);
       assert.deepEqual(values, Array(8).fill('fresh'));
     });
@@ -55,7 +57,9 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       const gate = deferred();
       const creating = cache.get('k', { createfunc: countingCreate(runs, 'new', gate.promise), expiretime: 60 });
       await new Promise((resolve) => setTimeout(resolve, 20));
-      const others = await Promise.all(Array.from({ length: 7 }, () => cache.get('k', { createfunc: countingCreate(runs, 'other') })));
+      const others = await Promise.all(
+        Array.from({ length: 7 }, () => cache.get('k', { createfunc: countingCreate(runs, 'other') })),
+      );
       assert.deepEqual(others, Array(7).fill('old'), 'stale while recreating, without waiting for the creator');
       gate.resolve();
       assert.equal(await creating, 'new');
@@ -64,13 +68,17 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       assert.equal(await cache.has('k'), true);
     });
 
-    it('runs createfunc once across 4 processes × 4 callers asking for an expired key', { skip: type === 'memory' }, async () => {
+    it('runs createfunc once across 4 processes × 4 callers asking for an expired key', {
+      skip: type === 'memory',
+    }, async () => {
       const name = `c-${randomUUID()}`;
       await container(name).set('k', 'old', { expiretime: 0 });
       const runsFile = path.join(scratch.path, `${name}.runs`);
       fs.writeFileSync(runsFile, '');
       const options = { ...backend.options, type };
-      const workers = Array.from({ length: 4 }, () => spawnScript(WORKER, { options, name, key: 'k', callers: 4, runsFile }));
+      const workers = Array.from({ length: 4 }, () =>
+        spawnScript(WORKER, { options, name, key: 'k', callers: 4, runsFile }),
+      );
       await Promise.all(workers.map((worker) => worker.next('ready')));
       for (const worker of workers) worker.child.send('go');
       const results = await Promise.all(workers.map((worker) => worker.next<{ values: string[] }>('values')));
@@ -110,7 +118,11 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       await backend.corrupt(name);
       assert.equal(await cache.get('k', { createfunc: () => 'third', expiretime: 60 }), 'third');
       await cache.set('k', 'stale', { expiretime: 0 });
-      assert.equal(await cache.get('k', { createfunc: () => 'fourth', expiretime: 60 }), 'fourth', 'the creation lock is free');
+      assert.equal(
+        await cache.get('k', { createfunc: () => 'fourth', expiretime: 60 }),
+        'fourth',
+        'the creation lock is free',
+      );
     });
 
     it('memoizes a function per argument list in a CacheRegion', async () => {

@@ -32,7 +32,8 @@ for (const type of ['file', 'dbm'] as const) {
 
     const manager = (dataDir: string, name = 'victim'): NamespaceManager =>
       createNamespaceManager(type, name, { dataDir, lockStale: TEST_LOCK_STALE });
-    const readAll = async (ns: NamespaceManager) => ns.withReadLock(() => Object.fromEntries(ns.keys().map((k) => [k, ns.get(k)])));
+    const readAll = async (ns: NamespaceManager) =>
+      ns.withReadLock(() => Object.fromEntries(ns.keys().map((k) => [k, ns.get(k)])));
 
     it('rejects writes on a full disk with StorageError and keeps the committed data', async (t) => {
       const mount = path.join(root, 'small-disk');
@@ -55,7 +56,8 @@ for (const type of ['file', 'dbm'] as const) {
         }
         await assert.rejects(
           ns.withWriteLock(() => ns.set('big', 'x'.repeat(200_000))),
-          (error: unknown) => error instanceof StorageError && /ENOSPC|MDB_|space/i.test(String(error.cause ?? error.message)),
+          (error: unknown) =>
+            error instanceof StorageError && /ENOSPC|MDB_|space/i.test(String(error.cause ?? error.message)),
         );
         assert.equal(ns.lockState, 'none');
         assert.deepEqual(await readAll(manager(mount)), { kept: 'committed before the disk filled' });

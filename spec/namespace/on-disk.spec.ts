@@ -40,6 +40,20 @@ for (const type of ['file', 'dbm'] as const) {
       assert.equal(fs.existsSync(ns.file), true);
     });
 
+    it('creates a missing data directory once when many first writes race for it', async () => {
+      const dataDir = path.join(root, `racing-${randomUUID()}`, 'nested');
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => {
+          const ns = create(`first-${i}`, dataDir);
+          return ns.withWriteLock(() => ns.set('i', i));
+        }),
+      );
+      assert.equal(
+        fs.readdirSync(dataDir).filter((name) => name.startsWith('first-')).length,
+        type === 'file' ? 20 : 40,
+      );
+    });
+
     it('gives a StorageError naming the path when the data directory cannot be written', async () => {
       const blocker = path.join(root, 'a-file');
       fs.writeFileSync(blocker, 'not a directory');
@@ -58,7 +72,8 @@ for (const type of ['file', 'dbm'] as const) {
       for (let i = 0; i < 20; i++) await ns.withWriteLock(() => ns.set('i', i));
       const expected = type === 'file' ? ['.tmp', 'tidy.json'] : ['tidy.mdb', 'tidy.mdb-lock'];
       assert.deepEqual(fs.readdirSync(dataDir).sort(), expected);
-      if (type === 'file') assert.deepEqual(fs.readdirSync(path.join(dataDir, '.tmp')), [], 'no temporary file outlives its commit');
+      if (type === 'file')
+        assert.deepEqual(fs.readdirSync(path.join(dataDir, '.tmp')), [], 'no temporary file outlives its commit');
       await ns.withWriteLock(() => {});
       assert.deepEqual(fs.readdirSync(dataDir).sort(), expected, 'a lock without changes writes nothing');
       const noFiles = type === 'file' ? ['.tmp'] : [];

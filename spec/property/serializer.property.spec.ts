@@ -54,7 +54,12 @@ describe('jsonSerializer (property)', () => {
     );
     const key = fc.oneof(fc.string(), fc.constantFrom('$date', '$esc', '__proto__'));
     const tree = fc.letrec((tie) => ({
-      node: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('node')), fc.dictionary(key, tie('node'), { noNullPrototype: true })),
+      node: fc.oneof(
+        { depthSize: 'small' },
+        leaf,
+        fc.array(tie('node')),
+        fc.dictionary(key, tie('node'), { noNullPrototype: true }),
+      ),
     })).node;
     fc.assert(
       fc.property(tree, (value) => {

@@ -1,0 +1,168 @@
+/**
+ * The node:http core every framework adapter shares: options, opening a request's session
+ * (optionally locked for the whole request), and finishing it (save what changed, append its
+ * cookie, unlock — always) before the response goes out.
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { describe } from '../options.js';
+import { Session } from '../session.js';
+import { type SessionOptions, sessionConfig } from '../session-options.js';
+import { appendHeader, type DeferredResponse, deferResponse } from './defer-response.js';
+
+/**
+ * Options of the web framework adapters: the {@link SessionOptions}, plus `lock`, and
+ * `invalidateCorrupt` on by default.
+ */
+export interface SessionMiddlewareOptions extends SessionOptions {
+  /**
+   * A session whose stored record is corrupt starts afresh (`wasInvalidated`, and a line to
+   * `log`) instead of costing the request a 500. Unlike a bare {@link Session}, the adapters
+   * turn this on unless it is set; `false` lets the SessionCorruptError take the error path.
+   * @default true
+   */
+  invalidateCorrupt?: boolean;
+  /**
+   * Hold the session's lock for the whole request, PHP-style: the session is loaded under
+   * its exclusive lock, and the lock is released once the session is saved, just before the
+   * response goes out. Other requests of the same session wait meanwhile, so a
+   * read-modify-write in the handler is safe. A function decides per request (by method,
+   * path, …), so it also serves as a per-route choice; it gets the node:http request
+   * (Express's `req`, Fastify's `request.raw`, Koa's `ctx.req`).
+   * @default false
+   */
+  lock?: boolean | ((req: IncomingMessage) => boolean);
+}
+
+/** Where a session's Set-Cookie goes: a ServerResponse, or a framework's reply. */
+export interface HeaderTarget {
+  getHeader(name: string): unknown;
+  setHeader(name: string, value: string[]): unknown;
+  readonly headersSent?: boolean;
+}
+
+/** Validated adapter options. */
+export interface AdapterConfig {
+  /** The options each request's Session gets (with the adapters' `invalidateCorrupt` default). */
+  readonly session: SessionOptions;
+  /** Whether `req` holds the lock for the whole request. */
+  lock(req: IncomingMessage): boolean;
+  /** Reports an error the adapter handled itself: to `log`, else to stderr. */
+  report(error: unknown, what: string): void;
+}
+
+/** Checks the options once (a bad one throws a TypeError naming it) and derives the per-request config. */
+export function adapterConfig(options: SessionMiddlewareOptions = {}): AdapterConfig {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`options must be an object, received ${describe(options)}`);
+  }
+  const { lock = false, ...rest } = options;
+  if (typeof lock !== 'boolean' && typeof lock !== 'function') {
+    throw new TypeError(`lock must be true, false or a function, received ${describe(lock)}`);
+  }
+  const session: SessionOptions = { ...rest, invalidateCorrupt: rest.invalidateCorrupt ?? true };
+  sessionConfig(session);
+  const log = rest.log;
+  return {
+    session,
+    lock: typeof lock === 'function' ? (req) => lock(req) === true : () => lock,
+    report(error, what) {
+      const line = `sessionlock: ${what}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
+      if (log) log(line);
+      else console.error(line);
+    },
+  };
+}
+
+/** Loads the request's session, and takes its lock when `lock` (by default: the `lock` option for `req`). */
+export async function openSession(
+  req: IncomingMessage,
+  config: AdapterConfig,
+  lock: boolean = config.lock(req),
+): Promise<Session> {
+  const session = await Session.open(req, config.session);
+  if (lock) await session.lock();
+  return session;
+}
+
+/** How the request ended, as far as the session is concerned. */
+export interface RequestOutcome {
+  /** The response status. A status of 500 or more counts as a failure. */
+  statusCode: number;
+  /** The handler failed (threw, rejected, or passed an error on). */
+  failed?: boolean;
+}
+
+/** Sessions being finished: the safety nets leave their lock to {@link finishSession}. */
+const finishing = new WeakSet<Session>();
+/** Sessions whose lock a safety net released while the request still ran: saving them would be unsafe. */
+const abandoned = new WeakSet<Session>();
+
+/**
+ * Finishes a request's session before its response goes out: saves it if it was modified
+ * (not when the request failed: its changes are dropped, as `withLock` drops them), appends
+ * its Set-Cookie (when due) to the Set-Cookie values already set, and releases its lock —
+ * always, also when the save throws (the error is then rethrown). Nor is a session saved
+ * whose lock {@link releaseSession} had to release early: others may have changed it since.
+ */
+export async function finishSession(
+  session: Session,
+  headers: HeaderTarget,
+  outcome: RequestOutcome,
+  config: AdapterConfig,
+): Promise<void> {
+  finishing.add(session);
+  try {
+    const failed = outcome.failed === true || outcome.statusCode >= 500 || abandoned.has(session);
+    if (!failed && session.modified) await session.save();
+    const cookie = session.cookieHeader;
+    if (cookie === undefined) return;
+    if (headers.headersSent)
+      config.report(new Error('the response headers were sent already'), 'cannot set the cookie');
+    else appendHeader(headers, 'set-cookie', cookie);
+  } finally {
+    finishing.delete(session);
+    await unlock(session, config);
+  }
+}
+
+/**
+ * The safety net, for a request that ends without {@link finishSession} (it failed, or its
+ * client went away while the handler ran): releases the session's lock if it holds it, and
+ * then a later finish saves nothing. Does nothing while the session is being finished.
+ * Never throws: a failure is reported.
+ */
+export async function releaseSession(session: Session | undefined, config: AdapterConfig): Promise<void> {
+  if (!session?.locked || finishing.has(session)) return;
+  abandoned.add(session);
+  await unlock(session, config);
+}
+
+async function unlock(session: Session, config: AdapterConfig): Promise<void> {
+  if (!session.locked) return;
+  try {
+    await session.unlock();
+  } catch (error) {
+    config.report(error, `could not unlock session ${session.id}`);
+  }
+}
+
+/** Releases the session's lock when `res` closes (finished, or the connection was lost while the handler ran). */
+export function releaseOnClose(session: Session, res: ServerResponse, config: AdapterConfig): void {
+  res.once('close', () => void releaseSession(session, config));
+}
+
+/**
+ * For adapters whose handlers write to the ServerResponse themselves (node:http, Express):
+ * holds `res` back from its first write until {@link finishSession} is done, then lets it
+ * go; a failing save turns it into a 500. The lock is also released when the response
+ * closes, however it ends.
+ */
+export function finishBeforeResponse(session: Session, res: ServerResponse, config: AdapterConfig): DeferredResponse {
+  releaseOnClose(session, res, config);
+  return deferResponse(
+    res,
+    () => finishSession(session, res, { statusCode: res.statusCode }, config),
+    (error) => config.report(error, `could not save session ${session.id} or send its response`),
+  );
+}

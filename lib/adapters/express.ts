@@ -1,0 +1,50 @@
+/**
+ * The Express adapter: `app.use(sessionlock(options))` gives every later handler `req.session`.
+ *
+ * ```ts
+ * import express from 'express';
+ * import { sessionlock } from 'sessionlock/express';
+ *
+ * const app = express();
+ * app.use(sessionlock({ dataDir: './sessions', secret: process.env.SESSION_SECRET }));
+ * app.post('/login', (req, res) => { req.session.data.user = 'ann'; res.redirect('/'); });
+ * ```
+ * @module sessionlock/express
+ */
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Session } from '../session.js';
+import { adapterConfig, finishBeforeResponse, openSession, type SessionMiddlewareOptions } from './core.js';
+
+export type { SessionMiddlewareOptions } from './core.js';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The request's sessionlock session (set by the `sessionlock/express` middleware). */
+    session: Session;
+  }
+}
+
+/**
+ * Express middleware that loads the request's session into `req.session` (and locks it,
+ * with the `lock` option). The response is held back from its first write until the
+ * session is saved (if modified), its Set-Cookie appended and its lock released, so a
+ * redirect right after a change is safe. A response with a status of 500 or more (how
+ * Express answers an error passed to `next` by default) saves nothing; the lock is released
+ * all the same, also when the connection closes first. A storage failure while loading is
+ * passed to `next`.
+ */
+export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHandler {
+  const config = adapterConfig(options);
+  return (req: Request, res: Response, next: NextFunction): void => {
+    openSession(req, config)
+      .then(
+        (session) => {
+          req.session = session;
+          finishBeforeResponse(session, res, config);
+          next();
+        },
+        (error: unknown) => next(error),
+      )
+      .catch((error: unknown) => config.report(error, 'the session middleware failed'));
+  };
+}

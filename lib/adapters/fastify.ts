@@ -1,0 +1,101 @@
+/**
+ * The Fastify adapter: `app.register(sessionlock, options)` gives every request of the app
+ * `request.session`.
+ *
+ * ```ts
+ * import Fastify from 'fastify';
+ * import { sessionlock } from 'sessionlock/fastify';
+ *
+ * const app = Fastify();
+ * await app.register(sessionlock, { dataDir: './sessions' });
+ * app.post('/cart', { config: { sessionLock: true } }, async (request) => {
+ *   request.session.data.cart = [...(request.session.data.cart ?? []), request.body];
+ *   return request.session.data.cart;
+ * });
+ * ```
+ * @module sessionlock/fastify
+ */
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import type { Session } from '../session.js';
+import {
+  type AdapterConfig,
+  adapterConfig,
+  finishSession,
+  type HeaderTarget,
+  openSession,
+  releaseSession,
+  type SessionMiddlewareOptions,
+} from './core.js';
+
+export type { SessionMiddlewareOptions } from './core.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's sessionlock session (set by the `sessionlock/fastify` plugin). */
+    session: Session;
+  }
+  interface FastifyContextConfig {
+    /** Hold the session's lock for the whole request on this route; overrides the plugin's `lock` option. */
+    sessionLock?: boolean;
+  }
+}
+
+/**
+ * The Fastify plugin. It applies to the whole app (it is not encapsulated: no need for
+ * fastify-plugin). Each request's session is loaded in `onRequest` into `request.session`,
+ * locked with the `lock` option or the route's `config: { sessionLock: true }`, and saved (if
+ * modified) in `onSend`, with its Set-Cookie appended, before the payload goes out. A request
+ * that failed (the error handler ran) saves nothing. The lock is always released: in `onSend`,
+ * and else in `onError`, `onResponse` or `onRequestAbort`. A storage failure while loading
+ * becomes the request's error (a 500 by default).
+ */
+export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Object.assign(
+  (
+    fastify: Parameters<FastifyPluginCallback<SessionMiddlewareOptions>>[0],
+    options: SessionMiddlewareOptions,
+    done: (error?: Error) => void,
+  ): void => {
+    let config: AdapterConfig;
+    try {
+      config = adapterConfig(options);
+    } catch (error) {
+      done(error as Error);
+      return;
+    }
+    const failed = new WeakSet<FastifyRequest>();
+    const release = async (request: FastifyRequest): Promise<void> => releaseSession(request.session, config);
+    fastify.decorateRequest('session', null as unknown as Session);
+    fastify.addHook('onRequest', async (request) => {
+      const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);
+      request.session = await openSession(request.raw, config, lock);
+    });
+    fastify.addHook('onSend', async (request, reply, payload) => {
+      if (request.session) {
+        const outcome = { statusCode: reply.statusCode, failed: failed.has(request) };
+        await finishSession(request.session, replyHeaders(reply), outcome, config);
+      }
+      return payload;
+    });
+    fastify.addHook('onError', async (request) => {
+      failed.add(request);
+      await release(request);
+    });
+    fastify.addHook('onResponse', release);
+    fastify.addHook('onRequestAbort', release);
+    done();
+  },
+  { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: 'sessionlock' },
+);
+
+/** The reply's headers, including values set on `reply.raw` (which Fastify would let the reply's override). */
+function replyHeaders(reply: FastifyReply): HeaderTarget {
+  return {
+    headersSent: reply.raw.headersSent,
+    getHeader(name) {
+      const own = reply.getHeader(name);
+      const raw = reply.raw.getHeader(name);
+      return own === raw || raw === undefined ? own : [raw, own ?? []].flat();
+    },
+    setHeader: (name, value) => reply.removeHeader(name).header(name, value),
+  };
+}

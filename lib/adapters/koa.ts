@@ -1,0 +1,57 @@
+/**
+ * The Koa adapter: `app.use(sessionlock(options))` gives every later middleware `ctx.session`.
+ *
+ * ```ts
+ * import Koa from 'koa';
+ * import { sessionlock } from 'sessionlock/koa';
+ *
+ * const app = new Koa();
+ * app.use(sessionlock({ dataDir: './sessions', lock: true }));
+ * app.use((ctx) => {
+ *   ctx.session.data.visits = (ctx.session.data.visits ?? 0) + 1;
+ *   ctx.body = { visits: ctx.session.data.visits };
+ * });
+ * ```
+ * @module sessionlock/koa
+ */
+import type { Middleware } from 'koa';
+import type { Session } from '../session.js';
+import {
+  adapterConfig,
+  finishSession,
+  openSession,
+  releaseOnClose,
+  releaseSession,
+  type SessionMiddlewareOptions,
+} from './core.js';
+
+export type { SessionMiddlewareOptions } from './core.js';
+
+declare module 'koa' {
+  interface DefaultContext {
+    /** The request's sessionlock session (set by the `sessionlock/koa` middleware). */
+    session: Session;
+  }
+}
+
+/**
+ * Koa middleware that loads the request's session into `ctx.session` (and locks it, with
+ * the `lock` option), runs the downstream middleware, then saves the session (if modified)
+ * and appends its Set-Cookie before Koa sends the response. The lock is released in every
+ * case. When downstream throws, nothing is saved and the error is rethrown for Koa to answer
+ * (a 500 by default); a storage failure is thrown the same way.
+ */
+export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware {
+  const config = adapterConfig(options);
+  return async (ctx, next) => {
+    const session = await openSession(ctx.req, config);
+    ctx.session = session;
+    releaseOnClose(session, ctx.res, config);
+    try {
+      await next();
+      await finishSession(session, ctx.res, { statusCode: ctx.status }, config);
+    } finally {
+      await releaseSession(session, config);
+    }
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * `sessionlock inspect <id>`: one session, decoded under its read lock, as JSON.
+ * @module
+ */
+import fs from 'node:fs';
+import { DBM_EXTENSION, DBMNamespaceManager, dbmEnvironments } from '../namespace/dbm.js';
+import { FILE_EXTENSION, FileNamespaceManager } from '../namespace/file.js';
+import { storagePath } from '../namespace/storage-path.js';
+import { readSession } from '../session-record.js';
+import type { SweepType } from '../sweep.js';
+import { CliError, COMMON_HELP, type Command, dataDirOf, EXIT, storageTypeOf } from './args.js';
+
+const HELP = `Usage: sessionlock inspect <id> --data-dir <dir> [options]
+
+Prints one session as JSON: its id, backend, file, creation and last recorded access
+times, its data and its named namespaces. The session is read under its read lock, so
+the output is one committed state (a writer holding the lock is waited for).
+
+${COMMON_HELP}
+
+Example:
+  $ sessionlock inspect q3v7k2m4t5yxw6r2cz4hj7nb5fa2dkep --data-dir ./sessions
+  {
+    "id": "q3v7k2m4t5yxw6r2cz4hj7nb5fa2dkep",
+    "type": "file",
+    "file": "/srv/app/sessions/q3v7k2m4t5yxw6r2cz4hj7nb5fa2dkep.json",
+    "created": "2025-06-01T09:02:11.032Z",
+    "accessed": "2025-06-01T09:14:03.112Z",
+    "data": {
+      "user": "ada",
+      "cart": [
+        3,
+        14
+      ]
+    },
+    "namespaces": {
+      "prefs": {
+        "theme": "dark"
+      }
+    }
+  }`;
+
+const EXTENSIONS: Readonly<Record<SweepType, string>> = { file: FILE_EXTENSION, dbm: DBM_EXTENSION };
+
+export const inspect: Command = {
+  name: 'inspect',
+  synopsis: 'inspect <id>',
+  summary: 'print one session, decoded, as JSON',
+  help: HELP,
+  positionals: ['id'],
+  async run(invocation) {
+    const dataDir = dataDirOf(invocation);
+    const id = invocation.positionals[0] as string;
+    const type = storageTypeOf(invocation) ?? typeOfSession(dataDir, id);
+    const manager =
+      type === 'file' ? new FileNamespaceManager(id, { dataDir }) : new DBMNamespaceManager(id, { dataDir });
+    try {
+      const stored = await manager.withReadLock(() => readSession(manager));
+      if (stored.created === undefined && stored.encoded.size === 0) throw notFound(id, dataDir);
+      await invocation.out.line(
+        JSON.stringify(
+          {
+            id,
+            type,
+            file: manager.file,
+            created: isoOrNull(stored.created),
+            accessed: isoOrNull(stored.accessed),
+            data: stored.data,
+            namespaces: Object.fromEntries(stored.namespaces),
+          },
+          null,
+          2,
+        ),
+      );
+    } finally {
+      await dbmEnvironments.closeAll();
+    }
+    return EXIT.ok;
+  },
+};
+
+/** The backend holding session `id`: the one whose file exists. */
+function typeOfSession(dataDir: string, id: string): SweepType {
+  const found = (['file', 'dbm'] as const).filter((type) => fs.existsSync(storagePath(dataDir, id, EXTENSIONS[type])));
+  if (found.length > 1) {
+    throw new CliError(`session ${JSON.stringify(id)} exists as a file and a dbm session: choose one with --type`);
+  }
+  if (found[0] === undefined) throw notFound(id, dataDir);
+  return found[0];
+}
+
+function notFound(id: string, dataDir: string): CliError {
+  return new CliError(`no session ${JSON.stringify(id)} in ${dataDir}`);
+}
+
+function isoOrNull(time: number | undefined): string | null {
+  return time === undefined ? null : new Date(time).toISOString();
+}

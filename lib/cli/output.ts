@@ -1,0 +1,41 @@
+/**
+ * Writing the CLI's output: line by line, waiting when the reader is slower (a pipe), so
+ * listing 100,000 sessions never buffers them all; and the formats it shows values in.
+ * @module
+ */
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+
+export class Output {
+  readonly #stream: Writable;
+
+  constructor(stream: Writable) {
+    this.#stream = stream;
+  }
+
+  /** Writes `text` and a newline; resolves once the stream can take more. */
+  async line(text = ''): Promise<void> {
+    if (!this.#stream.write(`${text}\n`)) await once(this.#stream, 'drain');
+  }
+
+  /** Writes `value` as one line of JSON. */
+  json(value: unknown): Promise<void> {
+    return this.line(JSON.stringify(value));
+  }
+}
+
+/** `3725000` → `1 h 2 min`; `42000` → `42 s`. */
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours} h ${minutes % 60} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
+/** `1` → `1 session`, `2` → `2 sessions`. */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { after, describe, it } from 'node:test';
+import { type DeferredResponse, deferResponse } from '../../lib/adapters/defer-response.js';
+import { get } from '../fixtures/http-client.js';
+import { listen, type RunningServer } from '../fixtures/http-server.js';
+
+interface Seen {
+  hookRuns: number;
+  /** What the hook saw: status, whether anything was on the wire, a header. */
+  atHook?: { statusCode: number; headersSent: boolean; bytesWritten: number; header: unknown };
+  errors: unknown[];
+}
+
+/** A server whose handler runs with its response deferred behind `hook`. */
+async function serve(
+  handler: (req: IncomingMessage, res: ServerResponse, deferred: DeferredResponse) => unknown,
+  hook: (res: ServerResponse) => Promise<void> = async () => {},
+): Promise<RunningServer & { seen: Seen }> {
+  const seen: Seen = { hookRuns: 0, errors: [] };
+  const server = await listen(
+    http.createServer((req, res) => {
+      const deferred = deferResponse(
+        res,
+        async () => {
+          seen.hookRuns++;
+          seen.atHook = {
+            statusCode: res.statusCode,
+            headersSent: res.headersSent,
+            bytesWritten: res.socket?.bytesWritten ?? -1,
+            header: res.getHeader('x-test'),
+          };
+          await hook(res);
+        },
+        (error) => seen.errors.push(error),
+      );
+      handler(req, res, deferred);
+    }),
+  );
+  return { ...server, seen };
+}
+
+describe('deferResponse', () => {
+  const servers: RunningServer[] = [];
+  after(() => Promise.all(servers.map((server) => server.close())));
+  const track = <T extends RunningServer>(server: T) => {
+    servers.push(server);
+    return server;
+  };
+
+  it('runs the hook once, before anything is sent, and replays the calls in order', async () => {
+    const callbacks: string[] = [];
+    const server = track(
+      await serve(
+        (_req, res) => {
+          res.writeHead(202, { 'x-test': 'from writeHead' });
+          res.write('a', () => callbacks.push('write'));
+          res.write('b');
+          res.end('c', () => callbacks.push('end'));
+        },
+        async (res) => {
+          res.setHeader('x-hook', 'ran');
+        },
+      ),
+    );
+    const response = await fetch(server.url);
+    assert.equal(response.status, 202);
+    assert.equal(await response.text(), 'abc');
+    assert.equal(response.headers.get('x-hook'), 'ran');
+    assert.equal(response.headers.get('x-test'), 'from writeHead');
+    assert.equal(server.seen.hookRuns, 1);
+    assert.deepEqual(server.seen.atHook, {
+      statusCode: 202,
+      headersSent: false,
+      bytesWritten: 0,
+      header: 'from writeHead',
+    });
+    assert.deepEqual(callbacks, ['write', 'end']);
+  });
+
+  it('holds back flushHeaders too', async () => {
+    const server = track(
+      await serve((_req, res) => {
+        res.statusCode = 204;
+        res.flushHeaders();
+        res.end();
+      }),
+    );
+    assert.equal((await get(server.url)).status, 204);
+    assert.equal(server.seen.atHook?.bytesWritten, 0);
+    assert.equal(server.seen.atHook?.statusCode, 204);
+  });
+
+  it("signals backpressure while held, and emits 'drain' once the writes went out", async () => {
+    const server = track(
+      await serve((_req, res) => {
+        const accepted = res.write('first');
+        assert.equal(accepted, false);
+        res.once('drain', () => res.end('second'));
+      }),
+    );
+    assert.equal((await get(server.url)).body, 'firstsecond');
+  });
+
+  it('replaces the queued response with a 500 when the hook fails', async () => {
+    const failure = new Error('save failed (expected by the test)');
+    const server = track(
+      await serve(
+        (_req, res) => {
+          res.setHeader('content-type', 'application/json');
+          res.setHeader('set-cookie', 'kept=1');
+          res.end('{"ok":true}');
+        },
+        async () => {
+          throw failure;
+        },
+      ),
+    );
+    const response = await get(server.url);
+    assert.equal(response.status, 500);
+    assert.equal(response.body, 'Internal Server Error\n');
+    assert.deepEqual(response.setCookies, ['kept=1']);
+    assert.deepEqual(server.seen.errors, [failure]);
+  });
+
+  it('answers a failure before any response with a 500 that still passes through the hook', async () => {
+    const server = track(
+      await serve((_req, res, deferred) => {
+        res.setHeader('content-length', '999');
+        deferred.fail();
+      }),
+    );
+    const response = await get(server.url);
+    assert.equal(response.status, 500);
+    assert.equal(server.seen.hookRuns, 1);
+    assert.equal(server.seen.atHook?.statusCode, 500);
+  });
+
+  it('lets a complete response go, and replaces an incomplete one, when the handler fails during the hook', async () => {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const server = track(
+      await serve(
+        (req, res, deferred) => {
+          if (req.url === '/complete') res.end('complete');
+          else res.write('partial');
+          deferred.fail();
+          release();
+        },
+        () => gate,
+      ),
+    );
+    const complete = await get(`${server.url}/complete`);
+    assert.equal(complete.status, 200);
+    assert.equal(complete.body, 'complete');
+    const incomplete = await get(`${server.url}/incomplete`);
+    assert.equal(incomplete.status, 500);
+  });
+
+  it('cuts a response that failed after its headers went out', async () => {
+    const server = track(
+      await serve(async (_req, res, deferred) => {
+        res.write('partial');
+        await once(res, 'drain');
+        deferred.fail();
+      }),
+    );
+    await assert.rejects(get(server.url));
+  });
+});

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, describe, it } from 'node:test';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { sessionlock } from '../../lib/adapters/express.js';
+import { MemoryStore, StorageError } from '../../lib/index.js';
+import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
+import { cookieFrom, get } from '../fixtures/http-client.js';
+import { listen, type RunningServer } from '../fixtures/http-server.js';
+import { instrumentedMemory } from '../fixtures/instrumented-storage.js';
+
+const start: StartServer = (options, action) => {
+  const app = express();
+  app.use(sessionlock(options));
+  app.use(async (req, res) => {
+    const reply = await action({ path: req.originalUrl, session: req.session });
+    if (reply.cookie) res.append('Set-Cookie', reply.cookie);
+    if (reply.redirect) res.redirect(302, reply.redirect);
+    else res.status(reply.status ?? 200).json(reply.json);
+  });
+  app.use((_error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    res.status(500).json({ error: 'failed' });
+  });
+  return listen(http.createServer(app));
+};
+
+adapterConformance('Express', start);
+
+describe('Express adapter', () => {
+  const servers: RunningServer[] = [];
+  after(() => Promise.all(servers.map((server) => server.close())));
+  const serve = async (app: express.Express) => {
+    const server = await listen(http.createServer(app));
+    servers.push(server);
+    return server.url;
+  };
+  const appWith = (options = {}) => {
+    const app = express();
+    app.set('env', 'test');
+    app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true, ...options }));
+    return app;
+  };
+
+  it("releases the lock through Express's default error handler, for thrown errors and next(error)", async () => {
+    const app = appWith();
+    app.get('/count', (req, res) => {
+      req.session.data.n = (req.session.data.n ?? 0) + 1;
+      res.json(req.session.data.n);
+    });
+    app.get('/throw', (req) => {
+      req.session.data.n = -1;
+      throw new Error('thrown (expected by the test)');
+    });
+    app.get('/next', (req, _res, next) => {
+      req.session.data.n = -1;
+      setImmediate(() => next(new Error('passed on (expected by the test)')));
+    });
+    const url = await serve(app);
+    const cookie = cookieFrom(await get(`${url}/count`), 'sid');
+    assert.equal((await get(`${url}/throw`, cookie)).status, 500);
+    assert.equal((await get(`${url}/next`, cookie)).status, 500);
+    assert.equal((await get(`${url}/count`, cookie)).body, 2);
+  });
+
+  it('passes a storage failure while loading to the error handlers', async () => {
+    const { probe, namespaceClass } = instrumentedMemory();
+    const app = appWith({ namespaceClass });
+    app.get('/', (req, res) => {
+      req.session.data.user = 'ann';
+      res.send('ok');
+    });
+    let received: unknown;
+    app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      received = error;
+      res.status(503).send('try later');
+    });
+    const url = await serve(app);
+    const cookie = cookieFrom(await get(url), 'sid');
+    probe.down = true;
+    const response = await get(url, cookie);
+    assert.equal(response.status, 503);
+    assert.ok(received instanceof StorageError);
+  });
+
+  it('holds back a response written in pieces until the session is saved', async () => {
+    const app = appWith();
+    app.get('/stream', (req, res) => {
+      req.session.data.user = 'ann';
+      res.type('text').write('a');
+      res.write('b');
+      res.end('c');
+    });
+    const url = await serve(app);
+    const response = await get(`${url}/stream`);
+    assert.equal(response.body, 'abc');
+    assert.ok(cookieFrom(response, 'sid'));
+  });
+});

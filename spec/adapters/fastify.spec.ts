@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { SessionMiddlewareOptions } from '../../lib/adapters/core.js';
+import { sessionlock } from '../../lib/adapters/fastify.js';
+import { MemoryStore } from '../../lib/index.js';
+import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
+import { cookieFrom, get } from '../fixtures/http-client.js';
+import type { RunningServer } from '../fixtures/http-server.js';
+
+async function listen(app: FastifyInstance): Promise<RunningServer> {
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { url, close: () => app.close() };
+}
+
+const start: StartServer = async (options, action) => {
+  const app = Fastify({ forceCloseConnections: true });
+  await app.register(sessionlock, options);
+  app.all('/*', async (request, reply) => {
+    const result = await action({ path: request.url, session: request.session });
+    if (result.cookie) reply.header('set-cookie', result.cookie);
+    if (result.redirect) return reply.redirect(result.redirect, 302);
+    return reply.code(result.status ?? 200).send(result.json);
+  });
+  return listen(app);
+};
+
+adapterConformance('Fastify', start);
+
+describe('Fastify adapter', () => {
+  const servers: RunningServer[] = [];
+  after(() => Promise.all(servers.map((server) => server.close())));
+  const serve = async (options: SessionMiddlewareOptions, routes: (app: FastifyInstance) => void) => {
+    const app = Fastify({ forceCloseConnections: true });
+    await app.register(sessionlock, { key: 'sid', store: new MemoryStore(), ...options });
+    routes(app);
+    const server = await listen(app);
+    servers.push(server);
+    return server.url;
+  };
+
+  it("locks a route by its config: { sessionLock: true }, and the route's false overrides the lock option", async () => {
+    const increment = async (request: { session: { data: Record<string, number> } }) => {
+      request.session.data.n = (request.session.data.n ?? 0) + 1;
+      return { n: request.session.data.n };
+    };
+    const url = await serve({}, (app) => {
+      app.get('/locked', { config: { sessionLock: true } }, increment);
+      app.get('/start', async (request) => {
+        request.session.data.n = 0;
+        return { locked: request.session.locked };
+      });
+    });
+    const first = await get(`${url}/start`);
+    assert.deepEqual(first.body, { locked: false });
+    const cookie = cookieFrom(first, 'sid');
+    const responses = await Promise.all(Array.from({ length: 100 }, () => get(`${url}/locked`, cookie)));
+    assert.deepEqual(
+      responses.map((response) => (response.body as { n: number }).n).sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+
+    const optedOut = await serve({ lock: true }, (app) => {
+      app.get('/free', { config: { sessionLock: false } }, async (request) => ({ locked: request.session.locked }));
+      app.get('/held', async (request) => ({ locked: request.session.locked }));
+    });
+    assert.deepEqual((await get(`${optedOut}/free`)).body, { locked: false });
+    assert.deepEqual((await get(`${optedOut}/held`)).body, { locked: true });
+  });
+
+  it('keeps the error status of a thrown HTTP error, saves nothing of it, and releases the lock', async () => {
+    const url = await serve({ lock: true }, (app) => {
+      app.get('/count', async (request) => {
+        request.session.data.n = (request.session.data.n ?? 0) + 1;
+        return request.session.data.n;
+      });
+      app.get('/forbidden', async (request) => {
+        request.session.data.n = -1;
+        throw Object.assign(new Error('no (expected by the test)'), { statusCode: 403 });
+      });
+    });
+    const cookie = cookieFrom(await get(`${url}/count`), 'sid');
+    assert.equal((await get(`${url}/forbidden`, cookie)).status, 403);
+    assert.equal((await get(`${url}/count`, cookie)).body, 2);
+  });
+
+  it('fails registration for bad options', async () => {
+    const app = Fastify();
+    app.register(sessionlock, { lock: 'always' as never });
+    await assert.rejects(async () => {
+      await app.ready();
+    }, /lock must be/);
+    await app.close();
+  });
+});

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { Readable } from 'node:stream';
+import { after, describe, it } from 'node:test';
+import { type SessionHandler, withSession } from '../../lib/adapters/http.js';
+import { MemoryStore } from '../../lib/index.js';
+import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
+import { cookieFrom, get } from '../fixtures/http-client.js';
+import { listen, type RunningServer } from '../fixtures/http-server.js';
+
+const start: StartServer = (options, action) =>
+  listen(
+    http.createServer(
+      withSession(async (req, res) => {
+        const reply = await action({ path: req.url ?? '/', session: req.session });
+        if (reply.cookie) res.setHeader('set-cookie', reply.cookie);
+        if (reply.redirect) {
+          res.writeHead(302, { location: reply.redirect }).end();
+          return;
+        }
+        res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(reply.json));
+      }, options),
+    ),
+  );
+
+adapterConformance('node:http', start);
+
+describe('node:http adapter', () => {
+  const servers: RunningServer[] = [];
+  after(() => Promise.all(servers.map((server) => server.close())));
+  const serve = async (handler: SessionHandler, lock = true) => {
+    const logs: string[] = [];
+    const server = await listen(
+      http.createServer(withSession(handler, { key: 'sid', store: new MemoryStore(), lock, log: (l) => logs.push(l) })),
+    );
+    servers.push(server);
+    return { url: server.url, logs };
+  };
+
+  it('answers a synchronous throw with a 500, logs it, and releases the lock', async () => {
+    const { url, logs } = await serve((req, res) => {
+      if (req.url === '/throw') throw new Error('sync failure (expected by the test)');
+      req.session.data.n = (req.session.data.n ?? 0) + 1;
+      res.end(String(req.session.data.n));
+    });
+    const first = await get(`${url}/`);
+    const cookie = cookieFrom(first, 'sid');
+    const failed = await get(`${url}/throw`, cookie);
+    assert.equal(failed.status, 500);
+    assert.equal(failed.body, 'Internal Server Error\n');
+    assert.ok(logs.some((line) => line.includes('sync failure')));
+    assert.equal((await get(`${url}/`, cookie)).body, 2);
+  });
+
+  it('serves a handler that answers later from a callback, without returning a promise', async () => {
+    const { url } = await serve((req, res) => {
+      req.session.data.user = 'ann';
+      setImmediate(() => {
+        res.statusCode = 201;
+        res.end('later');
+      });
+    });
+    const response = await get(url);
+    assert.equal(response.status, 201);
+    assert.equal(response.body, 'later');
+    const cookie = cookieFrom(response, 'sid');
+    assert.equal((await get(url, cookie)).status, 201, 'the lock was released');
+  });
+
+  it('streams a piped body in order after the save', async () => {
+    const chunks = Array.from({ length: 200 }, (_, i) => `${String(i).padStart(4, '0')}${'.'.repeat(4000)}\n`);
+    const { url } = await serve((req, res) => {
+      req.session.data.streamed = true;
+      res.setHeader('content-type', 'text/plain');
+      Readable.from(chunks).pipe(res);
+    });
+    const response = await get(url);
+    assert.equal(response.status, 200);
+    assert.equal(response.body, chunks.join(''));
+    const again = await get(`${url}/`, cookieFrom(response, 'sid'));
+    assert.equal(again.status, 200);
+  });
+
+  it('keeps Set-Cookie values given to writeHead, as an object or a flat array', async () => {
+    const { url } = await serve((req, res) => {
+      req.session.data.user = 'ann';
+      if (req.url === '/array') res.writeHead(200, ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'X-Test', 'yes']);
+      else res.writeHead(200, 'Fine', { 'Set-Cookie': ['a=1', 'b=2'], 'X-Test': 'yes' });
+      res.end('ok');
+    });
+    for (const path of ['/object', '/array']) {
+      const response = await fetch(`${url}${path}`);
+      const cookies = response.headers.getSetCookie();
+      assert.deepEqual(cookies.slice(0, 2), ['a=1', 'b=2'], path);
+      assert.match(cookies[2] ?? '', /^sid=/);
+      assert.equal(response.headers.get('x-test'), 'yes');
+      if (path === '/object') assert.equal(response.statusText, 'Fine');
+    }
+  });
+
+  it('cuts a response whose handler throws after sending its headers, and releases the lock', async () => {
+    const { url } = await serve(async (req, res) => {
+      req.session.data.n = (req.session.data.n ?? 0) + 1;
+      if (req.url === '/partial') {
+        res.write('partial');
+        await new Promise((resolve) => res.write(' more', resolve));
+        throw new Error('late failure (expected by the test)');
+      }
+      res.end(String(req.session.data.n));
+    });
+    const cookie = cookieFrom(await get(url), 'sid');
+    await assert.rejects(get(`${url}/partial`, cookie));
+    assert.equal((await get(url, cookie)).body, 3, 'the partial request saved before it failed; the lock is free');
+  });
+
+  it('lets a complete response go when the handler throws after ending it', async () => {
+    const { url } = await serve((_req, res) => {
+      res.end('done');
+      throw new Error('failure after the response (expected by the test)');
+    });
+    const response = await get(url);
+    assert.equal(response.status, 200);
+    assert.equal(response.body, 'done');
+  });
+
+  it('checks its options when it is created', () => {
+    assert.throws(() => withSession(() => {}, { lock: 'yes' as never }), /lock must be/);
+    assert.throws(() => withSession(() => {}, { timeout: -1 }), /timeout/);
+    assert.throws(() => withSession(undefined as never), /handler/);
+  });
+});

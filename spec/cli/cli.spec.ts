@@ -1,0 +1,348 @@
+/**
+ * The `sessionlock` command, end to end: built, spawned as `node dist/cli.js …` on real
+ * file and dbm sessions made with the library, with a child process holding a lock.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type DirectoryResult, dir } from 'tmp-promise';
+import { TEMP_DIRECTORY } from '../../lib/files.js';
+import { dbmEnvironments } from '../../lib/namespace/dbm.js';
+import { TEST_LOCK_STALE } from '../fixtures/backends.js';
+import { ensureBuilt, runCli } from '../fixtures/cli.js';
+import { age, createSession, exists, type FileType, HOUR } from '../fixtures/data-dir.js';
+import { spawnWorker } from '../fixtures/processes.js';
+
+const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+  bin: Record<string, string>;
+};
+
+/** A user error is one line on stderr, without a stack trace. */
+function assertOneLineError(stderr: string, pattern: RegExp): void {
+  assert.match(stderr.trimEnd(), pattern);
+  assert.equal(stderr.trimEnd().split('\n').length, 1, `one line expected, got:\n${stderr}`);
+  assert.doesNotMatch(stderr, /\n\s+at /);
+}
+
+describe('sessionlock (CLI)', () => {
+  let tmp: DirectoryResult;
+  let count = 0;
+  const freshDir = () => fs.mkdirSync(path.join(tmp.path, `data-${++count}`), { recursive: true }) as string;
+
+  before(async () => {
+    await ensureBuilt();
+    tmp = await dir({ unsafeCleanup: true, prefix: 'sessionlock-cli-' });
+  });
+  after(async () => {
+    await dbmEnvironments.closeAll();
+    await tmp.cleanup();
+  });
+
+  it('is the package bin', () => {
+    assert.deepEqual(pkg.bin, { sessionlock: './dist/cli.js' });
+    assert.match(fs.readFileSync(new URL('../../lib/cli.ts', import.meta.url), 'utf8'), /^#!\/usr\/bin\/env node\n/);
+  });
+
+  describe('--help', () => {
+    it('lists the commands and common options', async () => {
+      const { code, stdout, stderr } = await runCli(['--help']);
+      assert.equal(code, 0);
+      assert.equal(stderr, '');
+      for (const text of [
+        'Usage: sessionlock <command>',
+        'list',
+        'inspect <id>',
+        'sweep --timeout',
+        'demo',
+        '--data-dir',
+      ]) {
+        assert.ok(stdout.includes(text), `${text} in:\n${stdout}`);
+      }
+      assert.equal((await runCli(['-h'])).stdout, stdout);
+      assert.equal((await runCli(['help'])).stdout, stdout);
+    });
+
+    for (const [command, expected] of [
+      ['list', /Usage: sessionlock list[\s\S]*--json/],
+      ['inspect', /Usage: sessionlock inspect <id>/],
+      ['sweep', /Usage: sessionlock sweep --timeout[\s\S]*--lock-stale[\s\S]*--dry-run/],
+    ] as const) {
+      it(`explains ${command}`, async () => {
+        const { code, stdout } = await runCli([command, '--help']);
+        assert.equal(code, 0);
+        assert.match(stdout, expected);
+        assert.match(stdout, /--data-dir <dir>/);
+        assert.equal((await runCli(['help', command])).stdout, stdout);
+      });
+    }
+
+    it('passes demo --help on to the demo', async () => {
+      const { code, stdout } = await runCli(['demo', '--help']);
+      assert.equal(code, 0);
+      assert.match(stdout, /Usage: .*demo/);
+    });
+
+    it('prints the version', async () => {
+      assert.deepEqual(await runCli(['--version']), { code: 0, stdout: `${pkg.version}\n`, stderr: '' });
+    });
+  });
+
+  describe('list', () => {
+    it('shows each session with its size in bytes and last access, as a table or JSON lines', async () => {
+      const dataDir = freshDir();
+      const sessions = {
+        file: await createSession('file', dataDir, { user: 'ada' }),
+        dbm: await createSession('dbm', dataDir, { user: 'bob' }),
+      };
+      const accessed = { file: new Date('2024-01-02T03:04:05.000Z'), dbm: new Date('2024-02-03T04:05:06.000Z') };
+      for (const type of ['file', 'dbm'] as const) fs.utimesSync(sessions[type].file, accessed[type], accessed[type]);
+      const size = (type: FileType) => fs.statSync(sessions[type].file).size;
+
+      const table = await runCli(['list', '--data-dir', dataDir]);
+      assert.equal(table.code, 0, table.stderr);
+      const lines = table.stdout.trimEnd().split('\n');
+      assert.match(lines[0] as string, /^LAST ACCESS \(UTC\)\s+BYTES\s+TYPE\s+ID$/);
+      for (const type of ['file', 'dbm'] as const) {
+        const row = lines.find((line) => line.endsWith(sessions[type].id));
+        assert.ok(row, `a row for the ${type} session in:\n${table.stdout}`);
+        assert.deepEqual(row.split(/\s+/), [accessed[type].toISOString(), String(size(type)), type, sessions[type].id]);
+      }
+      assert.equal(lines.at(-1), `2 sessions, ${size('file') + size('dbm')} bytes`);
+
+      const json = await runCli(['list', '--json'], { SESSIONLOCK_DATA_DIR: dataDir });
+      assert.equal(json.code, 0, json.stderr);
+      const records = json.stdout
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line));
+      assert.deepEqual(
+        records.sort((a, b) => a.type.localeCompare(b.type)),
+        (['dbm', 'file'] as const).map((type) => ({
+          id: sessions[type].id,
+          type,
+          size: size(type),
+          accessed: accessed[type].toISOString(),
+          file: sessions[type].file,
+        })),
+      );
+
+      const onlyFile = await runCli(['list', '--json', '--type', 'file', '-d', dataDir]);
+      assert.deepEqual(
+        onlyFile.stdout
+          .trimEnd()
+          .split('\n')
+          .map((line) => JSON.parse(line).id),
+        [sessions.file.id],
+      );
+    });
+
+    it('shows an empty directory as no sessions', async () => {
+      const { code, stdout } = await runCli(['list', '-d', freshDir()]);
+      assert.equal(code, 0);
+      assert.match(stdout, /0 sessions, 0 bytes\n$/);
+    });
+  });
+
+  describe('inspect', () => {
+    for (const type of ['file', 'dbm'] as const) {
+      it(`decodes a ${type} session: times, data and namespaces`, async () => {
+        const dataDir = freshDir();
+        const data = { user: 'ada', cart: [3, 14], since: new Date('2020-05-06T07:08:09.000Z') };
+        const session = await createSession(type, dataDir, data, { prefs: { theme: 'dark' } });
+        const { code, stdout, stderr } = await runCli(['inspect', session.id, '--data-dir', dataDir]);
+        assert.equal(code, 0, stderr);
+        const shown = JSON.parse(stdout);
+        assert.equal(shown.id, session.id);
+        assert.equal(shown.type, type);
+        assert.equal(shown.file, session.file);
+        assert.deepEqual(shown.data, { ...data, since: data.since.toISOString() });
+        assert.deepEqual(shown.namespaces, { prefs: { theme: 'dark' } });
+        assert.ok(Math.abs(Date.parse(shown.created) - Date.now()) < HOUR);
+        assert.ok(Date.parse(shown.accessed) >= Date.parse(shown.created));
+        assert.equal((await runCli(['inspect', session.id, '-d', dataDir, '--type', type])).stdout, stdout);
+      });
+    }
+
+    it('reports an unknown id (exit 1) and a missing id (exit 2)', async () => {
+      const dataDir = freshDir();
+      const unknown = await runCli(['inspect', 'nosuchsession0000', '-d', dataDir]);
+      assert.equal(unknown.code, 1);
+      assertOneLineError(unknown.stderr, /^sessionlock inspect: no session "nosuchsession0000" in /);
+      const missing = await runCli(['inspect', '-d', dataDir]);
+      assert.equal(missing.code, 2);
+      assertOneLineError(missing.stderr, /^sessionlock inspect: missing <id> \(see sessionlock inspect --help\)$/);
+    });
+  });
+
+  describe('sweep', () => {
+    it('removes idle sessions and their lock files, keeps recent and locked ones, removes left-overs', async () => {
+      const scene = await sweepScene(freshDir());
+      try {
+        await scene.holder.next('locked');
+        await scene.age();
+        const args = ['sweep', '--lock-stale', '2000', '-d', scene.dataDir];
+
+        const dry = await runCli([...args, '--timeout', '1800', '--dry-run']);
+        assert.equal(dry.code, 0, dry.stderr);
+        const idleFile = scene.idle.file.id;
+        assert.match(dry.stdout, new RegExp(`would remove session ${idleFile} \\(file, \\d+ bytes, idle 2 h 0 min\\)`));
+        assert.match(dry.stdout, /^dry run of .*: would remove 2 of 4 sessions \(1 locked, 1 recent kept\)/m);
+        for (const file of scene.leftOver) assert.ok(await exists(file), file);
+
+        const { code, stdout, stderr } = await runCli([...args, '--timeout', '30m']);
+        assert.equal(code, 0, stderr);
+        assert.equal(stderr, '');
+        assertSweepOutput(stdout, scene);
+        for (const file of [...scene.leftOver, scene.idle.dbm.lock]) assert.equal(await exists(file), false, file);
+        assert.ok(await exists(scene.recent.file));
+        assert.ok(await exists(scene.locked.file), 'a locked session is never removed');
+        assert.ok(await exists(scene.locked.lock), "the holder's lock is left alone");
+      } finally {
+        scene.holder.kill();
+        await scene.holder.exited;
+      }
+    });
+
+    it('prints JSON lines with --json', async () => {
+      const dataDir = freshDir();
+      const idle = await createSession('file', dataDir, { n: 1 });
+      await age(idle.file, 2 * HOUR);
+      const { code, stdout } = await runCli(['sweep', '--timeout', '60', '--json', '-d', dataDir]);
+      assert.equal(code, 0);
+      const [removal, summary, ...rest] = stdout
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line));
+      assert.deepEqual(rest, []);
+      assert.equal(removal.removed.id, idle.id);
+      assert.equal(removal.removed.kind, 'session');
+      assert.equal(summary.summary.removed, 1);
+      assert.equal(summary.summary.dataDir, dataDir);
+    });
+  });
+
+  describe('usage and runtime errors', () => {
+    const cases: { args: string[]; code: number; message: RegExp }[] = [
+      { args: [], code: 2, message: /^sessionlock: missing command/ },
+      {
+        args: ['frobnicate'],
+        code: 2,
+        message: /^sessionlock: unknown command "frobnicate" \(see sessionlock --help\)$/,
+      },
+      {
+        args: ['--data-dir', '.', 'list'],
+        code: 2,
+        message: /^sessionlock: unknown option "--data-dir" \(the command comes first/,
+      },
+      {
+        args: ['list'],
+        code: 2,
+        message: /^sessionlock list: --data-dir <dir> is required \(or set SESSIONLOCK_DATA_DIR\)/,
+      },
+      {
+        args: ['list', '--frob', '-d', '.'],
+        code: 2,
+        message: /^sessionlock list: unknown option --frob \(see sessionlock list --help\)$/,
+      },
+      { args: ['list', '-d'], code: 2, message: /^sessionlock list: option -d.* needs a value/ },
+      { args: ['list', '-d', '.', 'extra'], code: 2, message: /^sessionlock list: unexpected argument "extra"/ },
+      {
+        args: ['list', '-d', '.', '--type', 'redis'],
+        code: 2,
+        message: /--type must be file or dbm, received "redis"/,
+      },
+      { args: ['sweep', '-d', '.'], code: 2, message: /^sessionlock sweep: --timeout <seconds> is required/ },
+      { args: ['sweep', '-d', '.', '--timeout', 'soon'], code: 2, message: /--timeout must be seconds/ },
+      {
+        args: ['sweep', '-d', '.', '--timeout', '60', '--lock-stale', '5'],
+        code: 2,
+        message: /--lock-stale must be .* >= 2000/,
+      },
+      { args: ['help', 'frobnicate'], code: 2, message: /unknown command "frobnicate"/ },
+    ];
+    for (const { args, code, message } of cases) {
+      it(`sessionlock ${args.join(' ')} → exit ${code}`, async () => {
+        const run = await runCli(args);
+        assert.equal(run.code, code, run.stderr);
+        assert.equal(run.stdout, '');
+        assertOneLineError(run.stderr, message);
+      });
+    }
+
+    for (const command of [['list'], ['inspect', 'somesession000000'], ['sweep', '--timeout', '60']]) {
+      it(`${command[0]}: a missing data directory or a file instead → exit 1 naming the path`, async () => {
+        const missing = path.join(tmp.path, 'no-such-dir');
+        const run = await runCli([...command, '--data-dir', missing]);
+        assert.equal(run.code, 1);
+        assertOneLineError(
+          run.stderr,
+          new RegExp(`^sessionlock ${command[0]}: Cannot read the data directory ${missing}: it does not exist$`),
+        );
+        const file = path.join(tmp.path, 'a-file');
+        fs.writeFileSync(file, '');
+        const notDir = await runCli([...command], { SESSIONLOCK_DATA_DIR: file });
+        assert.equal(notDir.code, 1);
+        assertOneLineError(notDir.stderr, /Cannot read the data directory .*a-file: it is not a directory$/);
+      });
+    }
+  });
+});
+
+/**
+ * Idle file and dbm sessions (the file one with a dead holder's lock), a recent one, an idle
+ * one locked by a live child process, a lock without a session and a temporary file.
+ */
+async function sweepScene(dataDir: string) {
+  const idle = {
+    file: await createSession('file', dataDir, { n: 1 }),
+    dbm: await createSession('dbm', dataDir, { n: 2 }),
+  };
+  const recent = await createSession('file', dataDir, { n: 3 });
+  const locked = await createSession('dbm', dataDir, { n: 4 });
+  const holder = spawnWorker({
+    type: 'dbm',
+    options: { dataDir, lockStale: TEST_LOCK_STALE },
+    namespace: locked.id,
+    task: { kind: 'hold' },
+  });
+  const orphanLock = path.join(dataDir, 'abandonedsession00.json.lock');
+  const orphanTemp = path.join(dataDir, TEMP_DIRECTORY, `${path.basename(recent.file)}.0123456789ab.tmp`);
+  const leftOver = [orphanLock, orphanTemp, idle.file.file, idle.file.lock, idle.dbm.file, `${idle.dbm.file}-lock`];
+  return {
+    dataDir,
+    idle,
+    recent,
+    locked,
+    holder,
+    orphanLock,
+    orphanTemp,
+    /** What the sweep removes: left-over files, and the idle sessions' files (data, LMDB lock, dead holder's lock). */
+    leftOver,
+    /** Creates the left-overs and sets the times: call it once the holder has the lock. */
+    async age() {
+      fs.mkdirSync(idle.file.lock);
+      fs.mkdirSync(orphanLock);
+      fs.writeFileSync(orphanTemp, '{"partial');
+      for (const file of [idle.file.lock, orphanLock, orphanTemp]) await age(file, 2 * TEST_LOCK_STALE);
+      for (const file of [idle.file.file, idle.dbm.file, locked.file]) await age(file, 2 * HOUR);
+    },
+  };
+}
+
+function assertSweepOutput(stdout: string, scene: Awaited<ReturnType<typeof sweepScene>>): void {
+  const lines = stdout.trimEnd().split('\n');
+  for (const { id } of Object.values(scene.idle)) {
+    assert.equal(lines.filter((line) => line.startsWith(`removed session ${id} `)).length, 1, stdout);
+  }
+  const removedLeftOver = (kind: string, file: string) =>
+    lines.some((line) => line.startsWith(`removed ${kind} ${path.basename(file)} `));
+  assert.ok(removedLeftOver('lock', scene.orphanLock), stdout);
+  assert.ok(removedLeftOver('temp', scene.orphanTemp), stdout);
+  assert.doesNotMatch(stdout, new RegExp(`session (${scene.recent.id}|${scene.locked.id})`));
+  assert.match(
+    lines.at(-1) as string,
+    /^swept .*: removed 2 of 4 sessions \(1 locked, 1 recent kept\); left-overs removed: [12] locks?, 1 temporary file, 0 LMDB lock files$/,
+  );
+}
