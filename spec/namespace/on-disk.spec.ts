@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import * as lmdb from 'lmdb';
 import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import {
@@ -136,6 +137,9 @@ describe('dbm open-file cache', () => {
       const first = createNamespaceManager('dbm', 's0', { dataDir });
       assert.equal(await first.withReadLock(() => first.get('i')), 0);
       assert.ok(peak - baseline <= 64 * 3 + 16, `open descriptors grew by ${peak - baseline}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const registry = (lmdb as unknown as { allDbs: Map<string, unknown> }).allDbs;
+      assert.ok(registry.size <= 64 + 16, `lmdb still holds ${registry.size} closed stores`);
     } finally {
       await cleanup();
     }
