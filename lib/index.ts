@@ -50,6 +50,6 @@ export {
   registerNamespaceManager,
 } from './namespace/registry.js';
 export { jsonSerializer, type Serializer } from './serializer.js';
-export { Session, type SessionLockOptions, type SessionRequest } from './session.js';
+export { Session, type SessionLoadOptions, type SessionLockOptions, type SessionRequest } from './session.js';
 export type { SessionOptions } from './session-options.js';
 export { type SweepOptions, type SweepResult, type SweepType, type SweptEntry, sweep } from './sweep.js';

@@ -8,6 +8,7 @@ import { cookieValues, serializeCookie } from './cookie.js';
 import { LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { checkString, describe } from './options.js';
+import { encodeValue } from './serializer.js';
 import { generateSessionId } from './session-id.js';
 import { type SessionConfig, type SessionOptions, sessionConfig } from './session-options.js';
 import {
@@ -23,6 +24,16 @@ import {
 /** What a Session needs of a request: its headers (a node:http IncomingMessage fits). */
 export interface SessionRequest {
   headers: { cookie?: string | string[] | undefined };
+}
+
+/** Options of {@link Session.load}. */
+export interface SessionLoadOptions {
+  /**
+   * Load under the session's exclusive lock and keep it held, as {@link Session.lock} would
+   * (PHP-style, for a whole request): one read instead of a load and a reload.
+   * @default false
+   */
+  lock?: boolean | SessionLockOptions;
 }
 
 /** Options of {@link Session.lock}. */
@@ -178,18 +189,22 @@ export class Session<Data extends object = Record<string, any>> {
    * `timeout` is removed and a new one starts (`wasInvalidated`). Throws
    * {@link SessionCorruptError} for corrupt data unless `invalidateCorrupt`.
    */
-  async load(): Promise<this> {
+  async load(options: SessionLoadOptions = {}): Promise<this> {
     if (this.#locked) throw new LockStateError('load() while the session is locked: lock() loaded it already');
+    const lock = options.lock === true ? {} : options.lock || undefined;
     const candidates = this.#candidates();
+    let invalidated = false;
     for (const candidate of candidates) {
-      const outcome = await this.#loadStored(candidate.id);
+      const outcome = await this.#loadStored(candidate.id, lock);
       if (outcome === 'loaded') {
         this.#clientValue = candidate.value;
         return this;
       }
-      if (outcome === 'invalidated') return this;
+      invalidated = outcome === 'invalidated';
+      if (invalidated) break;
     }
-    this.#startNew(this.#config.strict ? undefined : candidates[0]?.id);
+    if (!invalidated) this.#startNew(this.#config.strict ? undefined : candidates[0]?.id);
+    if (lock) await this.lock(lock);
     return this;
   }
 
@@ -206,22 +221,15 @@ export class Session<Data extends object = Record<string, any>> {
     if (this.#stored && changes.size === 0) return;
     const manager = this.#managerFor(this.#id);
     const wasStored = this.#stored;
-    let vanished = false;
-    await manager.withWriteLock(() => {
-      if (wasStored && !manager.has(CREATED)) {
-        vanished = true;
-        return;
-      }
-      if (!wasStored) {
-        manager.set(CREATED, this.#created.getTime());
-        manager.set(ACCESSED, this.#accessed.getTime());
-      }
-      for (const [key, change] of changes) {
-        if (change) manager.setEncoded(key, change.value, change.raw);
-        else manager.delete(key);
-      }
-    });
-    if (vanished) {
+    if (!wasStored) {
+      changes.set(CREATED, this.#encodeTime(CREATED, this.#created));
+      changes.set(ACCESSED, this.#encodeTime(ACCESSED, this.#accessed));
+    }
+    const requireKey = wasStored ? CREATED : undefined;
+    const applied = this.#locked
+      ? await manager.withWriteLock(() => applyUnder(manager, changes, requireKey))
+      : await manager.applyEncoded(changes, requireKey);
+    if (!applied) {
       this.#log(`session ${this.#id} was removed by another request; not recreating it`);
       this.#stored = false;
       this.#wasInvalidated = true;
@@ -377,11 +385,11 @@ export class Session<Data extends object = Record<string, any>> {
     return candidates;
   }
 
-  async #loadStored(id: string): Promise<Outcome> {
+  async #loadStored(id: string, lock: SessionLockOptions | undefined): Promise<Outcome> {
     const manager = this.#config.createManager(id);
     let stored: StoredSession;
     try {
-      stored = await manager.withReadLock(() => readSession(manager));
+      stored = lock ? await readLocked(manager, lock) : await manager.withReadLock(() => readSession(manager));
     } catch (error) {
       if (!(error instanceof SessionCorruptError) || !this.#config.invalidateCorrupt) throw error;
       return this.#invalidateOnLoad(manager, `its data is corrupt (${error.message})`);
@@ -389,10 +397,11 @@ export class Session<Data extends object = Record<string, any>> {
     if (stored.created === undefined) {
       if (stored.encoded.size > 0) {
         const error = new SessionCorruptError(id, 'it has data but no creation time');
-        if (!this.#config.invalidateCorrupt) throw error;
+        if (!this.#config.invalidateCorrupt) throw await releasing(manager, error);
         return this.#invalidateOnLoad(manager, error.message);
       }
       this.#log(`rejected session id ${id}: it is not in storage`);
+      await releasing(manager);
       return 'absent';
     }
     const now = Date.now();
@@ -402,13 +411,23 @@ export class Session<Data extends object = Record<string, any>> {
     }
     this.#adoptStored(id, manager, stored);
     this.#accessed = new Date(lastAccess);
-    if (now - lastAccess >= this.#config.accessResolution) await this.#recordAccess(manager, now);
+    const due = now - lastAccess >= this.#config.accessResolution;
+    if (lock) {
+      this.#locked = true;
+      if (due) {
+        manager.set(ACCESSED, now);
+        this.#touched = true;
+      }
+    } else if (due) {
+      await this.#recordAccess(manager, now);
+    }
     return 'loaded';
   }
 
   async #invalidateOnLoad(manager: NamespaceManager, reason: string): Promise<Outcome> {
     this.#log(`invalidated session ${manager.namespace}: ${reason}`);
     await manager.remove();
+    await releasing(manager);
     this.#startNew();
     this.#wasInvalidated = true;
     return 'invalidated';
@@ -489,6 +508,10 @@ export class Session<Data extends object = Record<string, any>> {
     return changes;
   }
 
+  #encodeTime(key: string, time: Date): { value: number; raw: string } {
+    return { value: time.getTime(), raw: encodeValue(this.#config.serializer, key, time.getTime()) };
+  }
+
   #adoptBaseline(state: EncodedState): void {
     this.#baseline = new Map([...state].map(([key, { raw }]) => [key, raw]));
   }
@@ -498,4 +521,30 @@ export class Session<Data extends object = Record<string, any>> {
 function replaceContents<T extends object>(target: T, source: object): T {
   for (const key of Object.keys(target)) delete (target as Record<string, unknown>)[key];
   return Object.assign(target, source);
+}
+
+/** Applies `changes` to a manager holding the write lock, unless `requireKey` is missing; returns whether it did. */
+function applyUnder(manager: NamespaceManager, changes: Changes, requireKey: string | undefined): boolean {
+  if (requireKey !== undefined && !manager.has(requireKey)) return false;
+  for (const [key, change] of changes) {
+    if (change) manager.setEncoded(key, change.value, change.raw);
+    else manager.delete(key);
+  }
+  return true;
+}
+
+/** Takes the write lock and reads the session under it; releases the lock if reading fails. */
+async function readLocked(manager: NamespaceManager, lock: SessionLockOptions): Promise<StoredSession> {
+  await manager.acquireWriteLock(lock.timeout === undefined ? {} : { timeout: lock.timeout });
+  try {
+    return readSession(manager);
+  } catch (error) {
+    throw await releasing(manager, error);
+  }
+}
+
+/** Releases the write lock `manager` holds, if any; returns `error` for rethrowing. */
+async function releasing<E>(manager: NamespaceManager, error?: E): Promise<E | undefined> {
+  if (manager.lockState === 'write') await manager.releaseWriteLock();
+  return error;
 }

@@ -80,8 +80,8 @@ export async function openSession(
   config: AdapterConfig,
   lock: boolean = config.lock(req),
 ): Promise<Session> {
-  const session = await Session.open(req, config.session);
-  if (lock) await session.lock();
+  const session = new Session(req, config.session);
+  await session.load({ lock });
   return session;
 }
 

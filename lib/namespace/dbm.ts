@@ -90,21 +90,21 @@ export class DBMNamespaceManager extends NamespaceManager {
 
   protected override async writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
-    const handle = dbmEnvironments.acquire(this.file, this.#openOptions(true)) as EnvironmentHandle;
-    try {
+    this.#transaction(true, (db) => {
       this.#lock.verify();
-      handle.db.transactionSync(() => {
-        for (const [key, raw] of changes) {
-          if (raw === undefined) handle.db.removeSync(key);
-          else handle.db.putSync(key, raw);
-        }
-      });
-    } catch (error) {
-      if (error instanceof SessionlockError) throw error;
-      throw new StorageError(this.file, 'write', { cause: error });
-    } finally {
-      dbmEnvironments.release(handle);
-    }
+      applyTo(db, changes);
+    });
+  }
+
+  /** One LMDB transaction, exclusive across processes; no lock directory, no view. */
+  protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
+    if (this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
+    const outcome = this.#transaction(requireKey === undefined, (db) => {
+      if (requireKey !== undefined && db.get(requireKey) === undefined) return 'missing' as const;
+      applyTo(db, changes);
+      return 'applied' as const;
+    });
+    return outcome ?? 'missing';
   }
 
   /**
@@ -119,7 +119,31 @@ export class DBMNamespaceManager extends NamespaceManager {
     removeFile(this.file);
   }
 
+  /**
+   * Runs `work` in one write transaction of this namespace's file (created if `create`);
+   * `undefined` when the file does not exist and may not be created. LMDB errors become StorageError.
+   */
+  #transaction<T>(create: boolean, work: (db: EnvironmentHandle['db']) => T): T | undefined {
+    const handle = dbmEnvironments.acquire(this.file, this.#openOptions(create));
+    if (!handle) return undefined;
+    try {
+      return handle.db.transactionSync(() => work(handle.db));
+    } catch (error) {
+      if (error instanceof SessionlockError) throw error;
+      throw new StorageError(this.file, 'write', { cause: error });
+    } finally {
+      dbmEnvironments.release(handle);
+    }
+  }
+
   #openOptions(create: boolean) {
     return { create, namespace: this.namespace };
+  }
+}
+
+function applyTo(db: EnvironmentHandle['db'], changes: EncodedChanges): void {
+  for (const [key, raw] of changes) {
+    if (raw === undefined) db.removeSync(key);
+    else db.putSync(key, raw);
   }
 }

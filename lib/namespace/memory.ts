@@ -60,11 +60,27 @@ export class MemoryNamespaceManager extends NamespaceManager {
   protected override async unlockStorage(): Promise<void> {}
 
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
-    if (entries.size === 0) this.#store.namespaces.delete(this.namespace);
-    else this.#store.namespaces.set(this.namespace, entries);
+    this.#keep(entries);
   }
 
   protected override async removeCommitted(): Promise<void> {
     this.#store.namespaces.delete(this.namespace);
+  }
+
+  protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
+    const current = this.#store.namespaces.get(this.namespace) ?? new Map<string, string>();
+    if (requireKey !== undefined && !current.has(requireKey)) return 'missing' as const;
+    const next = new Map(current);
+    for (const [key, raw] of changes) {
+      if (raw === undefined) next.delete(key);
+      else next.set(key, raw);
+    }
+    this.#keep(next);
+    return 'applied' as const;
+  }
+
+  #keep(entries: EncodedEntries): void {
+    if (entries.size === 0) this.#store.namespaces.delete(this.namespace);
+    else this.#store.namespaces.set(this.namespace, entries);
   }
 }

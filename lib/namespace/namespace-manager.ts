@@ -11,7 +11,7 @@ import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
 import { checkFunction, checkMilliseconds, checkOptionsObject, describe } from '../options.js';
 import { encodeValue, jsonSerializer, type Serializer } from '../serializer.js';
-import { NamespaceView, type ValueCodec } from './view.js';
+import { NamespaceView, sealed, type ValueCodec } from './view.js';
 
 /** Options every NamespaceManager understands; backends add their own. */
 export interface NamespaceManagerOptions {
@@ -60,6 +60,9 @@ export type EncodedChanges = ReadonlyMap<string, string | undefined>;
 
 /** Returned by {@link NamespaceManager.readCommitted} when a writer elsewhere holds the lock. */
 export const HELD_ELSEWHERE: unique symbol = Symbol('held elsewhere');
+
+/** Returned by {@link NamespaceManager.applyAtomically} of backends that cannot apply changes atomically without the lock. */
+export const UNSUPPORTED: unique symbol = Symbol('unsupported');
 
 /** The lock a NamespaceManager instance holds: its outermost mode, or `'none'`. */
 export type NamespaceLockState = 'none' | LockMode;
@@ -310,6 +313,69 @@ export abstract class NamespaceManager {
     return result;
   }
 
+  /**
+   * Applies `changes` (key → value, or `undefined` to delete) to the latest committed state
+   * in one atomic step and resolves `true`; with `requireKey`, writes nothing and resolves
+   * `false` when that key is not stored. Like a reader, it waits while a writer holds the
+   * lock, but it holds no lock across awaits itself: backends that can (redis, dbm, memory)
+   * do it in a single storage operation, the others under the write lock.
+   */
+  async applyChanges(changes: ReadonlyMap<string, unknown>, options: { requireKey?: string } = {}): Promise<boolean> {
+    const encoded = new Map<string, { value: unknown; raw: string } | undefined>();
+    for (const [key, value] of changes) {
+      encoded.set(key, value === undefined ? undefined : { value, raw: encodeValue(this.serializer, key, value) });
+    }
+    return this.applyEncoded(encoded, options.requireKey);
+  }
+
+  /**
+   * {@link applyChanges} with the values already encoded by this manager's serializer.
+   * @internal
+   */
+  applyEncoded(
+    changes: ReadonlyMap<string, { value: unknown; raw: string } | undefined>,
+    requireKey?: string,
+  ): Promise<boolean> {
+    return this.#serialized(async () => {
+      if (this.#holds.length > 0)
+        throw new LockStateError(`applyChanges() on ${this.namespace} while holding its lock`);
+      for (const key of changes.keys()) checkKey(key);
+      const stored = new Map<string, string | undefined>();
+      const codec = this.#codec();
+      for (const [key, change] of changes) stored.set(key, change && sealed(codec, change.raw, key));
+      const deadline = Date.now() + this.lockTimeout;
+      const release = await this.#lockLocally('write', deadline, true);
+      if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+      try {
+        const outcome = await retryWithBackoff(
+          async () => {
+            const result = await this.applyAtomically(stored, requireKey);
+            return result === HELD_ELSEWHERE ? undefined : result;
+          },
+          { deadline, onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`) },
+        );
+        if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+        if (outcome !== UNSUPPORTED) return outcome === 'applied';
+      } finally {
+        release();
+      }
+      return this.#applyUnderLock(changes, requireKey);
+    });
+  }
+
+  /**
+   * Applies changes (in storage form) and checks `requireKey` in one atomic storage operation,
+   * without the write lock; returns {@link HELD_ELSEWHERE} while a writer elsewhere holds the
+   * lock. The in-process write lock is held by the caller. Backends that cannot do this leave
+   * the default, and the change is applied under the write lock instead.
+   */
+  protected async applyAtomically(
+    _changes: EncodedChanges,
+    _requireKey: string | undefined,
+  ): Promise<'applied' | 'missing' | typeof HELD_ELSEWHERE | typeof UNSUPPORTED> {
+    return UNSUPPORTED;
+  }
+
   /** Identifies the stored namespace for the in-process lock: equal keys mean the same storage. */
   protected abstract get lockKey(): string;
 
@@ -338,6 +404,36 @@ export abstract class NamespaceManager {
   /** Writes a debug line to the `log` option, if any. */
   protected log(line: string): void {
     this.#log?.(line);
+  }
+
+  async #applyUnderLock(
+    changes: ReadonlyMap<string, { value: unknown; raw: string } | undefined>,
+    requireKey: string | undefined,
+  ): Promise<boolean> {
+    const locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait: true, open: true });
+    if (!locked) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+    const view = this.#view as NamespaceView;
+    const applies = requireKey === undefined || view.has(requireKey);
+    if (applies) {
+      for (const [key, change] of changes) {
+        if (change) view.set(key, change.value, change.raw);
+        else view.delete(key);
+      }
+    }
+    let failure: unknown;
+    try {
+      await this.#commit();
+    } catch (error) {
+      failure = error;
+    }
+    this.#holds.length = 0;
+    try {
+      await this.#unlockAll();
+    } catch (error) {
+      failure ??= error;
+    }
+    if (failure !== undefined) throw failure;
+    return applies;
   }
 
   #serialized<T>(operation: () => Promise<T>): Promise<T> {
@@ -430,12 +526,7 @@ export abstract class NamespaceManager {
     if (!this.#holds.includes('write')) {
       throw new LockStateError(`${method}() on ${this.namespace} needs the write lock`);
     }
-    if (typeof key !== 'string' || !key.isWellFormed()) {
-      throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
-    }
-    if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
-      throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
-    }
+    checkKey(key);
     return this.#view as NamespaceView;
   }
 
@@ -443,5 +534,14 @@ export abstract class NamespaceManager {
     const held = this.#holds.at(-1);
     const state = held ? `the innermost lock held is a ${held} lock` : 'no lock is held';
     return new LockStateError(`${method}() on ${this.namespace} without holding its ${mode} lock: ${state}`);
+  }
+}
+
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || !key.isWellFormed()) {
+    throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
+  }
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
+    throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
   }
 }

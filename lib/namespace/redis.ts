@@ -81,6 +81,22 @@ if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE
 const REMOVE = fencedScript('Remove', 1, "redis.call('DEL', KEYS[2])");
 
 /**
+ * An unlocked save in one round trip. ARGV: ttl ('' for none), '1' when ARGV[3] must be
+ * stored (else '0'), that key, number of fields set, field/value pairs, deleted fields.
+ */
+const APPLY = luaScript(
+  'Apply',
+  2,
+  `if redis.call('EXISTS', KEYS[2]) == 1 then return 'held' end
+if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then return 'missing' end
+local last = 4 + 2 * tonumber(ARGV[4])
+for i = 5, last, ${SET_CHUNK} do redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + ${SET_CHUNK - 1}, last))) end
+for i = last + 1, #ARGV, ${DELETE_CHUNK} do redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + ${DELETE_CHUNK - 1}, #ARGV))) end
+if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 'applied'`,
+);
+
+/**
  * Keeps each namespace in a Redis hash. Exclusive across processes and machines that use
  * the same Redis; reads never wait for a lock unless a writer holds it.
  *
@@ -147,15 +163,20 @@ export class RedisNamespaceManager extends NamespaceManager {
   }
 
   protected override async writeCommitted(changes: EncodedChanges): Promise<void> {
-    const sets: string[] = [];
-    const deletes: string[] = [];
-    for (const [key, raw] of changes) {
-      if (raw === undefined) deletes.push(key);
-      else sets.push(key, raw);
-    }
-    await this.#checked(
-      this.#lease.writeFenced(COMMIT, [this.dataKey], [this.#ttl, sets.length / 2, ...sets, ...deletes]),
+    await this.#checked(this.#lease.writeFenced(COMMIT, [this.dataKey], [this.#ttl, ...changeArguments(changes)]));
+  }
+
+  protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
+    const required = requireKey === undefined ? ['0', ''] : ['1', requireKey];
+    const reply = await this.#checked(
+      this.#redis.script(
+        'write to',
+        APPLY,
+        [this.dataKey, this.leaseKey],
+        [this.#ttl, ...required, ...changeArguments(changes)],
+      ),
     );
+    return reply === 'held' ? HELD_ELSEWHERE : (reply as 'applied' | 'missing');
   }
 
   protected override async removeCommitted(): Promise<void> {
@@ -202,4 +223,15 @@ function pairs(flat: string[]): Map<string, string> {
   const entries = new Map<string, string>();
   for (let i = 0; i < flat.length; i += 2) entries.set(flat[i] as string, flat[i + 1] as string);
   return entries;
+}
+
+/** A commit's arguments: the number of fields set, field/value pairs, then deleted fields. */
+function changeArguments(changes: EncodedChanges): (string | number)[] {
+  const sets: string[] = [];
+  const deletes: string[] = [];
+  for (const [key, raw] of changes) {
+    if (raw === undefined) deletes.push(key);
+    else sets.push(key, raw);
+  }
+  return [sets.length / 2, ...sets, ...deletes];
 }

@@ -23,6 +23,11 @@ export interface ValueCodec {
   cipher: ValueCipher | undefined;
 }
 
+/** The storage form of an encoded value: sealed with the cipher, if any. */
+export function sealed(codec: ValueCodec, raw: string, key: string): string {
+  return codec.cipher ? codec.cipher.seal(raw, codec.namespace, key) : raw;
+}
+
 /** A point to return to with {@link NamespaceView.restore}. */
 export interface Savepoint {
   entries: Map<string, ViewEntry>;
@@ -148,7 +153,7 @@ export class NamespaceView {
 
   /** The storage form of an entry: sealed once with the cipher, else its encoding. */
   #stored(key: string, entry: ViewEntry): string {
-    entry.stored ??= this.#codec.cipher ? this.#codec.cipher.seal(entry.raw, this.#codec.namespace, key) : entry.raw;
+    entry.stored ??= sealed(this.#codec, entry.raw, key);
     return entry.stored;
   }
 

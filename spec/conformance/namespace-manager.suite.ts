@@ -143,6 +143,51 @@ export function namespaceManagerConformance(type: BackendType): void {
       });
     });
 
+    describe('applyChanges', () => {
+      it('applies changes to the latest state in one step, and key by key from many tasks', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.withWriteLock(() => ns.set('kept', 0));
+        await Promise.all(Array.from({ length: 30 }, (_, i) => backend.create(name).applyChanges(new Map([[`k${i}`, i]]))));
+        assert.equal(await ns.applyChanges(new Map<string, unknown>([['kept', undefined], ['when', new Date(1)]])), true);
+        const stored = await ns.withReadLock(() => Object.fromEntries(ns.keys().map((k) => [k, ns.get(k)])));
+        assert.deepEqual(stored, { ...Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, i])), when: new Date(1) });
+      });
+
+      it('writes nothing and resolves false when the required key is not stored', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        assert.equal(await ns.applyChanges(new Map([['a', 1]]), { requireKey: 'marker' }), false);
+        assert.deepEqual(await ns.withReadLock(() => ns.keys()), []);
+        await ns.withWriteLock(() => ns.set('marker', true));
+        assert.equal(await ns.applyChanges(new Map([['a', 1]]), { requireKey: 'marker' }), true);
+        assert.equal(await ns.withReadLock(() => ns.get('a')), 1);
+      });
+
+      it('waits while a writer holds the lock, then applies on top of its commit', async () => {
+        const name = fresh();
+        const holder = backend.create(name);
+        await holder.acquireWriteLock();
+        holder.set('a', 'from the holder');
+        const applying = backend.create(name).applyChanges(new Map([['b', 'applied']]));
+        assert.equal(await stateAfter(applying, 100), 'pending');
+        await holder.releaseWriteLock();
+        assert.equal(await applying, true);
+        const reader = backend.create(name);
+        assert.deepEqual(await reader.withReadLock(() => [reader.get('a'), reader.get('b')]), ['from the holder', 'applied']);
+      });
+
+      it('refuses while the instance holds a lock, and rejects values it cannot store before writing', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.acquireReadLock();
+        await assert.rejects(ns.applyChanges(new Map([['a', 1]])), LockStateError);
+        await ns.releaseReadLock();
+        await assert.rejects(ns.applyChanges(new Map<string, unknown>([['a', 1], ['f', () => 1]])), SerializationError);
+        assert.deepEqual(await ns.withReadLock(() => ns.keys()), []);
+      });
+    });
+
     describe('exclusion', () => {
       it('is exact for 50 concurrent async tasks, each with its own manager instance', async () => {
         const name = fresh();

@@ -22,6 +22,21 @@ import { spawnScript } from '../fixtures/processes.js';
 
 const SESSION_WORKER = fileURLToPath(new URL('../fixtures/session-worker.ts', import.meta.url));
 
+/** What `promise` has done after `ms` milliseconds: 'pending' if it has not settled. */
+async function stateAfter(promise: Promise<unknown>, ms: number): Promise<'resolved' | 'rejected' | 'pending'> {
+  let state: 'resolved' | 'rejected' | 'pending' = 'pending';
+  promise.then(
+    () => {
+      state = 'resolved';
+    },
+    () => {
+      state = 'rejected';
+    },
+  );
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return state;
+}
+
 /** A request carrying `cookie` among unrelated cookies. */
 function requestWith(cookie?: string) {
   return { headers: { cookie: cookie ? `theme=dark; ${cookie}; other=1` : 'theme=dark' } };
@@ -75,6 +90,11 @@ export function sessionConformance(type: BackendType): void {
         protected override writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
           counter.writes++;
           return super.writeCommitted(changes, entries);
+        }
+        protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
+          const outcome = await super.applyAtomically(changes, requireKey);
+          if (outcome === 'applied') counter.writes++;
+          return outcome;
         }
       }
       return { ...options, namespaceClass: Counting };
@@ -169,6 +189,35 @@ export function sessionConformance(type: BackendType): void {
           logs.some((line) => line.startsWith('waiting for the read lock')),
           'the wait is logged',
         );
+      });
+
+      it('loads under the lock with load({ lock: true }): others wait, and new or invalidated sessions are locked too', async () => {
+        const { cookie } = await storedSession({ n: 1 });
+        const a = new Session(requestWith(cookie), options);
+        await a.load({ lock: true });
+        assert.equal(a.locked, true);
+        a.data.n = 2;
+        const b = Session.open(requestWith(cookie), options);
+        assert.equal(await stateAfter(b, 100), 'pending');
+        await a.save();
+        await a.unlock();
+        assert.equal((await b).data.n, 2);
+
+        const fresh = new Session(requestWith('sid=nothing-stored-under-this-id'), options);
+        await fresh.load({ lock: true });
+        assert.equal(fresh.isNew, true);
+        assert.equal(fresh.locked, true);
+        await fresh.unlock();
+
+        const timed = { ...options, timeout: 1 };
+        const idle = await storedSession({ old: true }, timed);
+        await setStored(idle.id, '#accessed', Date.now() - 2000);
+        const expired = new Session(requestWith(idle.cookie), timed);
+        await expired.load({ lock: true });
+        assert.equal(expired.wasInvalidated, true);
+        assert.equal(expired.locked, true);
+        assert.deepEqual(await storedKeys(idle.id), []);
+        await expired.unlock();
       });
 
       it('always unlocks after withLock, also when the function throws', async () => {

@@ -9,6 +9,7 @@ import {
   LockCompromisedError,
   RedisNamespaceManager,
   type RedisNamespaceManagerOptions,
+  Session,
   SessionCorruptError,
   StorageError,
 } from '../../lib/index.js';
@@ -156,6 +157,27 @@ function specs(): void {
       const commit = release[0] ?? [];
       for (const field of ['a', 'b', 'warm']) assert.ok(commit.includes(field), `the commit carries ${field}`);
       assert.deepEqual(await ns.withReadLock(() => ns.keys().sort()), ['a', 'b']);
+    });
+
+    it('costs a Session one command to load and one to save (applyChanges is one script)', async () => {
+      const namespaceOf = (id: string) => create(id);
+      const options = { type: 'redis', url: server.url, prefix, key: 'sid' } as const;
+      const first = await Session.open({ headers: {} }, options);
+      first.data.n = 1;
+      await first.save();
+      const cookie = (first.cookieHeader as string).split(';')[0] as string;
+      const ns = namespaceOf(first.id);
+      let session: Session | undefined;
+      const load = await commandsOf(ns, async () => {
+        session = await Session.open({ headers: { cookie } }, options);
+      });
+      assert.equal(load.length, 1, `one command per load: ${JSON.stringify(load)}`);
+      const save = await commandsOf(ns, async () => {
+        (session as Session).data.n = 2;
+        await (session as Session).save();
+      });
+      assert.equal(save.length, 1, `one command per save: ${JSON.stringify(save)}`);
+      assert.equal((await Session.open({ headers: { cookie } }, options)).data.n, 2);
     });
   });
 
