@@ -148,10 +148,23 @@ export function namespaceManagerConformance(type: BackendType): void {
         const name = fresh();
         const ns = backend.create(name);
         await ns.withWriteLock(() => ns.set('kept', 0));
-        await Promise.all(Array.from({ length: 30 }, (_, i) => backend.create(name).applyChanges(new Map([[`k${i}`, i]]))));
-        assert.equal(await ns.applyChanges(new Map<string, unknown>([['kept', undefined], ['when', new Date(1)]])), true);
+        await Promise.all(
+          Array.from({ length: 30 }, (_, i) => backend.create(name).applyChanges(new Map([[`k${i}`, i]]))),
+        );
+        assert.equal(
+          await ns.applyChanges(
+            new Map<string, unknown>([
+              ['kept', undefined],
+              ['when', new Date(1)],
+            ]),
+          ),
+          true,
+        );
         const stored = await ns.withReadLock(() => Object.fromEntries(ns.keys().map((k) => [k, ns.get(k)])));
-        assert.deepEqual(stored, { ...Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, i])), when: new Date(1) });
+        assert.deepEqual(stored, {
+          ...Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, i])),
+          when: new Date(1),
+        });
       });
 
       it('writes nothing and resolves false when the required key is not stored', async () => {
@@ -174,7 +187,10 @@ export function namespaceManagerConformance(type: BackendType): void {
         await holder.releaseWriteLock();
         assert.equal(await applying, true);
         const reader = backend.create(name);
-        assert.deepEqual(await reader.withReadLock(() => [reader.get('a'), reader.get('b')]), ['from the holder', 'applied']);
+        assert.deepEqual(await reader.withReadLock(() => [reader.get('a'), reader.get('b')]), [
+          'from the holder',
+          'applied',
+        ]);
       });
 
       it('refuses while the instance holds a lock, and rejects values it cannot store before writing', async () => {
@@ -183,7 +199,15 @@ export function namespaceManagerConformance(type: BackendType): void {
         await ns.acquireReadLock();
         await assert.rejects(ns.applyChanges(new Map([['a', 1]])), LockStateError);
         await ns.releaseReadLock();
-        await assert.rejects(ns.applyChanges(new Map<string, unknown>([['a', 1], ['f', () => 1]])), SerializationError);
+        await assert.rejects(
+          ns.applyChanges(
+            new Map<string, unknown>([
+              ['a', 1],
+              ['f', () => 1],
+            ]),
+          ),
+          SerializationError,
+        );
         assert.deepEqual(await ns.withReadLock(() => ns.keys()), []);
       });
     });
