@@ -41,6 +41,7 @@ export {
   type NamespaceLockState,
   NamespaceManager,
   type NamespaceManagerOptions,
+  UNSUPPORTED,
 } from './namespace/namespace-manager.js';
 export { RedisNamespaceManager, type RedisNamespaceManagerOptions } from './namespace/redis.js';
 export {
