@@ -460,7 +460,8 @@ export function namespaceManagerConformance(type: BackendType): void {
         const sealedA = (await stored.withReadLock(() => stored.get('a'))) as string;
         await stored.withWriteLock(() => stored.set('b', sealedA));
         await assert.rejects(ns.acquireReadLock(), isCorrupt, 'a value moved to another key');
-        const flipped = `${sealedA.slice(0, -2)}${sealedA.endsWith('A') ? 'B' : 'A'}${sealedA.slice(-1)}`;
+        const flipped = `${sealedA.slice(0, -2)}${sealedA.at(-2) === 'A' ? 'B' : 'A'}${sealedA.slice(-1)}`;
+        assert.notEqual(flipped, sealedA);
         await stored.withWriteLock(() => {
           stored.set('a', flipped);
           stored.delete('b');
