@@ -116,8 +116,14 @@ export class FileLock {
 
   /** Throws {@link LockCompromisedError} unless the lock is held by us with an unexpired lease. */
   verify(): void {
+    const compromised = this.compromised();
+    if (compromised) throw compromised;
+  }
+
+  /** The error {@link FileLock.verify} would throw, or `undefined` while the lock is ours. */
+  compromised(): LockCompromisedError | undefined {
     const lost = this.#lostReason();
-    if (lost) throw new LockCompromisedError(this.#options.name, lost);
+    return lost ? new LockCompromisedError(this.#options.name, lost) : undefined;
   }
 
   /** Releases the lock. If it had been lost, leaves the lock directory alone and throws {@link LockCompromisedError}. */

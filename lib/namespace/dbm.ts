@@ -66,18 +66,20 @@ export class DBMNamespaceManager extends NamespaceManager {
     return `dbm:${this.file}`;
   }
 
+  /**
+   * A reader takes a snapshot. The lock holder reads inside a write transaction instead, which
+   * waits for any commit already under way, so it sees every change made before it took the lock.
+   */
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
-    if (!asOwner && this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
-    const handle = dbmEnvironments.acquire(this.file, this.#openOptions(false));
-    if (!handle) return new Map();
-    try {
-      handle.db.resetReadTxn();
-      const entries = new Map<string, string>();
-      for (const { key, value } of handle.db.getRange({ start: '' })) entries.set(key as string, value);
-      return entries;
-    } finally {
-      dbmEnvironments.release(handle);
+    if (!asOwner) {
+      if (this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
+      const entries = await this.#withEnvironment(false, 'read', (db) => {
+        db.resetReadTxn();
+        return readEntries(db);
+      });
+      return entries ?? new Map();
     }
+    return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
   }
 
   protected override tryLockStorage(): Promise<boolean> {
@@ -90,16 +92,18 @@ export class DBMNamespaceManager extends NamespaceManager {
 
   protected override async writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
-    this.#transaction(true, (db) => {
-      this.#lock.verify();
-      applyTo(db, changes);
+    const lost = await this.#transaction(true, 'write', (db) => {
+      const compromised = this.#lock.compromised();
+      if (!compromised) applyTo(db, changes);
+      return compromised;
     });
+    if (lost) throw lost;
   }
 
   /** One LMDB transaction, exclusive across processes; no lock directory, no view. */
   protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
-    if (this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
-    const outcome = this.#transaction(requireKey === undefined, (db) => {
+    const outcome = await this.#transaction(requireKey === undefined, 'write', (db) => {
+      if (this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
       if (requireKey !== undefined && db.get(requireKey) === undefined) return 'missing' as const;
       applyTo(db, changes);
       return 'applied' as const;
@@ -121,27 +125,41 @@ export class DBMNamespaceManager extends NamespaceManager {
 
   /**
    * Runs `work` in one write transaction of this namespace's file (created if `create`);
-   * `undefined` when the file does not exist and may not be created. LMDB errors become StorageError.
+   * `undefined` when the file does not exist and may not be created. Transactions are
+   * synchronous: lmdb-js's asynchronous ones were slower here, above all on a freshly opened file.
    */
-  #transaction<T>(create: boolean, work: (db: EnvironmentHandle['db']) => T): T | undefined {
-    const handle = dbmEnvironments.acquire(this.file, this.#openOptions(create));
+  #transaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T) {
+    return this.#withEnvironment(create, operation, (db) => db.transactionSync(() => work(db)));
+  }
+
+  /** Runs `work` on this namespace's open file; LMDB errors become StorageError. */
+  async #withEnvironment<T>(
+    create: boolean,
+    operation: 'read' | 'write',
+    work: (db: LmdbDatabase) => T | Promise<T>,
+  ): Promise<T | undefined> {
+    const handle = dbmEnvironments.acquire(this.file, { create, namespace: this.namespace });
     if (!handle) return undefined;
     try {
-      return handle.db.transactionSync(() => work(handle.db));
+      return await work(handle.db);
     } catch (error) {
       if (error instanceof SessionlockError) throw error;
-      throw new StorageError(this.file, 'write', { cause: error });
+      throw new StorageError(this.file, operation, { cause: error });
     } finally {
       dbmEnvironments.release(handle);
     }
   }
-
-  #openOptions(create: boolean) {
-    return { create, namespace: this.namespace };
-  }
 }
 
-function applyTo(db: EnvironmentHandle['db'], changes: EncodedChanges): void {
+type LmdbDatabase = EnvironmentHandle['db'];
+
+function readEntries(db: LmdbDatabase): EncodedEntries {
+  const entries = new Map<string, string>();
+  for (const { key, value } of db.getRange({ start: '' })) entries.set(key as string, value);
+  return entries;
+}
+
+function applyTo(db: LmdbDatabase, changes: EncodedChanges): void {
   for (const [key, raw] of changes) {
     if (raw === undefined) db.removeSync(key);
     else db.putSync(key, raw);
