@@ -169,7 +169,7 @@ export class Results {
     return `${format(row.value)} (${format(Math.min(...row.runs))}–${format(Math.max(...row.runs))})`;
   }
 
-  /** Records whether an issue-6 target is met (`measured` is shown as given). */
+  /** Records whether a target (from the issues) is met (`measured` is shown as given). */
   target(target: string, measured: string, met: boolean): void {
     this.targets.push({ target, measured, met });
   }
@@ -177,9 +177,7 @@ export class Results {
   write(): string {
     if (this.targets.length > 0) {
       const lines = this.targets.map((t) => `| ${t.target} | ${t.measured} | ${t.met ? 'met' : '**missed**'} |`);
-      process.stdout.write(
-        `### Targets (issue 6)\n\n| target | measured | |\n| --- | ---: | --- |\n${lines.join('\n')}\n\n`,
-      );
+      process.stdout.write(`### Targets\n\n| target | measured | |\n| --- | ---: | --- |\n${lines.join('\n')}\n\n`);
     }
     for (const note of this.notes) process.stdout.write(`- ${note}\n`);
     if (this.notes.length > 0) process.stdout.write('\n');
