@@ -25,6 +25,8 @@ export interface LuaScript {
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 
 const sharedClients = new Map<string, Promise<Redis>>();
+/** The shared clients opened so far, by URL, for commands that need not wait. */
+const readyClients = new Map<string, Redis>();
 const clientIds = new WeakMap<RedisClient, number>();
 const definedScripts = new WeakMap<RedisClient, Set<string>>();
 /** How many commands wait on each client: a shared client reconnects only while one does. */
@@ -65,7 +67,33 @@ export class RedisConnection {
    * Sends what `send` sends once the connection is ready. Rejects with a StorageError
    * ("Cannot `action` redis at `address`: reason") when it fails or takes longer than the timeout.
    */
-  async command<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+  command<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+    const client = this.#source instanceof URL ? readyClients.get(this.#source.href) : this.#source;
+    if (client?.status === 'ready') return this.#send(client, action, send);
+    return this.#commandWhenReady(action, send);
+  }
+
+  /** The common case: the connection is up, so only the reply is waited for. */
+  async #send<T>(client: RedisClient, action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no reply within ${this.#timeout} ms (commandTimeout)`)),
+        this.#timeout,
+      );
+    });
+    waiting.set(client, (waiting.get(client) ?? 0) + 1);
+    try {
+      return await Promise.race([send(client), timedOut]);
+    } catch (error) {
+      throw new StorageError(this.address, `${action} redis at`, { cause: error });
+    } finally {
+      clearTimeout(timer);
+      waiting.set(client, (waiting.get(client) as number) - 1);
+    }
+  }
+
+  async #commandWhenReady<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
     const controller = new AbortController();
     let client: RedisClient | undefined;
     const timer = setTimeout(() => {
@@ -122,6 +150,7 @@ export function isWrongType(error: unknown): boolean {
 export async function closeSharedClients(): Promise<void> {
   const clients = [...sharedClients.values()];
   sharedClients.clear();
+  readyClients.clear();
   await Promise.all(
     clients.map(async (opening) => {
       const client = await opening.catch(() => undefined);
@@ -141,7 +170,9 @@ async function sharedClient(url: URL): Promise<Redis> {
   }
   const opening = openClient(url);
   sharedClients.set(url.href, opening);
-  return opening;
+  const client = await opening;
+  if (sharedClients.get(url.href) === opening) readyClients.set(url.href, client);
+  return client;
 }
 
 async function openClient(url: URL): Promise<Redis> {
