@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Container, type ContainerOptions, createNamespaceManager, RedisNamespaceManager } from '../lib/index.js';
+import { Container, type ContainerOptions, createNamespaceManager, RedisNamespaceManager } from 'sessionlock';
 import { type Contender, interleave, quick, Results, runScenario, throughput } from './lib/harness.js';
 import { benchRedis, redisAvailable } from './lib/redis.js';
 import { makeScratchDir, randomPicks } from './lib/systems.js';

@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Session, type SessionOptions } from '../lib/index.js';
+import { Session, type SessionOptions } from 'sessionlock';
 import { type Contender, fail, interleave, median, quick, Results, runScenario } from './lib/harness.js';
 import { benchRedis, redisAvailable } from './lib/redis.js';
 import {

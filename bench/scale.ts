@@ -8,12 +8,11 @@
  *   tsx bench/scale.ts [--quick] [--sweep-100k]     (--quick: 1k only)
  * @module
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { RedisNamespaceManager, Session, type SessionOptions } from '../lib/index.js';
-import { dbmEnvironments } from '../lib/namespace/dbm.js';
-import { generateSessionId } from '../lib/session-id.js';
+import { DBMNamespaceManager, RedisNamespaceManager, Session, type SessionOptions, sweep } from 'sessionlock';
 import {
   type Contender,
   fail,
@@ -82,14 +81,14 @@ async function createOnDisk(kind: 'file' | 'dbm', size: number, root: string): P
   fs.mkdirSync(dataDir, { recursive: true });
   const options: SessionOptions = { type: kind, dataDir, key: COOKIE_KEY, accessResolution: 86_400 };
   const first = await template(options);
-  await dbmEnvironments.closeAll();
+  await DBMNamespaceManager.closeFiles();
   const ids = [first];
   const bar = progress(`create ${kind} ${label(size)}`, size);
   if (kind === 'file') {
     const text = fs.readFileSync(path.join(dataDir, `${first}.json`), 'utf8');
     if (!text.includes(`"${first}"`)) throw new Error('the file format no longer names the namespace as expected');
     for (let i = 1; i < size; i++) {
-      const id = generateSessionId();
+      const id = newSessionId();
       fs.writeFileSync(path.join(dataDir, `${id}.json`), text.replace(`"${first}"`, `"${id}"`));
       ids.push(id);
       if ((i & 1023) === 0) bar.update(i);
@@ -97,7 +96,7 @@ async function createOnDisk(kind: 'file' | 'dbm', size: number, root: string): P
   } else {
     const data = path.join(dataDir, `${first}.mdb`);
     for (let i = 1; i < size; i++) {
-      const id = generateSessionId();
+      const id = newSessionId();
       fs.copyFileSync(data, path.join(dataDir, `${id}.mdb`));
       fs.copyFileSync(`${data}-lock`, path.join(dataDir, `${id}.mdb-lock`));
       ids.push(id);
@@ -119,7 +118,7 @@ async function createInRedis(size: number, url: string, client: Redis): Promise<
   for (let start = 1; start < size; start += 1000) {
     const pipeline = client.pipeline();
     for (let i = start; i < Math.min(size, start + 1000); i++) {
-      const id = generateSessionId();
+      const id = newSessionId();
       pipeline.hset(new RedisNamespaceManager(id, { url, prefix }).dataKey, ...flat);
       ids.push(id);
     }
@@ -200,10 +199,9 @@ async function measureLoads(results: Results, datasets: Dataset[]): Promise<void
 }
 
 async function measureSweeps(results: Results, datasets: Dataset[]): Promise<void> {
-  const { sweep } = await import('../lib/sweep.js');
   for (const dataset of datasets) {
     if (dataset.kind === 'redis' || dataset.size !== SWEEP_SIZE) continue;
-    await dbmEnvironments.closeAll();
+    await DBMNamespaceManager.closeFiles();
     const bar = progress(`sweep ${dataset.kind} ${label(SWEEP_SIZE)}`, SWEEP_SIZE);
     let removed = 0;
     const started = performance.now();
@@ -301,8 +299,13 @@ async function main(): Promise<void> {
   );
   results.write();
   await RedisNamespaceManager.closeConnections();
-  await dbmEnvironments.closeAll();
+  await DBMNamespaceManager.closeFiles();
   fs.rmSync(root, { recursive: true, force: true });
 }
 
 runScenario(import.meta, main);
+
+/** A session id of the kind applications may bring (32 hex characters), for the copies. */
+function newSessionId(): string {
+  return randomBytes(16).toString('hex');
+}

@@ -4,7 +4,7 @@
  * sessionlock under `withLock`, a peer store with get → increment → set (it has no lock).
  * @module
  */
-import { RedisNamespaceManager, Session } from '../../lib/index.js';
+import { RedisNamespaceManager, Session } from 'sessionlock';
 import {
   type Backend,
   createPeerStore,

@@ -10,8 +10,8 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import session from 'express-session';
-import { sessionlock } from '../../lib/adapters/express.js';
-import { withSession } from '../../lib/adapters/http.js';
+import { sessionlock } from 'sessionlock/express';
+import { withSession } from 'sessionlock/http';
 import {
   type Backend,
   createPeerStore,

@@ -10,7 +10,7 @@ import { RedisStore } from 'connect-redis';
 import session, { type SessionData, type Store } from 'express-session';
 import { createClient } from 'redis';
 import FileStoreFactory from 'session-file-store';
-import { MemoryStore, RedisNamespaceManager, Session, type SessionOptions } from '../../lib/index.js';
+import { MemoryStore, RedisNamespaceManager, Session, type SessionOptions } from 'sessionlock';
 
 export type Backend = 'memory' | 'file' | 'dbm' | 'redis';
 export const BACKENDS: readonly Backend[] = ['memory', 'file', 'dbm', 'redis'];

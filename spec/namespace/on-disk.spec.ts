@@ -10,7 +10,7 @@ import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import {
   createNamespaceManager,
-  type DBMNamespaceManager,
+  DBMNamespaceManager,
   type FileNamespaceManager,
   StorageError,
 } from '../../lib/index.js';
@@ -144,4 +144,28 @@ describe('dbm open-file cache', () => {
       await cleanup();
     }
   });
+
+  it('closes every file it keeps open with DBMNamespaceManager.closeFiles(), and opens them again on use', async () => {
+    const { path: dataDir, cleanup } = await dir({ unsafeCleanup: true });
+    const openFiles = () => fs.readdirSync('/proc/self/fd').filter((fd) => fdTarget(fd).startsWith(dataDir)).length;
+    try {
+      const managers = ['a', 'b', 'c'].map((name) => createNamespaceManager('dbm', name, { dataDir }));
+      for (const ns of managers) await ns.withWriteLock(() => ns.set('n', ns.namespace));
+      assert.ok(openFiles() >= 6, 'each namespace keeps its data and lock file open');
+      await DBMNamespaceManager.closeFiles();
+      assert.equal(openFiles(), 0);
+      for (const ns of managers) assert.equal(await ns.withReadLock(() => ns.get('n')), ns.namespace);
+    } finally {
+      await DBMNamespaceManager.closeFiles();
+      await cleanup();
+    }
+  });
 });
+
+function fdTarget(fd: string): string {
+  try {
+    return fs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return '';
+  }
+}
