@@ -122,6 +122,39 @@ describe('lmdb under the options the dbm backend uses', () => {
   });
 });
 
+describe('dbm lock holder against a commit under way in another process', () => {
+  const worker = fileURLToPath(new URL('../fixtures/lmdb-pending-commit-worker.ts', import.meta.url));
+
+  it('sees the commit: its first read waits for the LMDB writer instead of reading an older snapshot', async () => {
+    const { path: dataDir, cleanup } = await dir({ unsafeCleanup: true });
+    try {
+      const ns = createNamespaceManager('dbm', 'race', { dataDir, lockStale: TEST_LOCK_STALE }) as DBMNamespaceManager;
+      await ns.withWriteLock(() => ns.set('n', 1));
+      const marker = path.join(dataDir, 'writing');
+      const pending = spawnScript(worker, {
+        file: ns.file,
+        lockDir: `${ns.file}.lock`,
+        marker,
+        key: 'n',
+        raw: '42',
+        settleMs: 200,
+      });
+      while (!fs.existsSync(marker)) await new Promise((resolve) => setTimeout(resolve, 5));
+      await ns.acquireWriteLock();
+      try {
+        assert.equal(ns.get('n'), 42);
+        ns.set('n', (ns.get('n') as number) + 1);
+      } finally {
+        await ns.releaseWriteLock();
+      }
+      await pending.next('done');
+      assert.equal(await ns.withReadLock(() => ns.get('n')), 43, 'no update lost');
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
 describe('dbm open-file cache', () => {
   it('keeps open file descriptors bounded across 5,000 namespaces', async () => {
     const { path: dataDir, cleanup } = await dir({ unsafeCleanup: true });
