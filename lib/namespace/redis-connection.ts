@@ -69,18 +69,31 @@ export class RedisConnection {
    */
   command<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
     const client = this.#source instanceof URL ? readyClients.get(this.#source.href) : this.#source;
-    if (client?.status === 'ready') return this.#send(client, action, send);
-    return this.#commandWhenReady(action, send);
+    if (client?.status === 'ready') return this.#send(client, action, send, this.#timeout);
+    return this.#sendWhenReady(action, send);
   }
 
-  /** The common case: the connection is up, so only the reply is waited for. */
-  async #send<T>(client: RedisClient, action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+  /** Waits for a ready connection, then sends within what is left of the timeout. */
+  async #sendWhenReady<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.#timeout;
+    let client: RedisClient;
+    try {
+      client = await this.#readyClient(deadline);
+    } catch (error) {
+      throw new StorageError(this.address, `${action} redis at`, { cause: error });
+    }
+    return this.#send(client, action, send, deadline - Date.now());
+  }
+
+  async #send<T>(
+    client: RedisClient,
+    action: string,
+    send: (client: RedisClient) => Promise<T>,
+    timeout: number,
+  ): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no reply within ${this.#timeout} ms (commandTimeout)`)),
-        this.#timeout,
-      );
+      timer = setTimeout(() => reject(new Error(`no reply within ${this.#timeout} ms (commandTimeout)`)), timeout);
     });
     waiting.set(client, (waiting.get(client) ?? 0) + 1);
     try {
@@ -93,25 +106,22 @@ export class RedisConnection {
     }
   }
 
-  async #commandWhenReady<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+  /** The client once its connection is ready; rejects when that takes past `deadline`. */
+  async #readyClient(deadline: number): Promise<RedisClient> {
+    const client = await this.#client();
+    if (client.status === 'ready') return client;
     const controller = new AbortController();
-    let client: RedisClient | undefined;
-    const timer = setTimeout(() => {
-      const state = client && client.status !== 'ready' ? ` while the connection was ${client.status}` : '';
-      controller.abort(new Error(`no reply within ${this.#timeout} ms (commandTimeout)${state}`));
-    }, this.#timeout);
+    const timer = setTimeout(() => controller.abort(), deadline - Date.now());
+    waiting.set(client, (waiting.get(client) ?? 0) + 1);
     try {
-      client = await this.#client();
-      waiting.set(client, (waiting.get(client) ?? 0) + 1);
       await whenReady(client, controller.signal);
-      controller.signal.throwIfAborted();
-      return await Promise.race([send(client), rejectOnAbort(controller.signal)]);
+      return client;
     } catch (error) {
-      const cause = controller.signal.aborted ? controller.signal.reason : error;
-      throw new StorageError(this.address, `${action} redis at`, { cause });
+      if (!controller.signal.aborted) throw error;
+      throw new Error(`no reply within ${this.#timeout} ms (commandTimeout) while the connection was ${client.status}`);
     } finally {
       clearTimeout(timer);
-      if (client) waiting.set(client, (waiting.get(client) as number) - 1);
+      waiting.set(client, (waiting.get(client) as number) - 1);
     }
   }
 
@@ -206,10 +216,6 @@ async function whenReady(client: RedisClient, signal: AbortSignal): Promise<void
   if (client.status === 'end') throw new Error('the client has been closed');
   if (client.status === 'wait') client.connect().catch(() => {});
   await once(client, 'ready', { signal });
-}
-
-function rejectOnAbort(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
 }
 
 function defineScript(client: RedisClient, script: LuaScript): void {
