@@ -10,10 +10,11 @@ import type fs from 'node:fs';
 import { type DataDirEntry, scanDataDir } from './data-dir.js';
 import { LockTimeoutError, SessionCorruptError, StorageError } from './errors.js';
 import { lstatOrUndefined, removeDirectory, removeFile } from './files.js';
-import { FileLock } from './lock/file-lock.js';
+import { FileLock, MIN_FILE_LOCK_STALE } from './lock/file-lock.js';
 import { DBMNamespaceManager } from './namespace/dbm.js';
 import { FileNamespaceManager } from './namespace/file.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
+import { DEFAULT_LOCK_STALE } from './namespace/namespace-manager.js';
 import { checkBoolean, checkFunction, checkMilliseconds, checkOptionsObject, checkString } from './options.js';
 
 /** The backends whose sessions {@link sweep} handles: those that keep each session in a file of a data directory. */
@@ -115,9 +116,6 @@ interface SweepConfig {
 type Verdict = 'removed' | 'corrupt' | 'locked' | 'recent' | 'gone' | 'unnamed' | 'ignored';
 type NamespaceFiles = FileNamespaceManager | DBMNamespaceManager;
 
-const DEFAULT_LOCK_STALE = 10_000;
-const MIN_LOCK_STALE = 2000;
-
 /**
  * Removes the file and dbm sessions in `dataDir` that were not written for longer than
  * `timeout` seconds, each with its lock files, and the lock, temporary and LMDB lock files
@@ -166,7 +164,7 @@ function sweepConfig(options: SweepOptions): SweepConfig {
     dataDir: checkString('dataDir', options.dataDir) as string,
     timeout: checkMilliseconds('timeout', options.timeout ?? missing('timeout'), 0) * 1000,
     type,
-    lockStale: checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, { min: MIN_LOCK_STALE }),
+    lockStale: checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, { min: MIN_FILE_LOCK_STALE }),
     dryRun: checkBoolean('dryRun', options.dryRun, false),
     onRemove: checkFunction('onRemove', options.onRemove),
     onError: checkFunction('onError', options.onError),

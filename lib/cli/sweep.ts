@@ -4,6 +4,7 @@
  * @module
  */
 import path from 'node:path';
+import { MIN_FILE_LOCK_STALE } from '../lock/file-lock.js';
 import { dbmEnvironments } from '../namespace/dbm.js';
 import { type SweepResult, type SweptEntry, sweep } from '../sweep.js';
 import {
@@ -47,7 +48,6 @@ Exit status: 0 when everything could be swept, 1 when an entry failed (reported 
 stderr) or the data directory cannot be read, 2 for a usage error.`;
 
 const UNITS: Readonly<Record<string, number>> = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 };
-const MIN_LOCK_STALE = 2000;
 
 export const sweepCommand: Command = {
   name: 'sweep',
@@ -101,9 +101,9 @@ function lockStaleOf({ values }: Invocation): number | undefined {
   const text = stringOption(values, 'lock-stale');
   if (text === undefined) return undefined;
   const ms = Number(text);
-  if (!/^\d+$/.test(text) || ms < MIN_LOCK_STALE) {
+  if (!/^\d+$/.test(text) || ms < MIN_FILE_LOCK_STALE) {
     throw new UsageError(
-      `--lock-stale must be a number of milliseconds >= ${MIN_LOCK_STALE}, received ${JSON.stringify(text)}`,
+      `--lock-stale must be a number of milliseconds >= ${MIN_FILE_LOCK_STALE}, received ${JSON.stringify(text)}`,
     );
   }
   return ms;

@@ -57,6 +57,12 @@ const syncFs = {
 /** Used to let proper-lockfile forget a lock we lost without deleting what is now someone else's. */
 const forgetfulFs = { ...syncFs, rmdir: (_path: string, callback: Callback) => process.nextTick(callback, null) };
 
+/**
+ * The smallest `stale` a FileLock accepts: its holder refreshes the lock directory's mtime
+ * about every `stale / 2` ms, and a shorter lease is taken over on ordinary scheduling delays.
+ */
+export const MIN_FILE_LOCK_STALE = 2000;
+
 export interface FileLockOptions {
   /** Milliseconds after which an unrefreshed lock is taken over. */
   stale: number;

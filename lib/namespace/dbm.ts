@@ -8,22 +8,13 @@
  */
 import { SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
-import { FileLock } from '../lock/file-lock.js';
-import { checkCount, checkString } from '../options.js';
+import { checkCount } from '../options.js';
+import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
 import { type EnvironmentHandle, LmdbEnvironments, lmdbLockFile } from './lmdb-environments.js';
-import {
-  type EncodedChanges,
-  type EncodedEntries,
-  HELD_ELSEWHERE,
-  NamespaceManager,
-  type NamespaceManagerOptions,
-} from './namespace-manager.js';
-import { storagePath } from './storage-path.js';
+import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
 /** Options of {@link DBMNamespaceManager}. */
-export interface DBMNamespaceManagerOptions extends NamespaceManagerOptions {
-  /** Directory of the namespace files; created when missing. */
-  dataDir: string;
+export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {
   /**
    * How many LMDB files this process keeps open between uses (3 file descriptors each).
    * The cache is process-wide: the last value given applies.
@@ -35,7 +26,6 @@ export interface DBMNamespaceManagerOptions extends NamespaceManagerOptions {
 /** The extension of namespace files. */
 export const DBM_EXTENSION = '.mdb';
 const DEFAULT_MAX_OPEN_FILES = 512;
-const MIN_LOCK_STALE = 2000;
 
 /** The process-wide cache of open LMDB files. */
 export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
@@ -44,22 +34,12 @@ export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
  * Keeps each namespace in its own LMDB file under `dataDir`. Exclusive across processes on
  * one machine; reads never wait for a lock unless a writer holds it.
  */
-export class DBMNamespaceManager extends NamespaceManager {
-  /** The path of this namespace's LMDB file. */
-  readonly file: string;
-  readonly #lock: FileLock;
-
+export class DBMNamespaceManager extends FileLockedNamespaceManager {
   constructor(namespace: string, options: DBMNamespaceManagerOptions) {
-    super(namespace, options);
-    const dataDir = checkString('dataDir', options.dataDir) as string;
-    if (this.lockStale < MIN_LOCK_STALE) {
-      throw new TypeError(`lockStale must be >= ${MIN_LOCK_STALE} for the dbm backend, received ${this.lockStale}`);
-    }
+    super(namespace, options, { backend: 'dbm', extension: DBM_EXTENSION });
     if (options.maxOpenFiles !== undefined) {
       dbmEnvironments.capacity = checkCount('maxOpenFiles', options.maxOpenFiles, { min: 1 });
     }
-    this.file = storagePath(dataDir, namespace, DBM_EXTENSION);
-    this.#lock = new FileLock(this.file, { stale: this.lockStale, name: namespace, log: (line) => this.log(line) });
   }
 
   /**
@@ -70,17 +50,13 @@ export class DBMNamespaceManager extends NamespaceManager {
     return dbmEnvironments.closeAll();
   }
 
-  protected override get lockKey(): string {
-    return `dbm:${this.file}`;
-  }
-
   /**
    * A reader takes a snapshot. The lock holder reads inside a write transaction instead, which
    * waits for any commit already under way, so it sees every change made before it took the lock.
    */
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
     if (!asOwner) {
-      if (this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
+      if (this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
       const entries = await this.#withEnvironment(false, 'read', (db) => {
         db.resetReadTxn();
         return readEntries(db);
@@ -90,18 +66,10 @@ export class DBMNamespaceManager extends NamespaceManager {
     return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
   }
 
-  protected override tryLockStorage(): Promise<boolean> {
-    return this.#lock.tryAcquire();
-  }
-
-  protected override unlockStorage(): Promise<void> {
-    return this.#lock.release();
-  }
-
   protected override async writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
     const lost = await this.#transaction(true, 'write', (db) => {
-      const compromised = this.#lock.compromised();
+      const compromised = this.fileLock.compromised();
       if (!compromised) applyTo(db, changes);
       return compromised;
     });
@@ -111,7 +79,7 @@ export class DBMNamespaceManager extends NamespaceManager {
   /** One LMDB transaction, exclusive across processes; no lock directory, no view. */
   protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
     const outcome = await this.#transaction(requireKey === undefined, 'write', (db) => {
-      if (this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
+      if (this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
       if (requireKey !== undefined && db.get(requireKey) === undefined) return 'missing' as const;
       applyTo(db, changes);
       return 'applied' as const;
@@ -125,7 +93,7 @@ export class DBMNamespaceManager extends NamespaceManager {
    * only read until it takes the write lock, and by then it sees that the files changed.
    */
   protected override async removeCommitted(): Promise<void> {
-    this.#lock.verify();
+    this.fileLock.verify();
     dbmEnvironments.forget(this.file);
     removeFile(lmdbLockFile(this.file));
     removeFile(this.file);

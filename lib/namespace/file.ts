@@ -8,21 +8,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SessionCorruptError, StorageError } from '../errors.js';
 import { removeFile, removeTemporaryFiles, TEMP_DIRECTORY, writeFileAtomically } from '../files.js';
-import { FileLock } from '../lock/file-lock.js';
-import { checkBoolean, checkString } from '../options.js';
-import {
-  type EncodedChanges,
-  type EncodedEntries,
-  HELD_ELSEWHERE,
-  NamespaceManager,
-  type NamespaceManagerOptions,
-} from './namespace-manager.js';
-import { storagePath } from './storage-path.js';
+import { checkBoolean } from '../options.js';
+import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
+import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
 /** Options of {@link FileNamespaceManager}. */
-export interface FileNamespaceManagerOptions extends NamespaceManagerOptions {
-  /** Directory of the namespace files; created when missing. */
-  dataDir: string;
+export interface FileNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {
   /**
    * `true`: fsync each commit (and its directory) before the lock is released, so a
    * commit survives a power loss. `false`: a commit survives the process being killed
@@ -35,42 +26,23 @@ export interface FileNamespaceManagerOptions extends NamespaceManagerOptions {
 /** The extension of namespace files. */
 export const FILE_EXTENSION = '.json';
 const FORMAT_VERSION = 1;
-const MIN_LOCK_STALE = 2000;
 
 /**
  * Keeps each namespace in its own JSON file under `dataDir`. Exclusive across processes on
  * one machine (and on shared file systems with atomic mkdir and rename).
  */
-export class FileNamespaceManager extends NamespaceManager {
-  /** The path of this namespace's file. */
-  readonly file: string;
+export class FileNamespaceManager extends FileLockedNamespaceManager {
   readonly #durable: boolean;
   readonly #tempDir: string;
-  readonly #lock: FileLock;
 
   constructor(namespace: string, options: FileNamespaceManagerOptions) {
-    super(namespace, options);
-    const dataDir = checkString('dataDir', options.dataDir) as string;
-    if (this.lockStale < MIN_LOCK_STALE) {
-      throw new TypeError(`lockStale must be >= ${MIN_LOCK_STALE} for the file backend, received ${this.lockStale}`);
-    }
+    super(namespace, options, { backend: 'file', extension: FILE_EXTENSION });
     this.#durable = checkBoolean('durable', options.durable, false);
-    this.file = storagePath(dataDir, namespace, FILE_EXTENSION);
     this.#tempDir = path.join(path.dirname(this.file), TEMP_DIRECTORY);
-    this.#lock = new FileLock(this.file, {
-      stale: this.lockStale,
-      name: namespace,
-      log: (line) => this.log(line),
-      onTakeover: () => removeTemporaryFiles(this.#tempDir, this.file),
-    });
-  }
-
-  protected override get lockKey(): string {
-    return `file:${this.file}`;
   }
 
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
-    if (!asOwner && this.#lock.heldElsewhere()) return HELD_ELSEWHERE;
+    if (!asOwner && this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
     let text: string;
     try {
       text = fs.readFileSync(this.file, 'utf8');
@@ -81,26 +53,22 @@ export class FileNamespaceManager extends NamespaceManager {
     return decodeRecord(text, this.namespace);
   }
 
-  protected override tryLockStorage(): Promise<boolean> {
-    return this.#lock.tryAcquire();
-  }
-
-  protected override unlockStorage(): Promise<void> {
-    return this.#lock.release();
-  }
-
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
     writeFileAtomically(this.file, encodeRecord(this.namespace, entries), {
       tempDir: this.#tempDir,
       durable: this.#durable,
-      beforeRename: () => this.#lock.verify(),
+      beforeRename: () => this.fileLock.verify(),
     });
   }
 
   protected override async removeCommitted(): Promise<void> {
-    this.#lock.verify();
+    this.fileLock.verify();
     removeFile(this.file);
+  }
+
+  protected override cleanUpAfterTakeover(): void {
+    removeTemporaryFiles(this.#tempDir, this.file);
   }
 }
 

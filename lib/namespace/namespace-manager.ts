@@ -68,7 +68,8 @@ export const UNSUPPORTED: unique symbol = Symbol('unsupported');
 export type NamespaceLockState = 'none' | LockMode;
 
 const DEFAULT_LOCK_TIMEOUT = 30_000;
-const DEFAULT_LOCK_STALE = 10_000;
+/** The default `lockStale`, in milliseconds. */
+export const DEFAULT_LOCK_STALE = 10_000;
 const MAX_KEY_BYTES = 1024;
 
 /**
