@@ -18,23 +18,7 @@ import {
 import { type BackendFixture, type BackendType, createFixture, TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { isWholeBlob } from '../fixtures/blob.js';
 import { spawnWorker } from '../fixtures/processes.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Settles with 'pending' if `promise` has not settled by the time the event loop has turned `turns` times. */
-async function stateAfter(promise: Promise<unknown>, ms: number): Promise<'resolved' | 'rejected' | 'pending'> {
-  let state: 'resolved' | 'rejected' | 'pending' = 'pending';
-  promise.then(
-    () => {
-      state = 'resolved';
-    },
-    () => {
-      state = 'rejected';
-    },
-  );
-  await sleep(ms);
-  return state;
-}
+import { stateAfter } from '../fixtures/promise-state.js';
 
 export function namespaceManagerConformance(type: BackendType): void {
   describe(`NamespaceManager conformance: ${type}`, () => {

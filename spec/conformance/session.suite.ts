@@ -19,23 +19,9 @@ import {
 } from '../../lib/index.js';
 import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
 import { spawnScript } from '../fixtures/processes.js';
+import { stateAfter } from '../fixtures/promise-state.js';
 
 const SESSION_WORKER = fileURLToPath(new URL('../fixtures/session-worker.ts', import.meta.url));
-
-/** What `promise` has done after `ms` milliseconds: 'pending' if it has not settled. */
-async function stateAfter(promise: Promise<unknown>, ms: number): Promise<'resolved' | 'rejected' | 'pending'> {
-  let state: 'resolved' | 'rejected' | 'pending' = 'pending';
-  promise.then(
-    () => {
-      state = 'resolved';
-    },
-    () => {
-      state = 'rejected';
-    },
-  );
-  await new Promise((resolve) => setTimeout(resolve, ms));
-  return state;
-}
 
 /** A request carrying `cookie` among unrelated cookies. */
 function requestWith(cookie?: string) {
