@@ -147,7 +147,7 @@ export abstract class NamespaceManager {
             const read = await this.readCommitted(false);
             return read === HELD_ELSEWHERE ? undefined : read;
           },
-          { deadline, onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`) },
+          { deadline, onWait: () => this.#logWaiting() },
         );
         if (!entries) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
         this.#view = NamespaceView.open(this.#codec(), entries);
@@ -353,7 +353,7 @@ export abstract class NamespaceManager {
             const result = await this.applyAtomically(stored, requireKey);
             return result === HELD_ELSEWHERE ? undefined : result;
           },
-          { deadline, onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`) },
+          { deadline, onWait: () => this.#logWaiting() },
         );
         if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
         if (outcome !== UNSUPPORTED) return outcome === 'applied';
@@ -407,6 +407,10 @@ export abstract class NamespaceManager {
     this.#log?.(line);
   }
 
+  #logWaiting(): void {
+    this.log(`waiting for the write lock of ${this.namespace} held elsewhere`);
+  }
+
   async #applyUnderLock(
     changes: ReadonlyMap<string, { value: unknown; raw: string } | undefined>,
     requireKey: string | undefined,
@@ -458,7 +462,7 @@ export abstract class NamespaceManager {
       const locked = wait
         ? await retryWithBackoff(async () => (await this.tryLockStorage()) || undefined, {
             deadline,
-            onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`),
+            onWait: () => this.#logWaiting(),
           })
         : await this.tryLockStorage();
       if (!locked) {
