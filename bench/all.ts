@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { describeMachine, machine, quick, runScenario } from './lib/harness.js';
 
-const SCENARIOS = ['raw', 'cycle', 'contended', 'readers', 'scale', 'http', 'cache'];
+const SCENARIOS = ['raw', 'cycle', 'contended', 'readers', 'scale', 'http', 'cache', 'dbm-costs'];
 
 async function runFile(name: string, args: string[]): Promise<number> {
   const script = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));

@@ -20,7 +20,7 @@ import { benchRedis, redisAvailable } from './lib/redis.js';
 import { type Environment, makeScratchDir, PEER_NAME } from './lib/systems.js';
 
 const CONNECTIONS = 32;
-const DURATION = quick ? 2 : 10;
+const DURATION = quick ? 1 : 10;
 const WARMUP = quick ? 0.3 : 2;
 const ROUNDS = quick ? 1 : 2;
 const SERVER = fileURLToPath(new URL('./lib/http-server.ts', import.meta.url));

@@ -1,0 +1,133 @@
+/**
+ * Scenario `dbm-costs`: what the dbm backend's operations cost on this machine, with the LMDB
+ * options it uses (one file per namespace, synced commits): a commit on an open file, opening
+ * and closing a file, the first commit on a freshly opened file, lmdb-js's asynchronous
+ * transactions as the alternative, and the memory an open file holds. The README's
+ * explanation of the dbm results quotes it.
+ *
+ *   tsx bench/dbm-costs.ts [--quick]
+ * @module
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
+import { LmdbEnvironments, lmdbOpenOptions } from '../lib/namespace/lmdb-environments.js';
+import { quick, Results, runScenario, throughput } from './lib/harness.js';
+import { makeScratchDir } from './lib/systems.js';
+
+const ROUNDS = quick ? 1 : 3;
+const FILES = quick ? 50 : 100;
+const OPS = quick ? 300 : 1500;
+const MEMORY_FILES = quick ? 100 : 500;
+const VALUE = 'v'.repeat(500);
+
+type Db = RootDatabase<string, string>;
+
+const openDb = (file: string): Db => open<string, string>(lmdbOpenOptions(file));
+
+function commitSync(db: Db): void {
+  db.transactionSync(() => {
+    db.get('a');
+    db.putSync('a', VALUE);
+  });
+}
+
+function commitAsync(db: Db): Promise<unknown> {
+  return db.transaction(() => {
+    db.get('a');
+    db.putSync('a', VALUE);
+  });
+}
+
+/** Microseconds per call of `op` over `count` calls, one at a time. */
+async function microseconds(count: number, op: (i: number) => unknown): Promise<number> {
+  const started = performance.now();
+  for (let i = 0; i < count; i++) await op(i);
+  return ((performance.now() - started) * 1000) / count;
+}
+
+/** Anonymous memory (KB) the process holds, from /proc (Linux); undefined elsewhere. */
+function anonymousKB(): number | undefined {
+  try {
+    const line = fs
+      .readFileSync('/proc/self/smaps_rollup', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Anonymous:'));
+    return line ? Number(line.split(/\s+/)[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function main(): Promise<void> {
+  const results = new Results('dbm-costs');
+  const dir = makeScratchDir('dbm-costs');
+  const files = Array.from({ length: FILES }, (_, i) => path.join(dir, `s${i}.mdb`));
+  for (const file of files) {
+    const db = openDb(file);
+    commitSync(db);
+    await db.close();
+  }
+  const rows: Record<string, number[]> = {};
+  const record = (name: string, value: number) => {
+    rows[name] ??= [];
+    rows[name].push(value);
+  };
+  const cycle = async (i: number, work: (db: Db) => unknown) => {
+    const db = openDb(files[i % FILES] as string);
+    await work(db);
+    await db.close();
+  };
+
+  for (let round = 0; round < ROUNDS; round++) {
+    const dbs = files.map(openDb);
+    const pick = (i: number) => dbs[(i * 7919) % FILES] as Db;
+    record('synced commit, file open (sync)', await microseconds(OPS, (i) => commitSync(pick(i))));
+    record('synced commit, file open (async transaction)', await microseconds(OPS, (i) => commitAsync(pick(i))));
+    const parallel = await throughput((i) => commitAsync(pick(i)), { duration: quick ? 150 : 700, concurrency: 32 });
+    record('async, 32 in flight: commits/s', parallel.perSecond);
+    const sequential = await throughput((i) => commitSync(pick(i)), { duration: quick ? 150 : 700, concurrency: 32 });
+    record('sync, 32 in flight: commits/s', sequential.perSecond);
+    await Promise.all(dbs.map((db) => db.close()));
+    record('open + close', await microseconds(OPS / 5, (i) => cycle(i, () => {})));
+    record('open + first commit (sync) + close', await microseconds(OPS / 5, (i) => cycle(i, commitSync)));
+    record(
+      'open + first commit (async transaction) + close',
+      await microseconds(OPS / 5, (i) => cycle(i, commitAsync)),
+    );
+  }
+
+  const latencies = Object.keys(rows).filter((name) => !name.includes('commits/s'));
+  for (const name of latencies) results.add(name, 'µs per operation', 'µs', rows[name] as number[]);
+  for (const name of Object.keys(rows).filter((n) => n.includes('commits/s')))
+    results.add(name.replace(': commits/s', ''), 'commits/s', 'ops/s', rows[name] as number[]);
+
+  const environments = new LmdbEnvironments(MEMORY_FILES);
+  const before = anonymousKB();
+  for (let i = 0; i < MEMORY_FILES; i++) {
+    const handle = environments.acquire(path.join(dir, `m${i}.mdb`), { create: true, namespace: `m${i}` });
+    handle?.db.putSync('a', VALUE);
+    if (handle) environments.release(handle);
+  }
+  const after = anonymousKB();
+  if (before !== undefined && after !== undefined)
+    results.add('an open file (LmdbEnvironments)', 'KB of anonymous memory', 'KB', [(after - before) / MEMORY_FILES]);
+  await environments.closeAll();
+
+  results.table(
+    `dbm costs: one ~500-byte value per commit, ${FILES} files (median of ${ROUNDS} rounds, min–max)`,
+    [...latencies, 'async, 32 in flight', 'sync, 32 in flight', 'an open file (LmdbEnvironments)'],
+    [
+      { label: 'µs per operation, 1 at a time', metric: 'µs per operation' },
+      { label: 'commits/s, 32 in flight', metric: 'commits/s' },
+      { label: 'KB of anonymous memory', metric: 'KB of anonymous memory' },
+    ],
+  );
+  results.note(
+    'Options of the dbm backend (lmdbOpenOptions: synced commits, no overlapping sync). A commit is a write transaction that reads and writes one key. "sync" is transactionSync, as the backend commits; "async transaction" is lmdb-js transaction(), which commits on a worker thread. Memory: /proc/self/smaps_rollup before and after opening files through the backend’s cache.',
+  );
+  results.write();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+runScenario(import.meta, main);
