@@ -277,7 +277,7 @@ async function removeCorrupt(manager: NamespaceFiles, config: SweepConfig): Prom
 async function clearStaleLock(entry: DataDirEntry, config: SweepConfig): Promise<Verdict> {
   if (config.dryRun) return 'removed';
   const lock = lockFor(entry, config);
-  if (!(await lock.tryAcquire()) && !(await lock.tryAcquire())) return 'locked';
+  if (!(await lock.tryAcquire())) return 'locked';
   await lock.release();
   return 'removed';
 }
@@ -297,9 +297,9 @@ async function removeLmdbLockFile(entry: DataDirEntry, config: SweepConfig): Pro
   }
 }
 
-/** Takes the write lock if nobody holds it. FileLock reports a stale lock it just took over as busy: try once more. */
-async function lockWithoutWaiting(manager: NamespaceFiles): Promise<boolean> {
-  return (await manager.acquireWriteLock({ wait: false })) || manager.acquireWriteLock({ wait: false });
+/** Takes the write lock if nobody holds it (taking over a stale one). */
+function lockWithoutWaiting(manager: NamespaceFiles): Promise<boolean> {
+  return manager.acquireWriteLock({ wait: false });
 }
 
 function managerFor(entry: DataDirEntry, config: SweepConfig): NamespaceFiles | undefined {

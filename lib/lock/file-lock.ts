@@ -185,13 +185,7 @@ export class FileLock {
     const seen = statOrUndefined(this.#lockDir);
     if (!seen || Date.now() - seen.mtimeMs < this.#options.stale) return false;
     const guard = `${this.#lockDir}.takeover`;
-    try {
-      fs.mkdirSync(guard);
-    } catch {
-      const other = statOrUndefined(guard);
-      if (other && Date.now() - other.mtimeMs >= this.#options.stale) removeDirectory(guard);
-      return false;
-    }
+    if (!this.#takeGuard(guard)) return false;
     try {
       const now = statOrUndefined(this.#lockDir);
       if (!now || now.ino !== seen.ino || Date.now() - now.mtimeMs < this.#options.stale) return false;
@@ -204,5 +198,24 @@ export class FileLock {
     } finally {
       removeDirectory(guard);
     }
+  }
+
+  /** Takes the takeover mutex; one left by a process that died during a takeover is removed once it is stale. */
+  #takeGuard(guard: string): boolean {
+    if (makeDirectory(guard)) return true;
+    const other = statOrUndefined(guard);
+    if (!other || Date.now() - other.mtimeMs < this.#options.stale) return false;
+    removeDirectory(guard);
+    return makeDirectory(guard);
+  }
+}
+
+/** Creates `dir`; false when it exists already. */
+function makeDirectory(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir);
+    return true;
+  } catch {
+    return false;
   }
 }

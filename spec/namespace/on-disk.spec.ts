@@ -98,6 +98,22 @@ for (const type of ['file', 'dbm'] as const) {
       const reader = create(namespace);
       assert.equal(await reader.withReadLock(() => reader.get('n')), 150);
     });
+
+    it('takes over a stale lock in one try, also when a process died holding the takeover mutex', async () => {
+      const ns = create(`orphan-${randomUUID()}`);
+      await ns.withWriteLock(() => ns.set('n', 1));
+      const lockDir = `${ns.file}.lock`;
+      const old = new Date(Date.now() - 2 * TEST_LOCK_STALE);
+      for (const dir of [lockDir, `${lockDir}.takeover`]) {
+        fs.mkdirSync(dir);
+        fs.utimesSync(dir, old, old);
+      }
+      assert.equal(await ns.acquireWriteLock({ wait: false }), true);
+      assert.equal(ns.get('n'), 1);
+      await ns.releaseWriteLock();
+      assert.equal(fs.existsSync(lockDir), false);
+      assert.equal(fs.existsSync(`${lockDir}.takeover`), false);
+    });
   });
 }
 
