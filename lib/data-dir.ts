@@ -1,6 +1,6 @@
 /**
  * Reading a data directory: streams the entries that belong to file and dbm namespaces
- * (data files, lock directories, takeover guards, temporary files, LMDB lock files) without
+ * (data files, lock files, takeover guards, temporary files, LMDB lock files) without
  * ever holding the whole listing in memory. Used by the sweep and the CLI.
  * @module
  */
@@ -16,7 +16,7 @@ import type { SweepType } from './sweep.js';
 
 /**
  * An entry of a data directory that belongs to a file or dbm namespace: its data file, its
- * lock directory (`<data>.lock`, see FileLock) and takeover mutex (`<data>.lock.takeover`),
+ * lock file (`<data>.lock`, see FileLock) and takeover mutex (`<data>.lock.takeover`),
  * a temporary file of the file backend (`.tmp/<data>.<hex>.tmp`, or beside the data file as
  * older versions wrote them), or LMDB's `<data>-lock` file.
  * @internal

@@ -40,15 +40,6 @@ export function ensureDirectory(dir: string): boolean {
   return true;
 }
 
-/** Removes an empty directory; a missing one is fine. */
-export function removeDirectory(dir: string): void {
-  try {
-    fs.rmdirSync(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(dir, 'remove', { cause: error });
-  }
-}
-
 /** Removes a file; a missing one is fine. */
 export function removeFile(file: string): void {
   try {

@@ -1,6 +1,6 @@
 /**
  * Sweeping: removes file and dbm sessions idle longer than a timeout, and what killed
- * processes left behind (stale lock directories, temporary files, LMDB lock files without
+ * processes left behind (stale lock files, temporary files, LMDB lock files without
  * their data file). The data directory is streamed, so memory stays bounded whatever the
  * number of sessions; each removal is decided again under the session's own write lock, and
  * a locked session is skipped, never waited for.
@@ -9,8 +9,8 @@
 import type fs from 'node:fs';
 import { type DataDirEntry, scanDataDir } from './data-dir.js';
 import { LockTimeoutError, SessionCorruptError, StorageError } from './errors.js';
-import { lstatOrUndefined, removeDirectory, removeFile } from './files.js';
-import { FileLock, MIN_FILE_LOCK_STALE } from './lock/file-lock.js';
+import { lstatOrUndefined, removeFile } from './files.js';
+import { FileLock, MIN_FILE_LOCK_STALE, removeLockEntry } from './lock/file-lock.js';
 import { DBMNamespaceManager } from './namespace/dbm.js';
 import { FileNamespaceManager } from './namespace/file.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
@@ -200,9 +200,9 @@ async function judge(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): 
       if (!stat.isFile()) return 'ignored';
       return idle(stat, config) ? sweepSession(entry, config) : 'recent';
     case 'lock':
-      return stat.isDirectory() && abandoned ? clearStaleLock(entry, config) : 'ignored';
+      return isLockEntry(stat) && abandoned ? clearStaleLock(entry, config) : 'ignored';
     case 'takeover':
-      return stat.isDirectory() && abandoned ? removeUnlessDry(config, () => removeDirectory(entry.path)) : 'ignored';
+      return isLockEntry(stat) && abandoned ? removeUnlessDry(config, () => removeLockEntry(entry.path)) : 'ignored';
     case 'temp':
       return stat.isFile() && abandoned ? removeUnlessDry(config, () => removeFile(entry.path)) : 'ignored';
     case 'lmdb-lock':
@@ -210,6 +210,11 @@ async function judge(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): 
         ? removeLmdbLockFile(entry, config)
         : 'ignored';
   }
+}
+
+/** A lock is a file, or a directory as older versions made it (never a symlink: the sweep does not follow them). */
+function isLockEntry(stat: fs.Stats): boolean {
+  return stat.isFile() || stat.isDirectory();
 }
 
 const ORPHANS = { lock: 'locks', takeover: 'locks', temp: 'temps', 'lmdb-lock': 'lmdbLocks' } as const;
@@ -273,7 +278,7 @@ async function removeCorrupt(manager: NamespaceFiles, config: SweepConfig): Prom
   return 'corrupt';
 }
 
-/** Removes a stale lock directory (and thereby the claim of a dead holder) under FileLock's takeover mutex. */
+/** Removes a stale lock file (and thereby the claim of a dead holder) under FileLock's takeover mutex. */
 async function clearStaleLock(entry: DataDirEntry, config: SweepConfig): Promise<Verdict> {
   if (config.dryRun) return 'removed';
   const lock = lockFor(entry, config);

@@ -23,7 +23,7 @@ const HELP = `Usage: sessionlock sweep --timeout <seconds> --data-dir <dir> [opt
 
 Removes the sessions whose file was not written for longer than the timeout (a save, or
 the access time a load records), each with its lock files, and what killed processes left
-behind: lock directories and temporary files older than --lock-stale, and LMDB lock files
+behind: lock files and temporary files older than --lock-stale, and LMDB lock files
 whose data file is gone. A session is removed only if it is still idle under its own
 write lock; one that another process has locked is skipped, never waited for.
 The directory is read as a stream: memory stays small with any number of sessions.

@@ -1,6 +1,11 @@
 /**
- * The cross-process lock of one file, on proper-lockfile (a `<file>.lock` directory whose
- * mtime is refreshed while held). Three things are added around it:
+ * The cross-process lock of one file, on proper-lockfile (a `<file>.lock` entry whose mtime
+ * is refreshed while held). Four things are added around it:
+ * - the entry is an empty file created with `O_EXCL` rather than proper-lockfile's directory:
+ *   both are atomic, but on ext4 here `mkdir` + `rmdir` cost ~110 µs against ~18 µs for
+ *   create + unlink, and the lock is taken and released on every save. Either kind excludes
+ *   the other (each fails with `EEXIST` on the other), and a lock directory left by an older
+ *   version is honoured and, once stale, removed like a file;
  * - stale takeover happens here, under a `<file>.lock.takeover` mutex, so two processes that
  *   see the same stale lock cannot both remove it and both get in (proper-lockfile's own
  *   takeover is switched off);
@@ -16,7 +21,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { LockCompromisedError, StorageError } from '../errors.js';
-import { ensureDirectory, removeDirectory, statOrUndefined } from '../files.js';
+import { ensureDirectory, statOrUndefined } from '../files.js';
 
 interface HeldLockRecord {
   mtime: Date;
@@ -46,19 +51,20 @@ function viaSync<A extends unknown[]>(call: (...args: A) => unknown) {
   };
 }
 
+/** proper-lockfile's `mkdir` and `rmdir`, performed on a lock file. */
 const syncFs = {
-  mkdir: viaSync(fs.mkdirSync),
-  rmdir: viaSync(fs.rmdirSync),
+  mkdir: viaSync(createLockFile),
+  rmdir: viaSync(deleteLockEntry),
   stat: viaSync(fs.statSync),
   utimes: viaSync(fs.utimesSync),
   realpath: viaSync(fs.realpathSync),
-  rmdirSync: fs.rmdirSync,
+  rmdirSync: deleteLockEntry,
 };
 /** Used to let proper-lockfile forget a lock we lost without deleting what is now someone else's. */
 const forgetfulFs = { ...syncFs, rmdir: (_path: string, callback: Callback) => process.nextTick(callback, null) };
 
 /**
- * The smallest `stale` a FileLock accepts: its holder refreshes the lock directory's mtime
+ * The smallest `stale` a FileLock accepts: its holder refreshes the lock file's mtime
  * about every `stale / 2` ms, and a shorter lease is taken over on ordinary scheduling delays.
  */
 export const MIN_FILE_LOCK_STALE = 2000;
@@ -75,7 +81,7 @@ export interface FileLockOptions {
 
 export class FileLock {
   readonly #target: string;
-  readonly #lockDir: string;
+  readonly #lockPath: string;
   readonly #options: FileLockOptions;
   #release: (() => Promise<void>) | undefined;
   #lost: string | undefined;
@@ -83,13 +89,13 @@ export class FileLock {
   /** A lock for `target` (an absolute path; the file need not exist). */
   constructor(target: string, options: FileLockOptions) {
     this.#target = path.resolve(target);
-    this.#lockDir = `${this.#target}.lock`;
+    this.#lockPath = `${this.#target}.lock`;
     this.#options = options;
   }
 
-  /** The lock directory's path. */
+  /** The lock file's path. */
   get path(): string {
-    return this.#lockDir;
+    return this.#lockPath;
   }
 
   /** Tries once to take the lock; takes over a stale one. Creates the parent directory when missing. */
@@ -116,7 +122,7 @@ export class FileLock {
         ensureDirectory(path.dirname(this.#target));
         return this.tryAcquire(false);
       }
-      throw new StorageError(this.#lockDir, 'create the lock', { cause: error });
+      throw new StorageError(this.#lockPath, 'create the lock', { cause: error });
     }
   }
 
@@ -132,7 +138,7 @@ export class FileLock {
     return lost ? new LockCompromisedError(this.#options.name, lost) : undefined;
   }
 
-  /** Releases the lock. If it had been lost, leaves the lock directory alone and throws {@link LockCompromisedError}. */
+  /** Releases the lock. If it had been lost, leaves the lock file alone and throws {@link LockCompromisedError}. */
   async release(): Promise<void> {
     const release = this.#release;
     this.#release = undefined;
@@ -147,13 +153,13 @@ export class FileLock {
     try {
       await release();
     } catch (error) {
-      throw new StorageError(this.#lockDir, 'remove the lock', { cause: error });
+      throw new StorageError(this.#lockPath, 'remove the lock', { cause: error });
     }
   }
 
   /** Whether a live holder (another process) holds the lock now. */
   heldElsewhere(): boolean {
-    const stat = statOrUndefined(this.#lockDir);
+    const stat = statOrUndefined(this.#lockPath);
     return stat !== undefined && Date.now() - stat.mtimeMs < this.#options.stale;
   }
 
@@ -165,16 +171,16 @@ export class FileLock {
     if (age >= this.#options.stale) {
       return `its lease was not renewed for ${age} ms (lockStale is ${this.#options.stale} ms; was the event loop blocked?)`;
     }
-    const stat = statOrUndefined(this.#lockDir);
-    if (!stat) return 'its lock directory was removed';
+    const stat = statOrUndefined(this.#lockPath);
+    if (!stat) return 'its lock file was removed';
     if (stat.mtime.getTime() !== record.mtime.getTime()) return 'another process took it over';
     return undefined;
   }
 
   /** A takeover guard older than `stale` belongs to a process killed mid-takeover; the lock holder clears it. */
   #removeOrphanedGuard(): void {
-    const guard = statOrUndefined(`${this.#lockDir}.takeover`);
-    if (guard && Date.now() - guard.mtimeMs >= this.#options.stale) removeDirectory(`${this.#lockDir}.takeover`);
+    const guard = statOrUndefined(`${this.#lockPath}.takeover`);
+    if (guard && Date.now() - guard.mtimeMs >= this.#options.stale) removeLockEntry(`${this.#lockPath}.takeover`);
   }
 
   /**
@@ -182,40 +188,64 @@ export class FileLock {
    * does; returns whether it did (then `onTakeover` has cleaned up after the dead holder).
    */
   #takeOverIfStale(): boolean {
-    const seen = statOrUndefined(this.#lockDir);
+    const seen = statOrUndefined(this.#lockPath);
     if (!seen || Date.now() - seen.mtimeMs < this.#options.stale) return false;
-    const guard = `${this.#lockDir}.takeover`;
+    const guard = `${this.#lockPath}.takeover`;
     if (!this.#takeGuard(guard)) return false;
     try {
-      const now = statOrUndefined(this.#lockDir);
+      const now = statOrUndefined(this.#lockPath);
       if (!now || now.ino !== seen.ino || Date.now() - now.mtimeMs < this.#options.stale) return false;
-      removeDirectory(this.#lockDir);
+      removeLockEntry(this.#lockPath);
       this.#options.log?.(
         `took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - now.mtimeMs)} ms old)`,
       );
       this.#options.onTakeover?.();
       return true;
     } finally {
-      removeDirectory(guard);
+      removeLockEntry(guard);
     }
   }
 
   /** Takes the takeover mutex; one left by a process that died during a takeover is removed once it is stale. */
   #takeGuard(guard: string): boolean {
-    if (makeDirectory(guard)) return true;
+    if (tryCreateLockFile(guard)) return true;
     const other = statOrUndefined(guard);
     if (!other || Date.now() - other.mtimeMs < this.#options.stale) return false;
-    removeDirectory(guard);
-    return makeDirectory(guard);
+    removeLockEntry(guard);
+    return tryCreateLockFile(guard);
   }
 }
 
-/** Creates `dir`; false when it exists already. */
-function makeDirectory(dir: string): boolean {
+/** Creates the empty lock file `file`; throws `EEXIST` when a lock (file or directory) is there. */
+function createLockFile(file: string): void {
+  fs.closeSync(fs.openSync(file, 'wx', 0o600));
+}
+
+function tryCreateLockFile(file: string): boolean {
   try {
-    fs.mkdirSync(dir);
+    createLockFile(file);
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Deletes a lock file, or the lock directory an older version made; throws like `fs` (`ENOENT` when missing). */
+function deleteLockEntry(entry: string): void {
+  try {
+    fs.unlinkSync(entry);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'EPERM') throw error;
+    fs.rmdirSync(entry);
+  }
+}
+
+/** Removes a lock file or an older version's lock directory; a missing one is fine. */
+export function removeLockEntry(entry: string): void {
+  try {
+    deleteLockEntry(entry);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(entry, 'remove', { cause: error });
   }
 }

@@ -76,7 +76,7 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     if (lost) throw lost;
   }
 
-  /** One LMDB transaction, exclusive across processes; no lock directory, no view. */
+  /** One LMDB transaction, exclusive across processes; no lock file, no view. */
   protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
     const outcome = await this.#transaction(requireKey === undefined, 'write', (db) => {
       if (this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;

@@ -16,7 +16,7 @@ export interface FileLockedNamespaceManagerOptions extends NamespaceManagerOptio
 
 /**
  * A backend that keeps each namespace in one file under `dataDir`, locked across processes
- * by a proper-lockfile lock directory beside it.
+ * by a proper-lockfile lock file beside it.
  * @internal
  */
 export abstract class FileLockedNamespaceManager extends NamespaceManager {

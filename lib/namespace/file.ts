@@ -29,7 +29,7 @@ const FORMAT_VERSION = 1;
 
 /**
  * Keeps each namespace in its own JSON file under `dataDir`. Exclusive across processes on
- * one machine (and on shared file systems with atomic mkdir and rename).
+ * one machine (and on shared file systems with atomic exclusive create and rename).
  */
 export class FileNamespaceManager extends FileLockedNamespaceManager {
   readonly #durable: boolean;

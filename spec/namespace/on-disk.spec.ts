@@ -99,20 +99,37 @@ for (const type of ['file', 'dbm'] as const) {
       assert.equal(await reader.withReadLock(() => reader.get('n')), 150);
     });
 
-    it('takes over a stale lock in one try, also when a process died holding the takeover mutex', async () => {
-      const ns = create(`orphan-${randomUUID()}`);
-      await ns.withWriteLock(() => ns.set('n', 1));
-      const lockDir = `${ns.file}.lock`;
-      const old = new Date(Date.now() - 2 * TEST_LOCK_STALE);
-      for (const dir of [lockDir, `${lockDir}.takeover`]) {
-        fs.mkdirSync(dir);
-        fs.utimesSync(dir, old, old);
-      }
-      assert.equal(await ns.acquireWriteLock({ wait: false }), true);
-      assert.equal(ns.get('n'), 1);
+    for (const entry of ['file', 'directory'] as const) {
+      it(`takes over a stale lock ${entry} in one try, also when a process died holding the takeover mutex`, async () => {
+        const ns = create(`orphan-${randomUUID()}`);
+        await ns.withWriteLock(() => ns.set('n', 1));
+        const lock = `${ns.file}.lock`;
+        const old = new Date(Date.now() - 2 * TEST_LOCK_STALE);
+        for (const orphan of [lock, `${lock}.takeover`]) {
+          if (entry === 'file') fs.writeFileSync(orphan, '');
+          else fs.mkdirSync(orphan);
+          fs.utimesSync(orphan, old, old);
+        }
+        assert.equal(await ns.acquireWriteLock({ wait: false }), true);
+        assert.equal(ns.get('n'), 1);
+        await ns.releaseWriteLock();
+        assert.equal(fs.existsSync(lock), false);
+        assert.equal(fs.existsSync(`${lock}.takeover`), false);
+      });
+    }
+
+    it('holds its lock as a file, and a live lock directory of an older version excludes it', async () => {
+      const ns = create(`mixed-${randomUUID()}`);
+      const lock = `${ns.file}.lock`;
+      await ns.acquireWriteLock();
+      assert.ok(fs.statSync(lock).isFile());
+      assert.throws(() => fs.mkdirSync(lock), { code: 'EEXIST' }, "an older version's mkdir finds it taken");
       await ns.releaseWriteLock();
-      assert.equal(fs.existsSync(lockDir), false);
-      assert.equal(fs.existsSync(`${lockDir}.takeover`), false);
+      fs.mkdirSync(lock);
+      assert.equal(await ns.acquireWriteLock({ wait: false }), false);
+      fs.rmdirSync(lock);
+      assert.equal(await ns.acquireWriteLock({ wait: false }), true);
+      await ns.releaseWriteLock();
     });
   });
 }
@@ -149,7 +166,7 @@ describe('dbm lock holder against a commit under way in another process', () => 
       const marker = path.join(dataDir, 'writing');
       const pending = spawnScript(worker, {
         file: ns.file,
-        lockDir: `${ns.file}.lock`,
+        lockFile: `${ns.file}.lock`,
         marker,
         key: 'n',
         raw: '42',

@@ -145,11 +145,23 @@ describe('sweep', () => {
   it('removes left-over locks, takeover mutexes, temporary files and LMDB lock files, only once abandoned', async () => {
     freshDir();
     const at = (name: string) => path.join(dataDir, name);
-    const staleDirs = ['gone1.json.lock', 'gone2.mdb.lock', 'gone3.json.lock.takeover'];
-    const freshDirs = ['busy1.json.lock', 'busy2.mdb.lock.takeover'];
+    // locks are files; directories are what older versions made
+    const staleDirs = ['gone2.mdb.lock'];
+    const freshDirs = ['busy2.mdb.lock.takeover'];
     const temp = (name: string) => path.join(TEMP_DIRECTORY, name);
-    const staleFiles = [temp('gone4.json.0123456789ab.tmp'), 'gone5.mdb-lock', 'gone6.json.00aa00aa00aa.tmp'];
-    const freshFiles = [temp('busy3.json.ba9876543210.tmp'), 'busy4.mdb-lock', temp('unrelated.txt')];
+    const staleFiles = [
+      'gone1.json.lock',
+      'gone3.json.lock.takeover',
+      temp('gone4.json.0123456789ab.tmp'),
+      'gone5.mdb-lock',
+      'gone6.json.00aa00aa00aa.tmp',
+    ];
+    const freshFiles = [
+      'busy1.json.lock',
+      temp('busy3.json.ba9876543210.tmp'),
+      'busy4.mdb-lock',
+      temp('unrelated.txt'),
+    ];
     fs.mkdirSync(at(TEMP_DIRECTORY));
     for (const name of [...staleDirs, ...freshDirs]) fs.mkdirSync(at(name));
     for (const name of [...staleFiles, ...freshFiles]) fs.writeFileSync(at(name), '');
