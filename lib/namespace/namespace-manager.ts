@@ -142,13 +142,7 @@ export abstract class NamespaceManager {
       const release = await this.#lockLocally('read', deadline, true);
       if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
       try {
-        const entries = await retryWithBackoff(
-          async () => {
-            const read = await this.readCommitted(false);
-            return read === HELD_ELSEWHERE ? undefined : read;
-          },
-          { deadline, onWait: () => this.#logWaiting() },
-        );
+        const entries = await this.#whileHeldElsewhere(() => this.readCommitted(false), deadline);
         if (!entries) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
         this.#view = NamespaceView.open(this.#codec(), entries);
       } catch (error) {
@@ -348,13 +342,7 @@ export abstract class NamespaceManager {
       const release = await this.#lockLocally('write', deadline, true);
       if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
       try {
-        const outcome = await retryWithBackoff(
-          async () => {
-            const result = await this.applyAtomically(stored, requireKey);
-            return result === HELD_ELSEWHERE ? undefined : result;
-          },
-          { deadline, onWait: () => this.#logWaiting() },
-        );
+        const outcome = await this.#whileHeldElsewhere(() => this.applyAtomically(stored, requireKey), deadline);
         if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
         if (outcome !== UNSUPPORTED) return outcome === 'applied';
       } finally {
@@ -407,8 +395,21 @@ export abstract class NamespaceManager {
     this.#log?.(line);
   }
 
-  #logWaiting(): void {
-    this.log(`waiting for the write lock of ${this.namespace} held elsewhere`);
+  /** Repeats `attempt`, with backoff, while it reports {@link HELD_ELSEWHERE}; `undefined` once `deadline` passes. */
+  async #whileHeldElsewhere<T>(
+    attempt: () => Promise<T | typeof HELD_ELSEWHERE>,
+    deadline: number,
+  ): Promise<T | undefined> {
+    return retryWithBackoff(
+      async () => {
+        const result = await attempt();
+        return result === HELD_ELSEWHERE ? undefined : result;
+      },
+      {
+        deadline,
+        onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`),
+      },
+    );
   }
 
   async #applyUnderLock(
@@ -460,10 +461,7 @@ export abstract class NamespaceManager {
     if (!release) return false;
     try {
       const locked = wait
-        ? await retryWithBackoff(async () => (await this.tryLockStorage()) || undefined, {
-            deadline,
-            onWait: () => this.#logWaiting(),
-          })
+        ? await this.#whileHeldElsewhere(async () => (await this.tryLockStorage()) || HELD_ELSEWHERE, deadline)
         : await this.tryLockStorage();
       if (!locked) {
         release();
