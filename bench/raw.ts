@@ -1,8 +1,9 @@
 /**
  * Scenario `raw`: the machine's limits, measured in the same run as everything else, so each
  * result can be read as a fraction of what the storage underneath allows: fs write temp +
- * rename (with and without a read first, and in place), LMDB get + put synced one at a time
- * and batched with 32 in flight, Redis GET + SET with ioredis, proper-lockfile lock + release.
+ * rename (with and without a read first, in place, and without replacing the file), LMDB get +
+ * put synced one at a time and batched with 32 in flight, Redis GET + SET with ioredis,
+ * proper-lockfile lock + release, and the O_EXCL lock file sessionlock uses instead of its directory.
  *
  *   tsx bench/raw.ts [--quick]
  * @module
@@ -11,10 +12,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Contender, interleave, quick, Results, runScenario, throughput } from './lib/harness.js';
 import {
+  exclusiveLockFile,
   fsReadOverwrite,
   fsReadWriteRename,
   fsReadWriteRenameAsync,
   fsWriteRename,
+  fsWriteUnlinkRename,
   lmdbGetPutAsync,
   lmdbGetPutSync,
   properLockfile,
@@ -35,6 +38,7 @@ async function main(): Promise<void> {
 
   const ops: { op: RawOp; modes: number[] }[] = [
     { op: fsWriteRename(at('fs-write')), modes: [1] },
+    { op: fsWriteUnlinkRename(at('fs-unlink')), modes: [1] },
     { op: fsReadWriteRename(at('fs-read-write')), modes: [1] },
     { op: fsReadOverwrite(at('fs-overwrite')), modes: [1] },
     { op: fsReadWriteRenameAsync(at('fs-async')), modes: [1, 32] },
@@ -43,6 +47,7 @@ async function main(): Promise<void> {
     { op: lmdbGetPutAsync(at('lmdb-nosync'), true), modes: [32] },
     ...(redis ? [{ op: await redisGetSet(redis.url), modes: [1, 32] }] : []),
     { op: properLockfile(at('lockfile')), modes: [1] },
+    { op: exclusiveLockFile(at('lock-file')), modes: [1] },
   ];
   const picks = randomPicks(1 << 16, 1000);
   const contenders: Contender[] = ops.flatMap(({ op, modes }) =>
@@ -70,7 +75,7 @@ async function main(): Promise<void> {
     ],
   );
   results.note(
-    'fs: synchronous calls, as the file backend makes them (the async variant goes through libuv’s thread pool). LMDB: one file holding 1,000 keys; putSync commits (and syncs) each put, put() batches concurrent puts into one synced commit. Redis: ioredis, one GET then one SET. proper-lockfile: realpath false, retries 0.',
+    'fs: synchronous calls, as the file backend makes them (the async variant goes through libuv’s thread pool). LMDB: one file holding 1,000 keys; putSync commits (and syncs) each put, put() batches concurrent puts into one synced commit. Redis: ioredis, one GET then one SET. proper-lockfile: realpath false, retries 0, its default mkdir lock directories; sessionlock’s FileLock runs it on O_EXCL lock files instead.',
   );
   results.write();
   for (const { op } of ops) await op.close();

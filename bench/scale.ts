@@ -13,6 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { DBMNamespaceManager, RedisNamespaceManager, Session, type SessionOptions, sweep } from 'sessionlock';
+// Seeding only: the file format's own encoder, so 100k copies of one session are valid files.
+import { newNamespaceFile, readNamespaceFile } from '../lib/namespace/file-format.js';
 import {
   type Contender,
   fail,
@@ -85,11 +87,11 @@ async function createOnDisk(kind: 'file' | 'dbm', size: number, root: string): P
   const ids = [first];
   const bar = progress(`create ${kind} ${label(size)}`, size);
   if (kind === 'file') {
-    const text = fs.readFileSync(path.join(dataDir, `${first}.json`), 'utf8');
-    if (!text.includes(`"${first}"`)) throw new Error('the file format no longer names the namespace as expected');
+    const record = readNamespaceFile(fs.readFileSync(path.join(dataDir, `${first}.json`)))?.record ?? '';
+    if (!record.includes(`"${first}"`)) throw new Error('the file format no longer names the namespace as expected');
     for (let i = 1; i < size; i++) {
       const id = newSessionId();
-      fs.writeFileSync(path.join(dataDir, `${id}.json`), text.replace(`"${first}"`, `"${id}"`));
+      fs.writeFileSync(path.join(dataDir, `${id}.json`), newNamespaceFile(record.replace(`"${first}"`, `"${id}"`), 1));
       ids.push(id);
       if ((i & 1023) === 0) bar.update(i);
     }

@@ -56,14 +56,14 @@ export const TEMP_SUFFIX = '.tmp';
 export const TEMP_DIRECTORY = '.tmp';
 
 /**
- * Replaces `file` with `text` atomically: writes a uniquely named temporary file (in
+ * Replaces `file` with `bytes` atomically: writes a uniquely named temporary file (in
  * `tempDir`, on the same file system), runs `beforeRename` (a last ownership check), then
  * renames it into place. Readers see the old content or the new, never a mix; on any
  * failure the old content stays.
  */
 export function writeFileAtomically(
   file: string,
-  text: string,
+  bytes: Buffer,
   { tempDir, durable, beforeRename }: { tempDir: string; durable: boolean; beforeRename: () => void },
 ): void {
   const temp = path.join(tempDir, `${path.basename(file)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
@@ -71,7 +71,7 @@ export function writeFileAtomically(
     ensureDirectory(tempDir);
     const fd = fs.openSync(temp, 'wx', 0o600);
     try {
-      fs.writeSync(fd, text);
+      fs.writeSync(fd, bytes);
       if (durable) fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -86,6 +86,25 @@ export function writeFileAtomically(
     throw new StorageError(file, 'write', { cause: error });
   }
   if (durable) syncDirectory(path.dirname(file));
+}
+
+/**
+ * Writes `bytes` over `file` at `offset` in one call, without changing its size or inode
+ * (fsynced with `durable`). The file must exist.
+ */
+export function overwriteFileAt(file: string, offset: number, bytes: Buffer, { durable }: { durable: boolean }): void {
+  try {
+    const fd = fs.openSync(file, 'r+');
+    try {
+      const written = fs.writeSync(fd, bytes, 0, bytes.length, offset);
+      if (written !== bytes.length) throw new Error(`wrote ${written} of ${bytes.length} bytes`);
+      if (durable) fs.fdatasyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (error) {
+    throw new StorageError(file, 'write', { cause: error });
+  }
 }
 
 /** Removes the temporary files of `file` in `tempDir` (what a writer killed mid-commit left). */

@@ -51,6 +51,26 @@ export function fsWriteRename(dir: string): RawOp {
   };
 }
 
+/**
+ * Write temp, delete the session's file, rename the temp to its name: the rename no longer
+ * replaces a file, so ext4 (`auto_da_alloc`) does not flush the new file's data first. Not
+ * crash-safe: readers can miss the file, and after a machine crash it may be empty.
+ */
+export function fsWriteUnlinkRename(dir: string): RawOp {
+  const files = sessionFiles(dir);
+  return {
+    name: 'fs write temp + unlink + rename (unsafe)',
+    op: (i) => {
+      const file = files[i % SESSIONS] as string;
+      const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+      fs.writeFileSync(temp, payload(i), { flag: 'wx', mode: 0o600 });
+      fs.unlinkSync(file);
+      fs.renameSync(temp, file);
+    },
+    close: async () => {},
+  };
+}
+
 /** Read the session's file, then write temp + rename (what a file store's load-change-save needs). */
 export function fsReadWriteRename(dir: string): RawOp {
   const files = sessionFiles(dir);
@@ -162,7 +182,21 @@ export async function redisGetSet(url: string): Promise<RawOp> {
   };
 }
 
-/** proper-lockfile lock + release of one of 1000 paths, as the file and dbm backends configure it. */
+/** An empty lock file created with O_EXCL, then deleted: the lock entry FileLock makes instead of a directory. */
+export function exclusiveLockFile(dir: string): RawOp {
+  fs.mkdirSync(dir, { recursive: true });
+  return {
+    name: 'lock file create (O_EXCL) + unlink',
+    op: (i) => {
+      const lock = path.join(dir, `s${i % SESSIONS}.json.lock`);
+      fs.closeSync(fs.openSync(lock, 'wx', 0o600));
+      fs.unlinkSync(lock);
+    },
+    close: async () => {},
+  };
+}
+
+/** proper-lockfile lock + release of one of 1000 paths, on its own `mkdir` lock directories. */
 export function properLockfile(dir: string): RawOp {
   fs.mkdirSync(dir, { recursive: true });
   return {

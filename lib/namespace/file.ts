@@ -1,21 +1,30 @@
 /**
- * The file backend: one JSON file per namespace in `dataDir`, replaced atomically (temp
- * file + rename) on each commit, and a proper-lockfile lock beside it for cross-process
- * exclusion. Reads take no lock: a rename is atomic, so a reader sees one commit or the next.
+ * The file backend: one file per namespace in `dataDir` holding its JSON record in two
+ * checksummed slots (see {@link ./file-format}), and a proper-lockfile lock beside it for
+ * cross-process exclusion. A commit overwrites the slot without the newest version; reads
+ * take no lock: the newest intact slot is one commit or the next, never a mix.
  * @module
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { SessionCorruptError, StorageError } from '../errors.js';
-import { removeFile, removeTemporaryFiles, TEMP_DIRECTORY, writeFileAtomically } from '../files.js';
+import { overwriteFileAt, removeFile, removeTemporaryFiles, TEMP_DIRECTORY, writeFileAtomically } from '../files.js';
 import { checkBoolean } from '../options.js';
+import {
+  decodeRecord,
+  encodeRecord,
+  type NamespaceFile,
+  newNamespaceFile,
+  nextSlot,
+  readNamespaceFile,
+} from './file-format.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
 import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
 /** Options of {@link FileNamespaceManager}. */
 export interface FileNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {
   /**
-   * `true`: fsync each commit (and its directory) before the lock is released, so a
+   * `true`: fsync each commit (and, when it writes a new file, its directory) before the lock is released, so a
    * commit survives a power loss. `false`: a commit survives the process being killed
    * but may be lost if the machine crashes, as with most session stores.
    * @default false
@@ -25,11 +34,10 @@ export interface FileNamespaceManagerOptions extends FileLockedNamespaceManagerO
 
 /** The extension of namespace files. */
 export const FILE_EXTENSION = '.json';
-const FORMAT_VERSION = 1;
 
 /**
- * Keeps each namespace in its own JSON file under `dataDir`. Exclusive across processes on
- * one machine (and on shared file systems with atomic exclusive create and rename).
+ * Keeps each namespace in its own file under `dataDir`. Exclusive across processes on one
+ * machine (and on shared file systems with atomic exclusive create and rename).
  */
 export class FileNamespaceManager extends FileLockedNamespaceManager {
   readonly #durable: boolean;
@@ -43,19 +51,22 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
 
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
     if (!asOwner && this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
-    let text: string;
-    try {
-      text = fs.readFileSync(this.file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-      throw new StorageError(this.file, 'read', { cause: error });
-    }
-    return decodeRecord(text, this.namespace);
+    const file = this.#read();
+    return file ? decodeRecord(file.record, this.namespace) : new Map();
   }
 
+  /** Overwrites the older slot in place when the record fits; otherwise writes a new file and renames it into place. */
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
-    writeFileAtomically(this.file, encodeRecord(this.namespace, entries), {
+    const record = encodeRecord(this.namespace, entries);
+    const layout = this.#read()?.layout;
+    const slot = layout && nextSlot(layout, record);
+    if (slot) {
+      this.fileLock.verify();
+      overwriteFileAt(this.file, slot.offset, slot.bytes, { durable: this.#durable });
+      return;
+    }
+    writeFileAtomically(this.file, newNamespaceFile(record, (layout?.sequence ?? 0) + 1), {
       tempDir: this.#tempDir,
       durable: this.#durable,
       beforeRename: () => this.fileLock.verify(),
@@ -70,29 +81,18 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
   protected override cleanUpAfterTakeover(): void {
     removeTemporaryFiles(this.#tempDir, this.file);
   }
-}
 
-function encodeRecord(namespace: string, entries: EncodedEntries): string {
-  return JSON.stringify({ sessionlock: FORMAT_VERSION, namespace, entries: Object.fromEntries(entries) });
-}
-
-function decodeRecord(text: string, namespace: string): EncodedEntries {
-  let record: unknown;
-  try {
-    record = JSON.parse(text);
-  } catch (error) {
-    throw new SessionCorruptError(namespace, 'its file is not valid JSON', { cause: error });
+  /** The namespace file's newest intact version; `undefined` when there is no file. */
+  #read(): NamespaceFile | undefined {
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(this.file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new StorageError(this.file, 'read', { cause: error });
+    }
+    const file = readNamespaceFile(bytes);
+    if (!file) throw new SessionCorruptError(this.namespace, 'its file holds no intact version');
+    return file;
   }
-  const { sessionlock, namespace: owner, entries } = (record ?? {}) as Record<string, unknown>;
-  if (sessionlock !== FORMAT_VERSION || !entries || typeof entries !== 'object' || Array.isArray(entries)) {
-    throw new SessionCorruptError(namespace, 'its file is not a sessionlock namespace file');
-  }
-  if (owner !== namespace) throw new SessionCorruptError(namespace, 'its file belongs to another namespace');
-  const decoded = new Map<string, string>();
-  for (const [key, raw] of Object.entries(entries)) {
-    if (typeof raw !== 'string')
-      throw new SessionCorruptError(namespace, `the entry ${JSON.stringify(key)} is malformed`);
-    decoded.set(key, raw);
-  }
-  return decoded;
 }

@@ -155,6 +155,51 @@ describe('lmdb under the options the dbm backend uses', () => {
   });
 });
 
+describe('file backend commits in place', () => {
+  let root: string;
+  let cleanup: () => Promise<void>;
+  before(async () => {
+    ({ path: root, cleanup } = await dir({ unsafeCleanup: true }));
+  });
+  after(() => cleanup());
+  const create = (namespace: string) =>
+    createNamespaceManager('file', namespace, { dataDir: root, lockStale: TEST_LOCK_STALE }) as FileNamespaceManager;
+  const read = (ns: FileNamespaceManager) => ns.withReadLock(() => ns.get('n'));
+
+  it('overwrites the same file (no new inode) until a value outgrows it', async () => {
+    const ns = create(`inode-${randomUUID()}`);
+    await ns.withWriteLock(() => ns.set('n', 0));
+    const inode = fs.statSync(ns.file).ino;
+    for (let n = 1; n <= 5; n++) await ns.withWriteLock(() => ns.set('n', n));
+    assert.equal(fs.statSync(ns.file).ino, inode);
+    assert.equal(await read(create(ns.namespace)), 5);
+    await ns.withWriteLock(() => ns.set('big', 'x'.repeat(100_000)));
+    assert.notEqual(fs.statSync(ns.file).ino, inode, 'a new file with bigger slots');
+    assert.equal(await read(create(ns.namespace)), 5);
+  });
+
+  it('reads the previous commit when the newest one was cut short (a writer killed mid-write)', async () => {
+    const ns = create(`torn-${randomUUID()}`);
+    for (let n = 1; n <= 3; n++) await ns.withWriteLock(() => ns.set('n', n));
+    const bytes = fs.readFileSync(ns.file);
+    const newest = bytes.indexOf('sessionlock 3 ');
+    bytes.fill(' ', newest + 40, newest + 60);
+    fs.writeFileSync(ns.file, bytes);
+    assert.equal(await read(create(ns.namespace)), 2);
+    await ns.withWriteLock(() => ns.set('n', 4));
+    assert.equal(await read(create(ns.namespace)), 4);
+  });
+
+  it('reads a version-1 file (one bare JSON record) and rewrites it in slots on the next commit', async () => {
+    const ns = create(`legacy-${randomUUID()}`);
+    fs.writeFileSync(ns.file, JSON.stringify({ sessionlock: 1, namespace: ns.namespace, entries: { n: '41' } }));
+    assert.equal(await read(ns), 41);
+    await ns.withWriteLock(() => ns.set('n', (ns.get('n') as number) + 1));
+    assert.match(fs.readFileSync(ns.file, 'latin1'), /^sessionlock 1 \d+ [0-9a-f]{8}\n\{/);
+    assert.equal(await read(create(ns.namespace)), 42);
+  });
+});
+
 describe('dbm lock holder against a commit under way in another process', () => {
   const worker = fileURLToPath(new URL('../fixtures/lmdb-pending-commit-worker.ts', import.meta.url));
 

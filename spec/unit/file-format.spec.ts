@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  encodeRecord,
+  newNamespaceFile,
+  nextSlot,
+  readNamespaceFile,
+  type SlotLayout,
+} from '../../lib/namespace/file-format.js';
+
+const record = (visits: number, extra = '') =>
+  encodeRecord('abc', new Map([['visits', String(visits)], ...(extra ? [['extra', extra] as [string, string]] : [])]));
+
+/** The file after `versions` commits: the first as a new file, the others in place. */
+function committed(versions: string[]): Buffer {
+  let file = newNamespaceFile(versions[0] as string, 1);
+  for (const version of versions.slice(1)) {
+    const slot = nextSlot(readNamespaceFile(file)?.layout as SlotLayout, version);
+    assert.ok(slot, 'fits in place');
+    file = Buffer.from(file);
+    slot.bytes.copy(file, slot.offset);
+  }
+  return file;
+}
+
+describe('file format', () => {
+  it('reads back the newest of the versions written in place, alternating slots', () => {
+    const versions = [1, 2, 3, 4].map((n) => record(n));
+    let previous: SlotLayout | undefined;
+    for (let n = 1; n <= versions.length; n++) {
+      const read = readNamespaceFile(committed(versions.slice(0, n)));
+      assert.equal(read?.record, versions[n - 1]);
+      assert.equal(read?.layout?.sequence, n);
+      if (previous) assert.notEqual(read?.layout?.older, previous.older, 'the next commit goes to the other slot');
+      previous = read?.layout;
+    }
+  });
+
+  it('gives the previous version, never a mix, when a write into the older slot stops at any byte', () => {
+    const before = committed([record(1), record(2)]);
+    const next = record(3, 'x'.repeat(300));
+    const slot = nextSlot(readNamespaceFile(before)?.layout as SlotLayout, next);
+    assert.ok(slot);
+    for (let written = 0; written <= slot.bytes.length; written++) {
+      const torn = Buffer.from(before);
+      slot.bytes.copy(torn, slot.offset, 0, written);
+      const read = readNamespaceFile(torn)?.record;
+      assert.equal(read, written === slot.bytes.length ? next : record(2), `after ${written} bytes`);
+    }
+  });
+
+  it('finds no intact version in damaged or foreign bytes', () => {
+    const file = committed([record(1), record(2)]);
+    const bothDamaged = Buffer.from(file);
+    bothDamaged.fill('#', 40, 50);
+    bothDamaged.fill('#', file.length / 2 + 40, file.length / 2 + 50);
+    for (const bytes of [
+      bothDamaged,
+      Buffer.alloc(0),
+      Buffer.from('garbage \u0000 not a session'),
+      Buffer.alloc(4096, ' '),
+      file.subarray(0, file.length - 1),
+    ]) {
+      assert.equal(readNamespaceFile(bytes), undefined);
+    }
+  });
+
+  it('reads a version-1 file (one bare record) without slots', () => {
+    const legacy = Buffer.from(record(7));
+    assert.deepEqual(readNamespaceFile(legacy), { record: record(7), layout: undefined });
+  });
+
+  it('sends a record that outgrows its slot, or shrinks far below it, to a new file', () => {
+    const small = committed([record(1)]);
+    const layout = readNamespaceFile(small)?.layout as SlotLayout;
+    const big = record(2, 'x'.repeat(4 * layout.slotBytes));
+    assert.equal(nextSlot(layout, big), undefined);
+    const grown = newNamespaceFile(big, layout.sequence + 1);
+    assert.equal(readNamespaceFile(grown)?.record, big);
+    const grownLayout = readNamespaceFile(grown)?.layout as SlotLayout;
+    assert.ok(nextSlot(grownLayout, record(3, 'x'.repeat(5 * layout.slotBytes))), 'room to grow in place');
+    assert.equal(nextSlot(grownLayout, record(3)), undefined, 'a far smaller record moves to smaller slots');
+  });
+});
