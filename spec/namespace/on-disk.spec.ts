@@ -190,6 +190,17 @@ describe('file backend commits in place', () => {
     assert.equal(await read(create(ns.namespace)), 4);
   });
 
+  it('with durable: true, syncs each kind of commit and reads every one back', async () => {
+    const namespace = `durable-${randomUUID()}`;
+    const ns = createNamespaceManager('file', namespace, { dataDir: root, durable: true }) as FileNamespaceManager;
+    await ns.withWriteLock(() => ns.set('n', 1));
+    await ns.withWriteLock(() => ns.set('n', 2));
+    await ns.withWriteLock(() => ns.set('big', 'x'.repeat(100_000)));
+    assert.equal(await read(create(namespace)), 2);
+    const reader = create(namespace);
+    assert.equal(await reader.withReadLock(() => reader.get('big')), 'x'.repeat(100_000));
+  });
+
   it('reads a version-1 file (one bare JSON record) and rewrites it in slots on the next commit', async () => {
     const ns = create(`legacy-${randomUUID()}`);
     fs.writeFileSync(ns.file, JSON.stringify({ sessionlock: 1, namespace: ns.namespace, entries: { n: '41' } }));
