@@ -288,7 +288,7 @@ async function main(): Promise<void> {
   await measureSweeps(results, datasets);
   report(results, kinds);
   results.note(
-    'Sessions are created by copying what sessionlock wrote for one session (dbm: the LMDB file and its -lock file; file: the JSON with the namespace changed; redis: the hash). Loads are read-only Session.open() calls (accessResolution 1 day, so no access-time write); dbm keeps its default 512 open LMDB files.',
+    'Sessions are created by copying what sessionlock wrote for one session (dbm: the LMDB file and its -lock file; file: its record with the namespace changed, encoded by the file format’s own encoder; redis: the hash). Loads are read-only Session.open() calls (accessResolution 1 day, so no access-time write); dbm keeps its default 512 open LMDB files.',
   );
   results.note(
     `After creating the sessions, \`sync\` flushed them to disk (${flushed.toFixed(1)} s) before anything was timed.`,
