@@ -12,21 +12,15 @@ import { SessionlockError, StorageError } from './errors.js';
 /** The file's stats, or `undefined` when it does not exist. */
 export function statOrUndefined(file: string): fs.Stats | undefined {
   try {
-    return fs.statSync(file);
+    return fs.statSync(file, { throwIfNoEntry: false });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new StorageError(file, 'read', { cause: error });
   }
 }
 
 /** The entry's own stats (symlinks are not followed), or `undefined` when it does not exist. */
 export function lstatOrUndefined(file: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  return fs.lstatSync(file, { throwIfNoEntry: false });
 }
 
 /** Creates `dir` (and its parents) when missing; returns whether it had to. */
