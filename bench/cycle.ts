@@ -1,5 +1,5 @@
 /**
- * Scenario `cycle`: 1,000 stored sessions; load a random one, change one key, save it. One at
+ * Scenario `cycle`: 1,000 stored sessions (200 with --quick); load a random one, change one key, save it. One at
  * a time and 32 in flight, for every sessionlock backend (Session API) and every peer store
  * (its own get/set), beside the raw limit of each kind of storage.
  *
@@ -36,7 +36,7 @@ import {
   sessionlockSystem,
 } from './lib/systems.js';
 
-const SESSIONS = 1000;
+const SESSIONS = quick ? 200 : 1000;
 const ROUNDS = quick ? 1 : 4;
 const DURATION = quick ? 150 : 700;
 const MODES = [
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
 
   const systems = await createSystems(env, redis !== undefined);
   const seeded = new Map<string, string[]>();
-  const bar = progress('seed 1,000 sessions per system', systems.length);
+  const bar = progress(`seed ${formatNumber(SESSIONS)} sessions per system`, systems.length);
   for (const [i, system] of systems.entries()) {
     bar.update(i, system.name);
     seeded.set(system.name, await system.seed(SESSIONS));

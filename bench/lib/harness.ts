@@ -223,7 +223,8 @@ export interface Contender {
 /**
  * Runs every contender once per round, interleaved (A B C A B C …), after a warm-up of each,
  * and returns name → metric → the value of each round. Each run starts with nothing left to
- * write back (`sync`, untimed), so no system pays for the disk writes of the one before it.
+ * write back (`sync`, untimed, skipped by `--quick`), so no system pays for the disk writes
+ * of the one before it.
  */
 export async function interleave(
   label: string,
@@ -242,7 +243,7 @@ export async function interleave(
   for (let round = 0; round < rounds; round++) {
     for (const contender of contenders) {
       bar.update(done, `round ${round + 1}/${rounds} ${contender.name}`);
-      flushDisk();
+      if (!quick) flushDisk();
       const values = await contender.run(round);
       const metrics = results.get(contender.name) as Map<string, number[]>;
       for (const [metric, value] of Object.entries(values)) {
