@@ -9,8 +9,8 @@
  * the next sequence number. The newest version is never touched while that is written, so a
  * reader that races the write, or a writer killed in the middle of it, finds one intact slot:
  * readers take the valid slot with the highest sequence number. Overwriting allocates nothing,
- * where writing a new file and renaming it over the old one costs the file system an inode
- * and, on ext4, a forced allocation. A record that outgrows its slot (or shrinks far below it)
+ * where writing a new file and renaming it over the old one costs the file system a new inode
+ * and its blocks. A record that outgrows its slot (or shrinks far below it)
  * goes to a new file with fitting slots, written beside it and renamed into place.
  *
  * A file that is one bare record (version 1, as earlier versions wrote) is read as it is; its
