@@ -8,8 +8,10 @@
  *   tsx bench/dbm-costs.ts [--quick]
  * @module
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { open, type RootDatabase } from 'lmdb';
 import { LmdbEnvironments, lmdbOpenOptions } from '../lib/namespace/lmdb-environments.js';
 import { quick, Results, runScenario, throughput } from './lib/harness.js';
@@ -44,6 +46,18 @@ async function microseconds(count: number, op: (i: number) => unknown): Promise<
   const started = performance.now();
   for (let i = 0; i < count; i++) await op(i);
   return ((performance.now() - started) * 1000) / count;
+}
+
+const ALLOCATION_CHILD = fileURLToPath(new URL('./lib/lmdb-allocation.ts', import.meta.url));
+
+/** What one open + read + close leaves to collect, measured in a child whose young generation never fills meanwhile. */
+function garbagePerOpen(dir: string): { heapKB: number; arrayBuffersKB: number } {
+  const output = execFileSync(
+    process.execPath,
+    ['--max-semi-space-size=256', '--import', 'tsx', ALLOCATION_CHILD, dir],
+    { encoding: 'utf8' },
+  );
+  return JSON.parse(output) as { heapKB: number; arrayBuffersKB: number };
 }
 
 /** Anonymous memory (KB) the process holds, from /proc (Linux); undefined elsewhere. */
@@ -97,7 +111,7 @@ async function main(): Promise<void> {
     );
   }
 
-  const latencies = Object.keys(rows).filter((name) => !name.includes('commits/s'));
+  const latencies = Object.keys(rows).filter((name) => !name.includes('commits/s') && !name.startsWith('garbage'));
   for (const name of latencies) results.add(name, 'µs per operation', 'µs', rows[name] as number[]);
   for (const name of Object.keys(rows).filter((n) => n.includes('commits/s')))
     results.add(name.replace(': commits/s', ''), 'commits/s', 'ops/s', rows[name] as number[]);
@@ -113,6 +127,13 @@ async function main(): Promise<void> {
   if (before !== undefined && after !== undefined)
     results.add('an open file (LmdbEnvironments)', 'KB of anonymous memory', 'KB', [(after - before) / MEMORY_FILES]);
   await environments.closeAll();
+  for (let round = 0; round < ROUNDS; round++) {
+    const garbage = garbagePerOpen(dir);
+    record('garbage: JS heap', garbage.heapKB);
+    record('garbage: buffers', garbage.arrayBuffersKB);
+  }
+  results.add('open + read + close', 'KB of JS heap to collect', 'KB', rows['garbage: JS heap'] as number[]);
+  results.add('open + read + close', 'KB of buffers to collect', 'KB', rows['garbage: buffers'] as number[]);
 
   results.table(
     `dbm costs: one ~500-byte value per commit, ${FILES} files (median of ${ROUNDS} rounds, min–max)`,
@@ -123,8 +144,16 @@ async function main(): Promise<void> {
       { label: 'KB of anonymous memory', metric: 'KB of anonymous memory' },
     ],
   );
+  results.table(
+    `What a file opened, read and closed again (a cache miss) leaves for the garbage collector, KB (median of ${ROUNDS} rounds)`,
+    ['open + read + close'],
+    [
+      { label: 'JS heap', metric: 'KB of JS heap to collect' },
+      { label: 'buffers', metric: 'KB of buffers to collect' },
+    ],
+  );
   results.note(
-    'Options of the dbm backend (lmdbOpenOptions: synced commits, no overlapping sync). A commit is a write transaction that reads and writes one key. "sync" is transactionSync, as the backend commits; "async transaction" is lmdb-js transaction(), which commits on a worker thread. Memory: /proc/self/smaps_rollup before and after opening files through the backend’s cache.',
+    'Options of the dbm backend (lmdbOpenOptions: synced commits, no overlapping sync). A commit is a write transaction that reads and writes one key. "sync" is transactionSync, as the backend commits; "async transaction" is lmdb-js transaction(), which commits on a worker thread. Memory: /proc/self/smaps_rollup before and after opening files through the backend’s cache. Garbage: process.memoryUsage() around 60 open + read + close cycles in a child run with --max-semi-space-size=256, so no collection runs in between.',
   );
   results.write();
   fs.rmSync(dir, { recursive: true, force: true });
