@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Contender, interleave, quick, Results, runScenario, throughput } from './lib/harness.js';
+import { type Contender, formatNumber, interleave, quick, Results, runScenario, throughput } from './lib/harness.js';
 import {
   exclusiveLockFile,
   fsReadOverwrite,
@@ -21,6 +21,7 @@ import {
   lmdbGetPutAsync,
   lmdbGetPutSync,
   properLockfile,
+  RAW_SESSIONS,
   type RawOp,
   redisGetSet,
 } from './lib/raw.js';
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
     { op: properLockfile(at('lockfile')), modes: [1] },
     { op: exclusiveLockFile(at('lock-file')), modes: [1] },
   ];
-  const picks = randomPicks(1 << 16, 1000);
+  const picks = randomPicks(1 << 16, RAW_SESSIONS);
   const contenders: Contender[] = ops.flatMap(({ op, modes }) =>
     modes.map((concurrency) => ({
       name: `${op.name} · ${concurrency}`,
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
     }
   }
   results.table(
-    `The machine's limits: one ~500-byte session per operation, 1,000 sessions (median of ${ROUNDS} rounds, min–max)`,
+    `The machine's limits: one ~500-byte session per operation, ${formatNumber(RAW_SESSIONS)} sessions (median of ${ROUNDS} rounds, min–max)`,
     ops.map(({ op }) => op.name),
     [
       { label: 'ops/s, 1 at a time', metric: 'ops/s 1 at a time' },
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     ],
   );
   results.note(
-    'fs: synchronous calls, as the file backend makes them (the async variant goes through libuv’s thread pool). LMDB: one file holding 1,000 keys; putSync commits (and syncs) each put, put() batches concurrent puts into one synced commit. Redis: ioredis, one GET then one SET. proper-lockfile: realpath false, retries 0, its default mkdir lock directories; sessionlock’s FileLock runs it on O_EXCL lock files instead.',
+    'fs: synchronous calls, as the file backend makes them (the async variant goes through libuv’s thread pool). LMDB: one file holding a key per session; putSync commits (and syncs) each put, put() batches concurrent puts into one synced commit. Redis: ioredis, one GET then one SET. proper-lockfile: realpath false, retries 0, its default mkdir lock directories; sessionlock’s FileLock runs it on O_EXCL lock files instead.',
   );
   results.write();
   for (const { op } of ops) await op.close();

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { open, type RootDatabase } from 'lmdb';
 import lockfile from 'proper-lockfile';
+import { quick } from './harness.js';
 import { sessionData } from './systems.js';
 
 /** One raw loop: `op(i)` does one operation on session `i % sessions`. */
@@ -18,12 +19,13 @@ export interface RawOp {
   close(): Promise<void>;
 }
 
-const SESSIONS = 1000;
+/** Sessions each raw loop spreads over (fewer with --quick, which only checks that everything runs). */
+export const RAW_SESSIONS = quick ? 200 : 1000;
 const payload = (i: number) => JSON.stringify({ ...sessionData(i), stamp: randomBytes(4).toString('hex') });
 
 function sessionFiles(dir: string): string[] {
   fs.mkdirSync(dir, { recursive: true });
-  return Array.from({ length: SESSIONS }, (_, i) => {
+  return Array.from({ length: RAW_SESSIONS }, (_, i) => {
     const file = path.join(dir, `s${i}.json`);
     fs.writeFileSync(file, payload(i));
     return file;
@@ -46,7 +48,7 @@ export function fsWriteRename(dir: string): RawOp {
   const files = sessionFiles(dir);
   return {
     name: 'fs write temp + rename',
-    op: (i) => writeTempAndRename(files[i % SESSIONS] as string, payload(i)),
+    op: (i) => writeTempAndRename(files[i % RAW_SESSIONS] as string, payload(i)),
     close: async () => {},
   };
 }
@@ -61,7 +63,7 @@ export function fsWriteUnlinkRename(dir: string): RawOp {
   return {
     name: 'fs write temp + unlink + rename (unsafe)',
     op: (i) => {
-      const file = files[i % SESSIONS] as string;
+      const file = files[i % RAW_SESSIONS] as string;
       const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
       fs.writeFileSync(temp, payload(i), { flag: 'wx', mode: 0o600 });
       fs.unlinkSync(file);
@@ -77,7 +79,7 @@ export function fsReadWriteRename(dir: string): RawOp {
   return {
     name: 'fs read + write temp + rename',
     op: (i) => {
-      const file = files[i % SESSIONS] as string;
+      const file = files[i % RAW_SESSIONS] as string;
       const data = JSON.parse(fs.readFileSync(file, 'utf8')) as { visits: number };
       data.visits++;
       writeTempAndRename(file, JSON.stringify(data));
@@ -92,7 +94,7 @@ export function fsReadOverwrite(dir: string): RawOp {
   return {
     name: 'fs read + overwrite in place (unsafe)',
     op: (i) => {
-      const file = files[i % SESSIONS] as string;
+      const file = files[i % RAW_SESSIONS] as string;
       const data = JSON.parse(fs.readFileSync(file, 'utf8')) as { visits: number };
       data.visits++;
       fs.writeFileSync(file, JSON.stringify(data));
@@ -107,7 +109,7 @@ export function fsReadWriteRenameAsync(dir: string): RawOp {
   return {
     name: 'fs read + write temp + rename (async)',
     op: async (i) => {
-      const file = files[i % SESSIONS] as string;
+      const file = files[i % RAW_SESSIONS] as string;
       const data = JSON.parse(await fs.promises.readFile(file, 'utf8')) as { visits: number };
       data.visits++;
       const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
@@ -128,7 +130,7 @@ function openLmdb(dir: string, noSync: boolean): RootDatabase<string, string> {
     ...(noSync ? { noSync: true } : {}),
   });
   db.transactionSync(() => {
-    for (let i = 0; i < SESSIONS; i++) db.putSync(`s${i}`, payload(i));
+    for (let i = 0; i < RAW_SESSIONS; i++) db.putSync(`s${i}`, payload(i));
   });
   return db;
 }
@@ -139,7 +141,7 @@ export function lmdbGetPutSync(dir: string): RawOp {
   return {
     name: 'LMDB get + putSync',
     op: (i) => {
-      const key = `s${i % SESSIONS}`;
+      const key = `s${i % RAW_SESSIONS}`;
       const data = JSON.parse(db.get(key) as string) as { visits: number };
       data.visits++;
       db.putSync(key, JSON.stringify(data));
@@ -154,7 +156,7 @@ export function lmdbGetPutAsync(dir: string, noSync = false): RawOp {
   return {
     name: noSync ? 'LMDB get + put (batched, no sync)' : 'LMDB get + put (batched)',
     op: async (i) => {
-      const key = `s${i % SESSIONS}`;
+      const key = `s${i % RAW_SESSIONS}`;
       const data = JSON.parse(db.get(key) as string) as { visits: number };
       data.visits++;
       await db.put(key, JSON.stringify(data));
@@ -168,12 +170,12 @@ export async function redisGetSet(url: string): Promise<RawOp> {
   const client = new Redis(url, { lazyConnect: true });
   await client.connect();
   const pipeline = client.pipeline();
-  for (let i = 0; i < SESSIONS; i++) pipeline.set(`raw:s${i}`, payload(i));
+  for (let i = 0; i < RAW_SESSIONS; i++) pipeline.set(`raw:s${i}`, payload(i));
   await pipeline.exec();
   return {
     name: 'Redis GET + SET (ioredis)',
     op: async (i) => {
-      const key = `raw:s${i % SESSIONS}`;
+      const key = `raw:s${i % RAW_SESSIONS}`;
       const data = JSON.parse((await client.get(key)) as string) as { visits: number };
       data.visits++;
       await client.set(key, JSON.stringify(data));
@@ -188,7 +190,7 @@ export function exclusiveLockFile(dir: string): RawOp {
   return {
     name: 'lock file create (O_EXCL) + unlink',
     op: (i) => {
-      const lock = path.join(dir, `s${i % SESSIONS}.json.lock`);
+      const lock = path.join(dir, `s${i % RAW_SESSIONS}.json.lock`);
       fs.closeSync(fs.openSync(lock, 'wx', 0o600));
       fs.unlinkSync(lock);
     },
@@ -202,7 +204,7 @@ export function properLockfile(dir: string): RawOp {
   return {
     name: 'proper-lockfile lock + release',
     op: async (i) => {
-      const release = await lockfile.lock(path.join(dir, `s${i % SESSIONS}.json`), {
+      const release = await lockfile.lock(path.join(dir, `s${i % RAW_SESSIONS}.json`), {
         realpath: false,
         retries: 0,
         stale: 10_000,
