@@ -32,93 +32,60 @@ function sessionFiles(dir: string): string[] {
   });
 }
 
-function writeTempAndRename(file: string, text: string): void {
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  const fd = fs.openSync(temp, 'wx', 0o600);
-  try {
-    fs.writeSync(fd, text);
-  } finally {
-    fs.closeSync(fd);
-  }
+/** A raw loop over session files in `dir` (created first): `op(file, i)` on file `i % RAW_SESSIONS`. */
+function fileLoop(dir: string, name: string, op: (file: string, i: number) => unknown): RawOp {
+  const files = sessionFiles(dir);
+  return { name, op: (i) => op(files[i % RAW_SESSIONS] as string, i), close: async () => {} };
+}
+
+const tempName = (file: string) => `${file}.${randomBytes(6).toString('hex')}.tmp`;
+
+/** Writes a new temp file and renames it to `file`; with `unlinkFirst`, deletes `file` first, so the rename replaces nothing. */
+function writeTempAndRename(file: string, text: string, { unlinkFirst = false } = {}): void {
+  const temp = tempName(file);
+  fs.writeFileSync(temp, text, { flag: 'wx', mode: 0o600 });
+  if (unlinkFirst) fs.unlinkSync(file);
   fs.renameSync(temp, file);
 }
 
-/** Write a new temp file, rename it over the session's file (synchronous calls). */
-export function fsWriteRename(dir: string): RawOp {
-  const files = sessionFiles(dir);
-  return {
-    name: 'fs write temp + rename',
-    op: (i) => writeTempAndRename(files[i % RAW_SESSIONS] as string, payload(i)),
-    close: async () => {},
-  };
+/** Reads the session's file and returns it with its counter incremented. */
+function readIncrement(file: string): string {
+  const data = JSON.parse(fs.readFileSync(file, 'utf8')) as { visits: number };
+  data.visits++;
+  return JSON.stringify(data);
 }
+
+/** Write a new temp file, rename it over the session's file (synchronous calls). */
+export const fsWriteRename = (dir: string): RawOp =>
+  fileLoop(dir, 'fs write temp + rename', (file, i) => writeTempAndRename(file, payload(i)));
 
 /**
  * Write temp, delete the session's file, rename the temp to its name: the rename no longer
  * replaces a file, so ext4 (`auto_da_alloc`) does not flush the new file's data first. Not
  * crash-safe: readers can miss the file, and after a machine crash it may be empty.
  */
-export function fsWriteUnlinkRename(dir: string): RawOp {
-  const files = sessionFiles(dir);
-  return {
-    name: 'fs write temp + unlink + rename (unsafe)',
-    op: (i) => {
-      const file = files[i % RAW_SESSIONS] as string;
-      const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-      fs.writeFileSync(temp, payload(i), { flag: 'wx', mode: 0o600 });
-      fs.unlinkSync(file);
-      fs.renameSync(temp, file);
-    },
-    close: async () => {},
-  };
-}
+export const fsWriteUnlinkRename = (dir: string): RawOp =>
+  fileLoop(dir, 'fs write temp + unlink + rename (unsafe)', (file, i) =>
+    writeTempAndRename(file, payload(i), { unlinkFirst: true }),
+  );
 
 /** Read the session's file, then write temp + rename (what a file store's load-change-save needs). */
-export function fsReadWriteRename(dir: string): RawOp {
-  const files = sessionFiles(dir);
-  return {
-    name: 'fs read + write temp + rename',
-    op: (i) => {
-      const file = files[i % RAW_SESSIONS] as string;
-      const data = JSON.parse(fs.readFileSync(file, 'utf8')) as { visits: number };
-      data.visits++;
-      writeTempAndRename(file, JSON.stringify(data));
-    },
-    close: async () => {},
-  };
-}
+export const fsReadWriteRename = (dir: string): RawOp =>
+  fileLoop(dir, 'fs read + write temp + rename', (file) => writeTempAndRename(file, readIncrement(file)));
 
 /** Read, then overwrite in place (not atomic: a concurrent reader can see a torn file). */
-export function fsReadOverwrite(dir: string): RawOp {
-  const files = sessionFiles(dir);
-  return {
-    name: 'fs read + overwrite in place (unsafe)',
-    op: (i) => {
-      const file = files[i % RAW_SESSIONS] as string;
-      const data = JSON.parse(fs.readFileSync(file, 'utf8')) as { visits: number };
-      data.visits++;
-      fs.writeFileSync(file, JSON.stringify(data));
-    },
-    close: async () => {},
-  };
-}
+export const fsReadOverwrite = (dir: string): RawOp =>
+  fileLoop(dir, 'fs read + overwrite in place (unsafe)', (file) => fs.writeFileSync(file, readIncrement(file)));
 
 /** The same with fs.promises, so the thread pool can overlap operations (for 32 in flight). */
-export function fsReadWriteRenameAsync(dir: string): RawOp {
-  const files = sessionFiles(dir);
-  return {
-    name: 'fs read + write temp + rename (async)',
-    op: async (i) => {
-      const file = files[i % RAW_SESSIONS] as string;
-      const data = JSON.parse(await fs.promises.readFile(file, 'utf8')) as { visits: number };
-      data.visits++;
-      const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-      await fs.promises.writeFile(temp, JSON.stringify(data), { flag: 'wx', mode: 0o600 });
-      await fs.promises.rename(temp, file);
-    },
-    close: async () => {},
-  };
-}
+export const fsReadWriteRenameAsync = (dir: string): RawOp =>
+  fileLoop(dir, 'fs read + write temp + rename (async)', async (file) => {
+    const data = JSON.parse(await fs.promises.readFile(file, 'utf8')) as { visits: number };
+    data.visits++;
+    const temp = tempName(file);
+    await fs.promises.writeFile(temp, JSON.stringify(data), { flag: 'wx', mode: 0o600 });
+    await fs.promises.rename(temp, file);
+  });
 
 function openLmdb(dir: string, noSync: boolean): RootDatabase<string, string> {
   fs.mkdirSync(dir, { recursive: true });
