@@ -91,7 +91,10 @@ async function createOnDisk(kind: 'file' | 'dbm', size: number, root: string): P
     if (!record.includes(`"${first}"`)) throw new Error('the file format no longer names the namespace as expected');
     for (let i = 1; i < size; i++) {
       const id = newSessionId();
-      fs.writeFileSync(path.join(dataDir, `${id}.json`), newNamespaceFile(record.replace(`"${first}"`, `"${id}"`), 1));
+      fs.writeFileSync(
+        path.join(dataDir, `${id}.json`),
+        newNamespaceFile(record.replace(`"${first}"`, `"${id}"`), 1).bytes,
+      );
       ids.push(id);
       if ((i & 1023) === 0) bar.update(i);
     }

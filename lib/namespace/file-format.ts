@@ -88,26 +88,31 @@ export function readNamespaceFile(file: Buffer): NamespaceFile | undefined {
   };
 }
 
-/** A new file holding `record` as version `sequence`, in slots with room for it to double. */
-export function newNamespaceFile(record: string, sequence: number): Buffer {
+/** A new file holding `record` as version `sequence`, in slots with room for it to double, and its layout. */
+export function newNamespaceFile(record: string, sequence: number): { bytes: Buffer; layout: SlotLayout } {
   const slot = encodeSlot(record, sequence);
   const slotBytes = slotBytesFor(slot.length);
-  const file = Buffer.alloc(2 * slotBytes, ' ');
-  slot.copy(file, 0);
-  file[slotBytes - 1] = NEWLINE;
-  file[2 * slotBytes - 1] = NEWLINE;
-  return file;
+  const bytes = Buffer.alloc(2 * slotBytes, ' ');
+  slot.copy(bytes, 0);
+  bytes[slotBytes - 1] = NEWLINE;
+  bytes[2 * slotBytes - 1] = NEWLINE;
+  return { bytes, layout: { slotBytes, older: 1, sequence } };
 }
 
 /**
  * The bytes to write over the older slot of a file laid out as `layout` to make `record` its
- * newest version, and where; `undefined` when the record does not fit its slots (write a
- * {@link newNamespaceFile} instead).
+ * newest version, where, and the layout after that write; `undefined` when the record does
+ * not fit its slots (write a {@link newNamespaceFile} instead).
  */
-export function nextSlot(layout: SlotLayout, record: string): { offset: number; bytes: Buffer } | undefined {
-  const bytes = encodeSlot(record, layout.sequence + 1);
+export function nextSlot(
+  layout: SlotLayout,
+  record: string,
+): { offset: number; bytes: Buffer; layout: SlotLayout } | undefined {
+  const sequence = layout.sequence + 1;
+  const bytes = encodeSlot(record, sequence);
   if (bytes.length > layout.slotBytes || layout.slotBytes > 4 * slotBytesFor(bytes.length)) return undefined;
-  return { offset: layout.older * layout.slotBytes, bytes };
+  const after: SlotLayout = { slotBytes: layout.slotBytes, older: layout.older === 0 ? 1 : 0, sequence };
+  return { offset: layout.older * layout.slotBytes, bytes, layout: after };
 }
 
 function encodeSlot(record: string, sequence: number): Buffer {

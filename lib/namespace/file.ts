@@ -17,6 +17,7 @@ import {
   newNamespaceFile,
   nextSlot,
   readNamespaceFile,
+  type SlotLayout,
 } from './file-format.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
 import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
@@ -42,6 +43,11 @@ export const FILE_EXTENSION = '.json';
 export class FileNamespaceManager extends FileLockedNamespaceManager {
   readonly #durable: boolean;
   readonly #tempDir: string;
+  /**
+   * The file's layout as this holder last read or wrote it under the write lock (`'none'`: no
+   * slotted file), so a commit need not read the file again; `undefined` when not known.
+   */
+  #heldLayout: SlotLayout | 'none' | undefined;
 
   constructor(namespace: string, options: FileNamespaceManagerOptions) {
     super(namespace, options, { backend: 'file', extension: FILE_EXTENSION });
@@ -52,6 +58,7 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
     if (!asOwner && this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
     const file = this.#read();
+    if (asOwner) this.#heldLayout = file?.layout ?? 'none';
     return file ? decodeRecord(file.record, this.namespace) : new Map();
   }
 
@@ -59,23 +66,34 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
     const record = encodeRecord(this.namespace, entries);
-    const layout = this.#read()?.layout;
+    const known = this.#heldLayout ?? this.#read()?.layout ?? 'none';
+    const layout = known === 'none' ? undefined : known;
+    this.#heldLayout = undefined;
     const slot = layout && nextSlot(layout, record);
     if (slot) {
       this.fileLock.verify();
       overwriteFileAt(this.file, slot.offset, slot.bytes, { durable: this.#durable });
+      this.#heldLayout = slot.layout;
       return;
     }
-    writeFileAtomically(this.file, newNamespaceFile(record, (layout?.sequence ?? 0) + 1), {
+    const file = newNamespaceFile(record, (layout?.sequence ?? 0) + 1);
+    writeFileAtomically(this.file, file.bytes, {
       tempDir: this.#tempDir,
       durable: this.#durable,
       beforeRename: () => this.fileLock.verify(),
     });
+    this.#heldLayout = file.layout;
   }
 
   protected override async removeCommitted(): Promise<void> {
     this.fileLock.verify();
     removeFile(this.file);
+    this.#heldLayout = 'none';
+  }
+
+  protected override unlockStorage(): Promise<void> {
+    this.#heldLayout = undefined;
+    return super.unlockStorage();
   }
 
   protected override cleanUpAfterTakeover(): void {

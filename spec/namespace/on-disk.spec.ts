@@ -14,6 +14,7 @@ import {
   type FileNamespaceManager,
   StorageError,
 } from '../../lib/index.js';
+import { decodeRecord, readNamespaceFile } from '../../lib/namespace/file-format.js';
 import { lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { spawnScript, spawnWorker } from '../fixtures/processes.js';
@@ -176,6 +177,28 @@ describe('file backend commits in place', () => {
     await ns.withWriteLock(() => ns.set('big', 'x'.repeat(100_000)));
     assert.notEqual(fs.statSync(ns.file).ino, inode, 'a new file with bigger slots');
     assert.equal(await read(create(ns.namespace)), 5);
+  });
+
+  it('keeps every commit of one held lock: in place, grown into a new file, in place again', async () => {
+    const ns = create(`nested-${randomUUID()}`);
+    await ns.withWriteLock(() => ns.set('n', 0));
+    await ns.acquireWriteLock();
+    for (const [n, big] of [
+      [1, ''],
+      [2, 'x'.repeat(100_000)],
+      [3, 'x'.repeat(100_000)],
+      [4, 'y'.repeat(100_000)],
+    ] as const) {
+      await ns.acquireWriteLock();
+      ns.set('n', n);
+      ns.set('big', big);
+      await ns.releaseWriteLock();
+      const onDisk = readNamespaceFile(fs.readFileSync(ns.file));
+      assert.ok(onDisk, 'an intact version');
+      assert.equal(decodeRecord(onDisk.record, ns.namespace).get('n'), String(n), `commit ${n} under the held lock`);
+    }
+    await ns.releaseWriteLock();
+    assert.equal(await read(create(ns.namespace)), 4);
   });
 
   it('reads the previous commit when the newest one was cut short (a writer killed mid-write)', async () => {

@@ -13,12 +13,15 @@ const record = (visits: number, extra = '') =>
 
 /** The file after `versions` commits: the first as a new file, the others in place. */
 function committed(versions: string[]): Buffer {
-  let file = newNamespaceFile(versions[0] as string, 1);
+  const created = newNamespaceFile(versions[0] as string, 1);
+  assert.deepEqual(readNamespaceFile(created.bytes)?.layout, created.layout, 'a new file reports its layout');
+  let file = created.bytes;
   for (const version of versions.slice(1)) {
     const slot = nextSlot(readNamespaceFile(file)?.layout as SlotLayout, version);
     assert.ok(slot, 'fits in place');
     file = Buffer.from(file);
     slot.bytes.copy(file, slot.offset);
+    assert.deepEqual(readNamespaceFile(file)?.layout, slot.layout, 'a slot write reports the layout after it');
   }
   return file;
 }
@@ -75,7 +78,7 @@ describe('file format', () => {
     const layout = readNamespaceFile(small)?.layout as SlotLayout;
     const big = record(2, 'x'.repeat(4 * layout.slotBytes));
     assert.equal(nextSlot(layout, big), undefined);
-    const grown = newNamespaceFile(big, layout.sequence + 1);
+    const grown = newNamespaceFile(big, layout.sequence + 1).bytes;
     assert.equal(readNamespaceFile(grown)?.record, big);
     const grownLayout = readNamespaceFile(grown)?.layout as SlotLayout;
     assert.ok(nextSlot(grownLayout, record(3, 'x'.repeat(5 * layout.slotBytes))), 'room to grow in place');
