@@ -2,8 +2,8 @@
  * The cross-process lock of one file, on proper-lockfile (a `<file>.lock` entry whose mtime
  * is refreshed while held). Four things are added around it:
  * - the entry is an empty file created with `O_EXCL` rather than proper-lockfile's directory:
- *   both are atomic, but on ext4 here `mkdir` + `rmdir` cost ~110 µs against ~18 µs for
- *   create + unlink, and the lock is taken and released on every save. Either kind excludes
+ *   both are atomic, but on ext4 a directory costs many times more to create and delete
+ *   (bench/raw.ts), and the lock is taken and released on every save. Either kind excludes
  *   the other (each fails with `EEXIST` on the other), and a lock directory left by an older
  *   version is honoured and, once stale, removed like a file;
  * - stale takeover happens here, under a `<file>.lock.takeover` mutex, so two processes that
