@@ -54,68 +54,83 @@ const ESCAPE_TAG = '$esc';
  */
 export const jsonSerializer: Serializer = {
   stringify(value) {
-    const tagged = inspect(value, '', []);
+    const tagged = inspect(value, [], []);
     return tagged ? JSON.stringify(value, tagReplacer) : JSON.stringify(value);
   },
   parse(text) {
-    const mayHaveTags = text.includes(`"${DATE_TAG}"`) || text.includes(`"${ESCAPE_TAG}"`);
+    const mayHaveTags = text.includes('"$') && (text.includes(`"${DATE_TAG}"`) || text.includes(`"${ESCAPE_TAG}"`));
     return mayHaveTags ? JSON.parse(text, untagReviver) : JSON.parse(text);
   },
 };
 
+/** The keys and indexes leading to the value being inspected; turned into a path only for an error. */
+type Trail = (string | number)[];
+
+function rejected(trail: Trail, message: string): SerializationError {
+  let path = '';
+  for (const step of trail) path = typeof step === 'number' ? `${path}[${step}]` : path ? `${path}.${step}` : step;
+  return new SerializationError(path, message);
+}
+
 /** Validates a value; returns true when it holds something that must be tagged (a Date, or a key that looks like a tag). */
-function inspect(value: unknown, path: string, ancestors: object[]): boolean {
+function inspect(value: unknown, trail: Trail, ancestors: object[]): boolean {
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return false;
     case 'number':
-      if (!Number.isFinite(value)) throw new SerializationError(path, `${value} is not a finite number`);
-      if (Object.is(value, -0)) throw new SerializationError(path, '-0 would come back as 0');
+      if (!Number.isFinite(value)) throw rejected(trail, `${value} is not a finite number`);
+      if (Object.is(value, -0)) throw rejected(trail, '-0 would come back as 0');
       return false;
     case 'undefined':
-      throw new SerializationError(path, 'undefined cannot be stored here');
+      throw rejected(trail, 'undefined cannot be stored here');
     case 'object':
       if (value === null) return false;
       if (value instanceof Date) {
-        if (Number.isNaN(value.getTime())) throw new SerializationError(path, 'an invalid Date cannot be stored');
+        if (Number.isNaN(value.getTime())) throw rejected(trail, 'an invalid Date cannot be stored');
         return true;
       }
-      return inspectContainer(value, path, ancestors);
+      return inspectContainer(value, trail, ancestors);
     default:
-      throw new SerializationError(path, `a ${typeof value} cannot be stored`);
+      throw rejected(trail, `a ${typeof value} cannot be stored`);
   }
 }
 
-function inspectContainer(value: object, path: string, ancestors: object[]): boolean {
-  if (ancestors.includes(value)) throw new SerializationError(path, 'a circular reference cannot be stored');
-  if (Object.getOwnPropertySymbols(value).length > 0)
-    throw new SerializationError(path, 'symbol keys would be dropped');
+function inspectContainer(value: object, trail: Trail, ancestors: object[]): boolean {
+  if (ancestors.includes(value)) throw rejected(trail, 'a circular reference cannot be stored');
+  if (Object.getOwnPropertySymbols(value).length > 0) throw rejected(trail, 'symbol keys would be dropped');
   ancestors.push(value);
-  const tagged = Array.isArray(value) ? inspectArray(value, path, ancestors) : inspectObject(value, path, ancestors);
+  const tagged = Array.isArray(value) ? inspectArray(value, trail, ancestors) : inspectObject(value, trail, ancestors);
   ancestors.pop();
   return tagged;
 }
 
-function inspectArray(value: unknown[], path: string, ancestors: object[]): boolean {
+function inspectArray(value: unknown[], trail: Trail, ancestors: object[]): boolean {
   if (Object.keys(value).length !== value.length) {
-    throw new SerializationError(path, 'an array with holes or extra properties would not come back the same');
+    throw rejected(trail, 'an array with holes or extra properties would not come back the same');
   }
   let tagged = false;
-  for (let i = 0; i < value.length; i++) tagged = inspect(value[i], `${path}[${i}]`, ancestors) || tagged;
+  for (let i = 0; i < value.length; i++) {
+    trail.push(i);
+    tagged = inspect(value[i], trail, ancestors) || tagged;
+    trail.pop();
+  }
   return tagged;
 }
 
-function inspectObject(value: object, path: string, ancestors: object[]): boolean {
+function inspectObject(value: object, trail: Trail, ancestors: object[]): boolean {
   if (Object.getPrototypeOf(value) !== Object.prototype) {
     const kind = value.constructor?.name ? `a ${value.constructor.name}` : 'an object without a prototype';
-    throw new SerializationError(path, `${kind} is not a plain object; JSON would not restore it`);
+    throw rejected(trail, `${kind} is not a plain object; JSON would not restore it`);
   }
   let tagged = false;
-  for (const [key, child] of Object.entries(value)) {
+  for (const key of Object.keys(value)) {
+    const child = (value as Record<string, unknown>)[key];
     if (child === undefined) continue;
     if (key === DATE_TAG || key === ESCAPE_TAG) tagged = true;
-    tagged = inspect(child, path ? `${path}.${key}` : key, ancestors) || tagged;
+    trail.push(key);
+    tagged = inspect(child, trail, ancestors) || tagged;
+    trail.pop();
   }
   return tagged;
 }

@@ -55,15 +55,18 @@ function parseKey(stored: string, id: string): StoredKey {
 
 /** Sets (or, for `undefined`, deletes) the dictionary entry a stored key stands for. */
 export function applyChange(dictionaries: SessionDictionaries, stored: string, value: unknown): void {
-  const place = parseKey(stored, '');
-  if (place.scope === 'time') return;
+  place(dictionaries, parseKey(stored, ''), value);
+}
+
+function place(dictionaries: SessionDictionaries, key: StoredKey, value: unknown): void {
+  if (key.scope === 'time') return;
   let dictionary = dictionaries.data;
-  if (place.scope === 'namespace') {
-    dictionary = dictionaries.namespaces.get(place.name) ?? {};
-    dictionaries.namespaces.set(place.name, dictionary);
+  if (key.scope === 'namespace') {
+    dictionary = dictionaries.namespaces.get(key.name) ?? {};
+    dictionaries.namespaces.set(key.name, dictionary);
   }
-  if (value === undefined) delete dictionary[place.key];
-  else dictionary[place.key] = value;
+  if (value === undefined) delete dictionary[key.key];
+  else dictionary[key.key] = value;
 }
 
 /** Reads the open view of `manager` into dictionaries. Throws SessionCorruptError for keys or times it cannot place. */
@@ -78,8 +81,8 @@ export function readSession(manager: NamespaceManager): StoredSession {
   for (const key of manager.keys()) {
     const value = manager.get(key);
     stored.encoded.set(key, manager.getEncoded(key) as string);
-    if (parseKey(key, manager.namespace).scope !== 'time') {
-      applyChange(stored, key, value);
+    if (key !== CREATED && key !== ACCESSED) {
+      place(stored, parseKey(key, manager.namespace), value);
     } else if (typeof value !== 'number') {
       throw new SessionCorruptError(manager.namespace, `${key} is not a time`);
     } else {
@@ -95,7 +98,7 @@ export function encodeSession({ data, namespaces }: SessionDictionaries, seriali
   const add = (stored: string, path: string, value: unknown) => {
     if (value !== undefined) state.set(stored, { value, raw: encodeValue(serializer, path, value) });
   };
-  for (const [key, value] of Object.entries(data)) add(dataKey(key), `data.${key}`, value);
+  for (const key of Object.keys(data)) add(dataKey(key), `data.${key}`, data[key]);
   for (const [name, dictionary] of namespaces) {
     for (const [key, value] of Object.entries(dictionary))
       add(namespaceKey(name, key), `namespace(${name}).${key}`, value);

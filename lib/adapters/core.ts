@@ -114,7 +114,7 @@ export async function finishSession(
   finishing.add(session);
   try {
     const failed = outcome.failed === true || outcome.statusCode >= 500 || abandoned.has(session);
-    if (!failed && session.modified) await session.save();
+    if (!failed) await session.saveIfModified();
     const cookie = session.cookieHeader;
     if (cookie === undefined) return;
     if (headers.headersSent)

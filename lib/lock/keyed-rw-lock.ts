@@ -1,7 +1,7 @@
 /**
  * The in-process read/write lock, keyed by the storage a namespace lives in. It queues
  * waiters first come, first served (a waiting writer holds back later readers, so writers
- * are not starved) and forgets a key as soon as nobody holds or awaits it.
+ * are not starved) and forgets keys nobody holds or awaits.
  * @module
  */
 
@@ -31,6 +31,7 @@ export interface LockSnapshot {
 
 export class KeyedRWLock {
   readonly #keys = new Map<string, KeyState>();
+  #sweepAt = MIN_SWEEP_AT;
 
   /**
    * Takes the lock of `key` in `mode`. Resolves with a release function, or with
@@ -42,10 +43,11 @@ export class KeyedRWLock {
     mode: LockMode,
     options: { deadline: number; wait?: boolean; onWait?: () => void },
   ): Promise<Release | undefined> {
+    const taken = this.tryAcquire(key, mode);
+    if (taken) return taken;
     const state = this.#state(key);
-    if (state.queue.length === 0 && this.#grantable(state, mode)) return this.#take(key, state, mode);
     if (options.wait === false) {
-      this.#forgetIfIdle(key, state);
+      this.#forgetIdle();
       return undefined;
     }
     options.onWait?.();
@@ -54,16 +56,29 @@ export class KeyedRWLock {
         mode,
         grant: () => {
           clearTimeout(timer);
-          resolve(this.#take(key, state, mode));
+          resolve(this.#take(state, mode));
         },
       };
       const timer = timeoutAt(options.deadline, () => {
         state.queue.splice(state.queue.indexOf(waiter), 1);
-        this.#pump(key, state);
+        this.#pump(state);
         resolve(undefined);
       });
       state.queue.push(waiter);
     });
+  }
+
+  /** Takes the lock of `key` in `mode` if nobody holds it in a conflicting mode or waits for it; `undefined` otherwise. */
+  tryAcquire(key: string, mode: LockMode): Release | undefined {
+    const state = this.#state(key);
+    if (state.queue.length === 0 && this.#grantable(state, mode)) return this.#take(state, mode);
+    this.#forgetIdle();
+    return undefined;
+  }
+
+  /** How many keys the lock remembers now: those held or awaited, and some idle ones not yet forgotten. */
+  get size(): number {
+    return this.#keys.size;
   }
 
   /** The current state of `key`'s lock. */
@@ -85,7 +100,7 @@ export class KeyedRWLock {
     return mode === 'read' ? !state.writer : !state.writer && state.readers === 0;
   }
 
-  #take(key: string, state: KeyState, mode: LockMode): Release {
+  #take(state: KeyState, mode: LockMode): Release {
     if (mode === 'read') state.readers++;
     else state.writer = true;
     let released = false;
@@ -94,26 +109,37 @@ export class KeyedRWLock {
       released = true;
       if (mode === 'read') state.readers--;
       else state.writer = false;
-      this.#pump(key, state);
+      this.#pump(state);
     };
   }
 
-  #pump(key: string, state: KeyState): void {
+  #pump(state: KeyState): void {
     while (state.queue.length > 0) {
       const next = state.queue[0] as Waiter;
       if (!this.#grantable(state, next.mode)) break;
       state.queue.shift();
       next.grant();
     }
-    this.#forgetIfIdle(key, state);
+    this.#forgetIdle();
   }
 
-  #forgetIfIdle(key: string, state: KeyState): void {
-    if (state.readers === 0 && !state.writer && state.queue.length === 0) this.#keys.delete(key);
+  /**
+   * Forgets idle keys in batches, once the map has doubled since the last sweep: a map that
+   * keeps emptying and refilling with every lock costs V8 several times more than one that
+   * keeps a few idle entries.
+   */
+  #forgetIdle(): void {
+    if (this.#keys.size < this.#sweepAt) return;
+    for (const [key, state] of this.#keys) {
+      if (state.readers === 0 && !state.writer && state.queue.length === 0) this.#keys.delete(key);
+    }
+    this.#sweepAt = Math.max(MIN_SWEEP_AT, 2 * this.#keys.size);
   }
 }
 
 const MAX_TIMER = 2 ** 31 - 1;
+/** How many keys the lock may remember before it forgets the idle ones. */
+const MIN_SWEEP_AT = 1024;
 
 /** Runs `fn` at `deadline` (epoch ms); no timer at all for a deadline beyond what timers can hold. */
 function timeoutAt(deadline: number, fn: () => void): NodeJS.Timeout | undefined {

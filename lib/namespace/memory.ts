@@ -17,7 +17,7 @@ export class MemoryStore {
   /** Distinguishes stores in lock keys. */
   readonly id = nextStoreId++;
   /** Namespace → its encoded entries. */
-  readonly namespaces = new Map<string, EncodedEntries>();
+  readonly namespaces = new Map<string, Map<string, string>>();
 }
 
 /** The store used when no `store` option is given. */
@@ -60,26 +60,26 @@ export class MemoryNamespaceManager extends NamespaceManager {
   protected override async unlockStorage(): Promise<void> {}
 
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
-    this.#keep(entries);
+    this.#keep(new Map(entries));
   }
 
   protected override async removeCommitted(): Promise<void> {
     this.#store.namespaces.delete(this.namespace);
   }
 
+  /** Changes the stored map in place: readers copy it under the read lock, which this caller's write lock excludes. */
   protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
     const current = this.#store.namespaces.get(this.namespace) ?? new Map<string, string>();
     if (requireKey !== undefined && !current.has(requireKey)) return 'missing' as const;
-    const next = new Map(current);
     for (const [key, raw] of changes) {
-      if (raw === undefined) next.delete(key);
-      else next.set(key, raw);
+      if (raw === undefined) current.delete(key);
+      else current.set(key, raw);
     }
-    this.#keep(next);
+    this.#keep(current);
     return 'applied' as const;
   }
 
-  #keep(entries: EncodedEntries): void {
+  #keep(entries: Map<string, string>): void {
     if (entries.size === 0) this.#store.namespaces.delete(this.namespace);
     else this.#store.namespaces.set(this.namespace, entries);
   }

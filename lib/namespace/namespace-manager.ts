@@ -109,6 +109,8 @@ export abstract class NamespaceManager {
   #storageLocked = false;
   #view: NamespaceView | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  #running = 0;
+  #lockKey: string | undefined;
 
   constructor(namespace: string, options: NamespaceManagerOptions = {}) {
     if (typeof namespace !== 'string' || !namespace.isWellFormed()) {
@@ -365,7 +367,7 @@ export abstract class NamespaceManager {
     return UNSUPPORTED;
   }
 
-  /** Identifies the stored namespace for the in-process lock: equal keys mean the same storage. */
+  /** Identifies the stored namespace for the in-process lock: equal keys mean the same storage. Read once per instance. */
   protected abstract get lockKey(): string;
 
   /**
@@ -400,6 +402,8 @@ export abstract class NamespaceManager {
     attempt: () => Promise<T | typeof HELD_ELSEWHERE>,
     deadline: number,
   ): Promise<T | undefined> {
+    const first = await attempt();
+    if (first !== HELD_ELSEWHERE) return first;
     return retryWithBackoff(
       async () => {
         const result = await attempt();
@@ -442,18 +446,29 @@ export abstract class NamespaceManager {
     return applies;
   }
 
+  /** Runs the instance's lock operations one after another, in call order. */
   #serialized<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(operation, operation);
-    this.#queue = run.catch(() => {});
+    const run = this.#running === 0 ? operation() : this.#queue.then(operation, operation);
+    this.#running++;
+    this.#queue = run.then(this.#finished, this.#finished);
     return run;
   }
 
-  #lockLocally(mode: LockMode, deadline: number, wait: boolean): Promise<Release | undefined> {
-    return processLocks.acquire(this.lockKey, mode, {
-      deadline,
-      wait,
-      onWait: () => this.log(`waiting for the ${mode} lock of ${this.namespace} held in this process`),
-    });
+  readonly #finished = () => {
+    this.#running--;
+  };
+
+  #lockLocally(mode: LockMode, deadline: number, wait: boolean): Release | Promise<Release | undefined> {
+    this.#lockKey ??= this.lockKey;
+    const key = this.#lockKey;
+    return (
+      processLocks.tryAcquire(key, mode) ??
+      processLocks.acquire(key, mode, {
+        deadline,
+        wait,
+        onWait: () => this.log(`waiting for the ${mode} lock of ${this.namespace} held in this process`),
+      })
+    );
   }
 
   async #lockForWrite({ deadline, wait, open }: { deadline: number; wait: boolean; open: boolean }): Promise<boolean> {

@@ -127,7 +127,7 @@ export class NamespaceView {
 
   /** Takes the current state as committed. */
   committed(): void {
-    this.#changes = new Map();
+    this.#changes.clear();
     this.#originals.clear();
   }
 

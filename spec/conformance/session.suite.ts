@@ -281,6 +281,25 @@ export function sessionConformance(type: BackendType): void {
         assert.deepEqual(again.data.cart, ['apple', 'pear']);
       });
 
+      it('saveIfModified() writes only what modified reports, and never stores an empty new session', async () => {
+        const counter = { writes: 0 };
+        const counting = countingOptions(counter);
+        const fresh = await Session.open(requestWith(''), counting);
+        assert.equal(await fresh.saveIfModified(), false);
+        assert.equal(fresh.cookieHeader, undefined, 'an empty new session is not stored');
+        fresh.data.n = 1;
+        assert.equal(await fresh.saveIfModified(), true);
+        assert.equal(counter.writes, 1);
+        const cookie = cookiePair(fresh.cookieHeader);
+        const loaded = await Session.open(requestWith(cookie), counting);
+        assert.equal(await loaded.saveIfModified(), false);
+        loaded.data.n = 2;
+        assert.equal(await loaded.saveIfModified(), true);
+        assert.equal(await loaded.saveIfModified(), false);
+        assert.equal(counter.writes, 2);
+        assert.equal((await Session.open(requestWith(cookie), options)).data.n, 2);
+      });
+
       it('stores deletions and undefined values as removed keys', async () => {
         const { cookie } = await storedSession({ a: 1, b: 2, c: 3 });
         const session = await Session.open(requestWith(cookie), options);

@@ -181,6 +181,40 @@ function specs(): void {
     });
   });
 
+  describe('writes', () => {
+    it('sends the commands of operations started in one event-loop turn in one socket write', async () => {
+      const client = new Redis(server.url);
+      await client.ping();
+      type Write = (...args: unknown[]) => unknown;
+      const stream = client.stream as unknown as { _write: Write; _writev: Write; writableCorked: number };
+      let writes = 0;
+      for (const method of ['_write', '_writev'] as const) {
+        const original = stream[method];
+        stream[method] = function (this: unknown, ...args: unknown[]) {
+          writes++;
+          return original.apply(this, args);
+        };
+      }
+      try {
+        const managers = Array.from(
+          { length: 20 },
+          () => new RedisNamespaceManager(`batch-${randomUUID()}`, { client, prefix }),
+        );
+        const applied = await Promise.all(managers.map((ns, i) => ns.applyChanges(new Map([['n', i]]))));
+        assert.deepEqual(applied, Array(20).fill(true));
+        assert.ok(writes < 5, `20 commands went out in ${writes} writes`);
+        assert.equal(stream.writableCorked, 0, 'the socket is not left corked');
+        const values = await Promise.all(managers.map((ns) => ns.withReadLock(() => ns.get('n'))));
+        assert.deepEqual(
+          values,
+          Array.from({ length: 20 }, (_, i) => i),
+        );
+      } finally {
+        await client.quit();
+      }
+    });
+  });
+
   describe('several clients (machines)', () => {
     let clients: Redis[];
     before(() => {

@@ -55,4 +55,14 @@ describe('KeyedRWLock', () => {
     held();
     assert.deepEqual(lock.snapshot('a'), { readers: 0, writer: false, waiting: 0 }, 'a second release is a no-op');
   });
+
+  it('forgets idle keys: 10,000 keys locked once each leave a bounded map; held ones stay', async () => {
+    const lock = new KeyedRWLock();
+    const held = (await lock.acquire('held', 'write', forever)) as Release;
+    for (let i = 0; i < 10_000; i++) (lock.tryAcquire(`k${i}`, i % 2 ? 'read' : 'write') as Release)();
+    assert.ok(lock.size <= 2048, `${lock.size} keys remembered`);
+    assert.deepEqual(lock.snapshot('held'), { readers: 0, writer: true, waiting: 0 });
+    assert.equal(lock.tryAcquire('held', 'read'), undefined, 'a held key is not forgotten');
+    held();
+  });
 });
