@@ -35,6 +35,7 @@ export {
 } from './namespace/memory.js';
 export {
   type AcquireWriteLockOptions,
+  type ApplyChangesOptions,
   type EncodedChanges,
   type EncodedEntries,
   HELD_ELSEWHERE,

@@ -246,7 +246,7 @@ export class Session<Data extends object = Record<string, any>> {
     const requireKey = wasStored ? CREATED : undefined;
     const applied = this.#locked
       ? await manager.withWriteLock(() => applyUnder(manager, changes, requireKey))
-      : await manager.applyEncoded(changes, requireKey);
+      : await manager.applyEncoded(changes, { requireKey });
     if (!applied) {
       this.#log(`session ${this.#id} was removed by another request; not recreating it`);
       this.#stored = false;
@@ -451,20 +451,14 @@ export class Session<Data extends object = Record<string, any>> {
     return 'invalidated';
   }
 
-  /** Writes the access time unless another request is writing the session right now (it then will be soon). */
+  /**
+   * Writes the access time in one storage operation (one Redis script, one LMDB transaction),
+   * unless another request holds the session's lock right now: it then is about to write.
+   */
   async #recordAccess(manager: NamespaceManager, now: number): Promise<void> {
+    const change = new Map([[ACCESSED, this.#encodeTime(ACCESSED, new Date(now))]]);
     try {
-      if (!(await manager.acquireWriteLock({ wait: false }))) return;
-      try {
-        const recorded = manager.get(ACCESSED);
-        const due = typeof recorded !== 'number' || now - recorded >= this.#config.accessResolution;
-        if (manager.has(CREATED) && due) {
-          manager.set(ACCESSED, now);
-          this.#touched = true;
-        }
-      } finally {
-        await manager.releaseWriteLock();
-      }
+      if (await manager.applyEncoded(change, { requireKey: CREATED, wait: false })) this.#touched = true;
     } catch (error) {
       this.#log(`could not record the access time of session ${manager.namespace}: ${(error as Error).message}`);
     }

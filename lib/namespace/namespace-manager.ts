@@ -44,6 +44,14 @@ export interface NamespaceManagerOptions {
   encryptKey?: string | readonly string[];
 }
 
+/** Options of {@link NamespaceManager.applyChanges}. */
+export interface ApplyChangesOptions {
+  /** Write nothing, and resolve `false`, unless this key is stored. */
+  requireKey?: string | undefined;
+  /** `false`: resolve `false` at once, writing nothing, while a writer holds the lock. @default true */
+  wait?: boolean;
+}
+
 /** Options of {@link NamespaceManager.acquireWriteLock}. */
 export interface AcquireWriteLockOptions {
   /** `false`: return `false` at once instead of waiting when the lock is held elsewhere. @default true */
@@ -314,15 +322,16 @@ export abstract class NamespaceManager {
    * Applies `changes` (key → value, or `undefined` to delete) to the latest committed state
    * in one atomic step and resolves `true`; with `requireKey`, writes nothing and resolves
    * `false` when that key is not stored. Like a reader, it waits while a writer holds the
-   * lock, but it holds no lock across awaits itself: backends that can (redis, dbm, memory)
-   * do it in a single storage operation, the others under the write lock.
+   * lock (with `wait: false` it resolves `false` at once instead), but it holds no lock
+   * across awaits itself: backends that can (redis, dbm, memory) do it in a single storage
+   * operation, the others under the write lock.
    */
-  async applyChanges(changes: ReadonlyMap<string, unknown>, options: { requireKey?: string } = {}): Promise<boolean> {
+  async applyChanges(changes: ReadonlyMap<string, unknown>, options: ApplyChangesOptions = {}): Promise<boolean> {
     const encoded = new Map<string, { value: unknown; raw: string } | undefined>();
     for (const [key, value] of changes) {
       encoded.set(key, value === undefined ? undefined : { value, raw: encodeValue(this.serializer, key, value) });
     }
-    return this.applyEncoded(encoded, options.requireKey);
+    return this.applyEncoded(encoded, options);
   }
 
   /**
@@ -331,7 +340,7 @@ export abstract class NamespaceManager {
    */
   applyEncoded(
     changes: ReadonlyMap<string, { value: unknown; raw: string } | undefined>,
-    requireKey?: string,
+    { requireKey, wait = true }: ApplyChangesOptions = {},
   ): Promise<boolean> {
     return this.#serialized(async () => {
       if (this.#holds.length > 0)
@@ -340,18 +349,29 @@ export abstract class NamespaceManager {
       const stored = new Map<string, string | undefined>();
       const codec = this.#codec();
       for (const [key, change] of changes) stored.set(key, change && sealed(codec, change.raw, key));
-      const deadline = Date.now() + this.lockTimeout;
-      const release = await this.#lockLocally('write', deadline, true);
-      if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
-      try {
-        const outcome = await this.#whileHeldElsewhere(() => this.applyAtomically(stored, requireKey), deadline);
-        if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
-        if (outcome !== UNSUPPORTED) return outcome === 'applied';
-      } finally {
-        release();
-      }
-      return this.#applyUnderLock(changes, requireKey);
+      const applied = await this.#applyInOneStep(stored, requireKey, wait);
+      return applied === UNSUPPORTED ? this.#applyUnderLock(changes, requireKey, wait) : applied;
     });
+  }
+
+  /** {@link applyAtomically} under the in-process write lock; waits (unless `wait` is false) while a writer elsewhere holds the lock. */
+  async #applyInOneStep(
+    stored: EncodedChanges,
+    requireKey: string | undefined,
+    wait: boolean,
+  ): Promise<boolean | typeof UNSUPPORTED> {
+    const deadline = Date.now() + this.lockTimeout;
+    const release = await this.#lockLocally('write', deadline, wait);
+    if (!release && !wait) return false;
+    if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+    try {
+      const attempt = () => this.applyAtomically(stored, requireKey);
+      const outcome = wait ? await this.#whileHeldElsewhere(attempt, deadline) : await attempt();
+      if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+      return outcome === UNSUPPORTED ? outcome : outcome === 'applied';
+    } finally {
+      release();
+    }
   }
 
   /**
@@ -419,8 +439,10 @@ export abstract class NamespaceManager {
   async #applyUnderLock(
     changes: ReadonlyMap<string, { value: unknown; raw: string } | undefined>,
     requireKey: string | undefined,
+    wait: boolean,
   ): Promise<boolean> {
-    const locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait: true, open: true });
+    const locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait, open: true });
+    if (!locked && !wait) return false;
     if (!locked) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
     const view = this.#view as NamespaceView;
     const applies = requireKey === undefined || view.has(requireKey);

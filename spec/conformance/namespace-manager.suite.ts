@@ -177,6 +177,36 @@ export function namespaceManagerConformance(type: BackendType): void {
         ]);
       });
 
+      it('with wait: false resolves false at once while a writer in this process holds the lock', async () => {
+        const name = fresh();
+        const holder = backend.create(name);
+        await holder.acquireWriteLock();
+        holder.set('a', 'from the holder');
+        const other = backend.create(name);
+        assert.equal(await other.applyChanges(new Map([['b', 'skipped']]), { wait: false }), false);
+        await holder.releaseWriteLock();
+        assert.equal(await other.applyChanges(new Map([['b', 'applied']]), { wait: false }), true);
+        assert.deepEqual(await other.withReadLock(() => [other.get('a'), other.get('b')]), [
+          'from the holder',
+          'applied',
+        ]);
+      });
+
+      it('with wait: false resolves false at once while a writer in another process holds the lock', {
+        skip: !crossProcess(type),
+      }, async () => {
+        const name = fresh();
+        const holder = spawnWorker({ type, options: backend.options, namespace: name, task: { kind: 'hold' } });
+        await holder.next('locked');
+        const ns = backend.create(name);
+        try {
+          assert.equal(await ns.applyChanges(new Map([['b', 'skipped']]), { wait: false }), false);
+        } finally {
+          holder.kill();
+        }
+        assert.equal(await ns.withReadLock(() => ns.get('b')), undefined, 'nothing was written');
+      });
+
       it('refuses while the instance holds a lock, and rejects values it cannot store before writing', async () => {
         const name = fresh();
         const ns = backend.create(name);

@@ -58,6 +58,10 @@ export function sessionConformance(type: BackendType): void {
       const manager = storageOf(id);
       return manager.withReadLock(() => manager.keys());
     };
+    const storedValue = async (id: string, key: string) => {
+      const manager = storageOf(id);
+      return manager.withReadLock(() => manager.get(key));
+    };
     const setStored = async (id: string, key: string, value: unknown) => {
       const manager = storageOf(id);
       await manager.withWriteLock(() => manager.set(key, value));
@@ -362,6 +366,10 @@ export function sessionConformance(type: BackendType): void {
           assert.equal(session.isNew, false);
         }
         assert.equal(counter.writes, 1, 'one write once the stored time is older than the resolution');
+        assert.ok(
+          ((await storedValue(id, '#accessed')) as number) >= Date.now() - 5_000,
+          'the access time written is now',
+        );
       });
     });
 

@@ -179,6 +179,30 @@ function specs(): void {
       assert.equal(save.length, 1, `one command per save: ${JSON.stringify(save)}`);
       assert.equal((await Session.open({ headers: { cookie } }, options)).data.n, 2);
     });
+
+    it('costs a load that records the access time one more command', async () => {
+      const options = {
+        type: 'redis',
+        url: server.url,
+        prefix,
+        key: 'sid',
+        timeout: 60,
+        accessResolution: 30,
+      } as const;
+      const first = await Session.open({ headers: {} }, options);
+      first.data.n = 1;
+      await first.save();
+      const cookie = (first.cookieHeader as string).split(';')[0] as string;
+      const ns = create(first.id);
+      await ns.withWriteLock(() => ns.set('#accessed', Date.now() - 31_000));
+      const load = await commandsOf(ns, () => Session.open({ headers: { cookie } }, options));
+      assert.deepEqual(
+        load.map((args) => args[0]?.toLowerCase().replace('evalsha', 'eval')),
+        ['eval', 'eval'],
+        'the read, then one script that writes the access time',
+      );
+      assert.ok(((await ns.withReadLock(() => ns.get('#accessed'))) as number) >= Date.now() - 5_000);
+    });
   });
 
   describe('writes', () => {
