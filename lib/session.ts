@@ -156,7 +156,7 @@ export class Session<Data extends object = Record<string, any>> {
     } catch {
       return true;
     }
-    return this.#stored ? this.#changes(state).size > 0 : state.size > 0;
+    return this.#differs(state, this.#changes(state));
   }
 
   /** Whether this session holds its lock ({@link lock}). */
@@ -231,7 +231,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#need('saveIfModified');
     const state = this.#encode();
     const changes = this.#changes(state);
-    if ((this.#stored ? changes : state).size === 0) return false;
+    if (!this.#differs(state, changes)) return false;
     await this.#write(state, changes);
     return true;
   }
@@ -523,6 +523,11 @@ export class Session<Data extends object = Record<string, any>> {
 
   #encodeTime(key: string, time: Date): { value: number; raw: string } {
     return { value: time.getTime(), raw: encodeValue(this.#config.serializer, key, time.getTime()) };
+  }
+
+  /** Whether `state` (with its `changes` from the baseline) is worth storing: a new session only if it holds anything. */
+  #differs(state: EncodedState, changes: Changes): boolean {
+    return (this.#stored ? changes : state).size > 0;
   }
 
   #adoptBaseline(state: EncodedState): void {

@@ -14,6 +14,8 @@ export interface BackoffOptions {
   maxDelay?: number;
   /** Called once, before the first wait. */
   onWait?: () => void;
+  /** Wait before the first attempt (the caller has just made one). @default false */
+  waitFirst?: boolean;
 }
 
 /**
@@ -22,12 +24,14 @@ export interface BackoffOptions {
  */
 export async function retryWithBackoff<T>(
   attempt: () => T | undefined | Promise<T | undefined>,
-  { deadline, minDelay = 1, maxDelay = 32, onWait }: BackoffOptions,
+  { deadline, minDelay = 1, maxDelay = 32, onWait, waitFirst = false }: BackoffOptions,
 ): Promise<T | undefined> {
   let delay = minDelay;
   for (let tries = 0; ; tries++) {
-    const result = await attempt();
-    if (result !== undefined) return result;
+    if (tries > 0 || !waitFirst) {
+      const result = await attempt();
+      if (result !== undefined) return result;
+    }
     const remaining = deadline - Date.now();
     if (remaining <= 0) return undefined;
     if (tries === 0) onWait?.();

@@ -45,11 +45,8 @@ export class KeyedRWLock {
   ): Promise<Release | undefined> {
     const taken = this.tryAcquire(key, mode);
     if (taken) return taken;
+    if (options.wait === false) return undefined;
     const state = this.#state(key);
-    if (options.wait === false) {
-      this.#forgetIdle();
-      return undefined;
-    }
     options.onWait?.();
     return new Promise<Release | undefined>((resolve) => {
       const waiter: Waiter = {

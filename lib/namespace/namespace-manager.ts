@@ -362,8 +362,7 @@ export abstract class NamespaceManager {
   ): Promise<boolean | typeof UNSUPPORTED> {
     const deadline = Date.now() + this.lockTimeout;
     const release = await this.#lockLocally('write', deadline, wait);
-    if (!release && !wait) return false;
-    if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+    if (!release) return this.#notLocked(wait);
     try {
       const attempt = () => this.applyAtomically(stored, requireKey);
       const outcome = wait ? await this.#whileHeldElsewhere(attempt, deadline) : await attempt();
@@ -431,6 +430,7 @@ export abstract class NamespaceManager {
       },
       {
         deadline,
+        waitFirst: true,
         onWait: () => this.log(`waiting for the write lock of ${this.namespace} held elsewhere`),
       },
     );
@@ -442,8 +442,7 @@ export abstract class NamespaceManager {
     wait: boolean,
   ): Promise<boolean> {
     const locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait, open: true });
-    if (!locked && !wait) return false;
-    if (!locked) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+    if (!locked) return this.#notLocked(wait);
     const view = this.#view as NamespaceView;
     const applies = requireKey === undefined || view.has(requireKey);
     if (applies) {
@@ -466,6 +465,12 @@ export abstract class NamespaceManager {
     }
     if (failure !== undefined) throw failure;
     return applies;
+  }
+
+  /** What an apply that did not get the write lock gives: `false` without waiting, else the timeout. */
+  #notLocked(wait: boolean): false {
+    if (wait) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+    return false;
   }
 
   /** Runs the instance's lock operations one after another, in call order. */
