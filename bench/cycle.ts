@@ -13,6 +13,7 @@ import {
   type Contender,
   flushDisk,
   formatNumber,
+  formatRatio,
   interleave,
   progress,
   quick,
@@ -159,15 +160,14 @@ function report(results: Results, names: string[]): void {
   ];
   for (const [backend, peer, required] of pairs) {
     for (const mode of MODES) {
-      const own = results.get(SESSIONLOCK_NAME[backend], `cycles/s ${mode.label}`)?.value;
-      const other = results.get(peer, `cycles/s ${mode.label}`)?.value;
-      if (!own || !other) continue;
-      const ratio = own / other;
-      results.add(SESSIONLOCK_NAME[backend], `ratio to ${peer} ${mode.label}`, '×', [ratio]);
+      const metric = `cycles/s ${mode.label}`;
+      const ratios = results.pairedRatios(SESSIONLOCK_NAME[backend], peer, metric);
+      if (!ratios) continue;
+      const row = results.add(SESSIONLOCK_NAME[backend], `ratio to ${peer} ${mode.label}`, '×', ratios);
       results.target(
         `cycle ${mode.label}: ${backend} ≥ ${required}× ${peer}`,
-        `${ratio.toFixed(2)}× (${formatNumber(own)} vs ${formatNumber(other)}/s)`,
-        ratio >= required,
+        `${formatRatio(row)} (medians ${formatNumber(results.get(SESSIONLOCK_NAME[backend], metric)?.value ?? Number.NaN)} vs ${formatNumber(results.get(peer, metric)?.value ?? Number.NaN)}/s)`,
+        row.value >= required,
       );
     }
   }

@@ -14,7 +14,16 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { type Contender, fail, formatNumber, interleave, quick, Results, runScenario } from './lib/harness.js';
+import {
+  type Contender,
+  fail,
+  formatNumber,
+  formatRatio,
+  interleave,
+  quick,
+  Results,
+  runScenario,
+} from './lib/harness.js';
 import type { ServerSpec } from './lib/http-server.js';
 import { benchRedis, redisAvailable } from './lib/redis.js';
 import { type Environment, makeScratchDir, PEER_NAME } from './lib/systems.js';
@@ -154,15 +163,18 @@ async function main(): Promise<void> {
       lost === 0,
     );
   }
-  const dbm = results.get('Express + sessionlock dbm', 'req/s')?.value ?? Number.NaN;
-  const peer = results.get(`Express + ${PEER_NAME.FileStore}`, 'req/s')?.value ?? Number.NaN;
-  const ratio = dbm / peer;
-  results.add('Express + sessionlock dbm', `ratio to Express + ${PEER_NAME.FileStore}`, '×', [ratio]);
-  results.target(
-    `http: Express + sessionlock dbm ≥ 3× Express + ${PEER_NAME.FileStore} req/s`,
-    `${ratio.toFixed(2)}× (${formatNumber(dbm)} vs ${formatNumber(peer)} req/s)`,
-    ratio >= 3,
-  );
+  const ratios = results.pairedRatios('Express + sessionlock dbm', `Express + ${PEER_NAME.FileStore}`, 'req/s');
+  if (ratios) {
+    const row = results.add('Express + sessionlock dbm', `ratio to Express + ${PEER_NAME.FileStore}`, '×', ratios);
+    const medians = ['Express + sessionlock dbm', `Express + ${PEER_NAME.FileStore}`].map((s) =>
+      formatNumber(results.get(s, 'req/s')?.value ?? Number.NaN),
+    );
+    results.target(
+      `http: Express + sessionlock dbm ≥ 3× Express + ${PEER_NAME.FileStore} req/s`,
+      `${formatRatio(row)} (medians ${medians.join(' vs ')} req/s)`,
+      row.value >= 3,
+    );
+  }
   results.note(
     'sessionlock servers use the adapters with lock: true (the session is locked for the whole request) and a secret; express-session uses resave: false, saveUninitialized: false and the same secret.',
   );

@@ -20,6 +20,7 @@ import {
   fail,
   flushDisk,
   formatNumber,
+  formatRatio,
   interleave,
   percentile,
   progress,
@@ -267,15 +268,16 @@ function report(results: Results, kinds: Kind[]): void {
   if (largest === SIZES[0]) return;
   for (const kind of kinds) {
     const name = SESSIONLOCK_NAME[kind];
-    const small = results.get(name, `${label(SIZES[0] as number)}: load p99 ms`)?.value;
-    const big = results.get(name, `${label(largest)}: load p99 ms`)?.value;
-    if (!small || !big) continue;
-    const ratio = big / small;
-    results.add(name, `p99 ratio ${label(largest)}/${label(SIZES[0] as number)}`, '×', [ratio]);
+    const smallMetric = `${label(SIZES[0] as number)}: load p99 ms`;
+    const bigMetric = `${label(largest)}: load p99 ms`;
+    const ratios = results.pairedRatios(name, name, bigMetric, smallMetric);
+    if (!ratios) continue;
+    const row = results.add(name, `p99 ratio ${label(largest)}/${label(SIZES[0] as number)}`, '×', ratios);
+    const medians = [bigMetric, smallMetric].map((m) => (results.get(name, m)?.value ?? Number.NaN).toFixed(2));
     results.target(
       `scale: ${name} load p99 at ${label(largest)} ≤ 2× p99 at 1k`,
-      `${ratio.toFixed(2)}× (${big.toFixed(2)} vs ${small.toFixed(2)} ms)`,
-      ratio <= 2,
+      `${formatRatio(row)} (medians ${medians.join(' vs ')} ms)`,
+      row.value <= 2,
     );
   }
 }

@@ -1,6 +1,7 @@
 /**
- * The benchmark harness: the machine's description, interleaved rounds (A B C A B C …) with
- * a warm-up, medians with min–max, markdown tables, and JSON rows in bench/results/.
+ * The benchmark harness: the machine's description, interleaved rounds (every system once per
+ * round, in a new order each round) after a warm-up, medians with min–max, ratios paired round
+ * by round, markdown tables, and JSON rows in bench/results/.
  * @module
  */
 import { execFileSync } from 'node:child_process';
@@ -107,6 +108,13 @@ export function formatNumber(value: number): string {
   return trim(value);
 }
 
+/** A ratio row (see {@link Results.pairedRatios}): "1.23× (0.98–1.40× by round)". */
+export function formatRatio(row: Row): string {
+  const range =
+    row.runs.length > 1 ? ` (${Math.min(...row.runs).toFixed(2)}–${Math.max(...row.runs).toFixed(2)}× by round)` : '';
+  return `${row.value.toFixed(2)}×${range}`;
+}
+
 function trim(value: number): string {
   const abs = Math.abs(value);
   const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3;
@@ -137,6 +145,18 @@ export class Results {
 
   get(system: string, metric: string): Row | undefined {
     return this.rows.find((row) => row.system === system && row.metric === metric);
+  }
+
+  /**
+   * `system`'s `metric` over `other`'s `otherMetric`, round by round: each round ran both within
+   * seconds of each other, so a machine that speeds up or slows down between rounds moves both alike.
+   * `undefined` unless both have a value for every round.
+   */
+  pairedRatios(system: string, other: string, metric: string, otherMetric = metric): number[] | undefined {
+    const own = this.get(system, metric)?.runs;
+    const theirs = this.get(other, otherMetric)?.runs;
+    if (!own || !theirs || own.length !== theirs.length || own.length === 0) return undefined;
+    return own.map((value, round) => value / (theirs[round] as number));
   }
 
   /** A note printed under the tables and kept in the JSON. */
@@ -221,10 +241,12 @@ export interface Contender {
 }
 
 /**
- * Runs every contender once per round, interleaved (A B C A B C …), after a warm-up of each,
- * and returns name → metric → the value of each round. Each run starts with nothing left to
- * write back (`sync`, untimed, skipped by `--quick`), so no system pays for the disk writes
- * of the one before it.
+ * Runs every contender once per round, interleaved, after a warm-up of each, and returns
+ * name → metric → the value of each round (in round order). The first round runs them in the
+ * order given, each later one in a new order (shuffled, the same in every run), so no system
+ * always follows the same neighbour and pays for what it leaves behind. Each run starts with
+ * nothing left to write back (`sync`, untimed, skipped by `--quick`), so no system pays for the
+ * disk writes of the one before it.
  */
 export async function interleave(
   label: string,
@@ -240,8 +262,11 @@ export async function interleave(
     await (contender.warmup ?? (() => contender.run(-1)))();
     bar.update(++done, `warm-up ${contender.name}`);
   }
+  const order = [...contenders];
+  const next = randomSequence(rounds);
   for (let round = 0; round < rounds; round++) {
-    for (const contender of contenders) {
+    if (round > 0) shuffle(order, next);
+    for (const contender of order) {
       bar.update(done, `round ${round + 1}/${rounds} ${contender.name}`);
       if (!quick) flushDisk();
       const values = await contender.run(round);
@@ -256,6 +281,26 @@ export async function interleave(
   }
   bar.finish(`${contenders.length} systems × ${rounds} rounds`);
   return results;
+}
+
+/** A deterministic pseudo-random sequence in [0, 1) (mulberry32), so every run makes the same choices. */
+export function randomSequence(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Shuffles `items` in place (Fisher–Yates) with `next` from {@link randomSequence}. */
+function shuffle<T>(items: T[], next: () => number): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
 }
 
 /** A progress bar over `total` steps, for setup phases. */

@@ -11,6 +11,7 @@ import session, { type SessionData, type Store } from 'express-session';
 import { createClient } from 'redis';
 import FileStoreFactory from 'session-file-store';
 import { MemoryStore, RedisNamespaceManager, Session, type SessionOptions } from 'sessionlock';
+import { randomSequence } from './harness.js';
 
 export type Backend = 'memory' | 'file' | 'dbm' | 'redis';
 export const BACKENDS: readonly Backend[] = ['memory', 'file', 'dbm', 'redis'];
@@ -227,18 +228,6 @@ export async function forEachConcurrently(
     while (next < count) await task(next++);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
-}
-
-/** A deterministic pseudo-random sequence (mulberry32), so every system gets the same picks. */
-export function randomSequence(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** `count` indexes in [0, size), uniformly at random, fixed by `seed`. */
