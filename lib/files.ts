@@ -23,6 +23,44 @@ export function lstatOrUndefined(file: string): fs.Stats | undefined {
   return fs.lstatSync(file, { throwIfNoEntry: false });
 }
 
+/** A descriptor of `file` opened for reading, or `undefined` when it does not exist; other errors throw like `fs`. */
+export function openIfExists(file: string): number | undefined {
+  try {
+    return fs.openSync(file, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Room for a typical namespace file, reused by every {@link readWholeFile}. */
+let readBuffer = Buffer.allocUnsafe(16 * 1024);
+
+/**
+ * The whole content of `file` (a copy), or `undefined` when it does not exist; other errors
+ * throw like `fs`. Unlike `fs.readFileSync` it does not ask the size first: small files are
+ * read in one call.
+ */
+export function readWholeFile(file: string): Buffer | undefined {
+  const fd = openIfExists(file);
+  if (fd === undefined) return undefined;
+  try {
+    let length = 0;
+    for (;;) {
+      const read = fs.readSync(fd, readBuffer, length, readBuffer.length - length, null);
+      if (read === 0) return Buffer.from(readBuffer.subarray(0, length));
+      length += read;
+      if (length === readBuffer.length) {
+        const larger = Buffer.allocUnsafe(2 * readBuffer.length);
+        readBuffer.copy(larger);
+        readBuffer = larger;
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Creates `dir` (and its parents) when missing; returns whether it had to. */
 export function ensureDirectory(dir: string): boolean {
   if (fs.existsSync(dir)) return false;

@@ -113,7 +113,6 @@ export class FileLock {
         },
       } as lockfile.LockOptions);
       this.#lost = undefined;
-      this.#removeOrphanedGuard();
       return true;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
@@ -175,12 +174,6 @@ export class FileLock {
     if (!stat) return 'its lock file was removed';
     if (stat.mtime.getTime() !== record.mtime.getTime()) return 'another process took it over';
     return undefined;
-  }
-
-  /** A takeover guard older than `stale` belongs to a process killed mid-takeover; the lock holder clears it. */
-  #removeOrphanedGuard(): void {
-    const guard = statOrUndefined(`${this.#lockPath}.takeover`);
-    if (guard && Date.now() - guard.mtimeMs >= this.#options.stale) removeLockEntry(`${this.#lockPath}.takeover`);
   }
 
   /**

@@ -35,6 +35,13 @@ export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
  * one machine; reads never wait for a lock unless a writer holds it.
  */
 export class DBMNamespaceManager extends FileLockedNamespaceManager {
+  /**
+   * Whether this holder of the write lock has checked, under it, that the open LMDB file is the
+   * one at the path. Files are only removed or replaced under the write lock, so one check per
+   * hold is enough.
+   */
+  #checkedUnderLock = false;
+
   constructor(namespace: string, options: DBMNamespaceManagerOptions) {
     super(namespace, options, { backend: 'dbm', extension: DBM_EXTENSION });
     if (options.maxOpenFiles !== undefined) {
@@ -63,16 +70,21 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
       });
       return entries ?? new Map();
     }
-    return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
+    return (await this.#transaction(false, 'read', readEntries, true)) ?? new Map();
   }
 
   protected override async writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
-    const lost = await this.#transaction(true, 'write', (db) => {
-      const compromised = this.fileLock.compromised();
-      if (!compromised) applyTo(db, changes);
-      return compromised;
-    });
+    const lost = await this.#transaction(
+      true,
+      'write',
+      (db) => {
+        const compromised = this.fileLock.compromised();
+        if (!compromised) applyTo(db, changes);
+        return compromised;
+      },
+      true,
+    );
     if (lost) throw lost;
   }
 
@@ -99,13 +111,23 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     removeFile(this.file);
   }
 
+  protected override tryLockStorage(): Promise<boolean> {
+    this.#checkedUnderLock = false;
+    return super.tryLockStorage();
+  }
+
+  protected override unlockStorage(): Promise<void> {
+    this.#checkedUnderLock = false;
+    return super.unlockStorage();
+  }
+
   /**
    * Runs `work` in one write transaction of this namespace's file (created if `create`);
    * `undefined` when the file does not exist and may not be created. Transactions are
    * synchronous: lmdb-js's asynchronous ones were slower here, above all on a freshly opened file.
    */
-  #transaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T) {
-    return this.#withEnvironment(create, operation, (db) => db.transactionSync(() => work(db)));
+  #transaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T, underLock = false) {
+    return this.#withEnvironment(create, operation, (db) => db.transactionSync(() => work(db)), underLock);
   }
 
   /** Runs `work` on this namespace's open file; LMDB errors become StorageError. */
@@ -113,8 +135,14 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     create: boolean,
     operation: 'read' | 'write',
     work: (db: LmdbDatabase) => T | Promise<T>,
+    underLock = false,
   ): Promise<T | undefined> {
-    const handle = dbmEnvironments.acquire(this.file, { create, namespace: this.namespace });
+    const handle = dbmEnvironments.acquire(this.file, {
+      create,
+      namespace: this.namespace,
+      checked: underLock && this.#checkedUnderLock,
+    });
+    if (underLock) this.#checkedUnderLock = handle !== undefined;
     if (!handle) return undefined;
     try {
       return await work(handle.db);

@@ -5,10 +5,16 @@
  * take no lock: the newest intact slot is one commit or the next, never a mix.
  * @module
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { SessionCorruptError, StorageError } from '../errors.js';
-import { overwriteFileAt, removeFile, removeTemporaryFiles, TEMP_DIRECTORY, writeFileAtomically } from '../files.js';
+import {
+  overwriteFileAt,
+  readWholeFile,
+  removeFile,
+  removeTemporaryFiles,
+  TEMP_DIRECTORY,
+  writeFileAtomically,
+} from '../files.js';
 import { checkBoolean } from '../options.js';
 import {
   decodeRecord,
@@ -102,13 +108,13 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
 
   /** The namespace file's newest intact version; `undefined` when there is no file. */
   #read(): NamespaceFile | undefined {
-    let bytes: Buffer;
+    let bytes: Buffer | undefined;
     try {
-      bytes = fs.readFileSync(this.file);
+      bytes = readWholeFile(this.file);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new StorageError(this.file, 'read', { cause: error });
     }
+    if (!bytes) return undefined;
     const file = readNamespaceFile(bytes);
     if (!file) throw new SessionCorruptError(this.namespace, 'its file holds no intact version');
     return file;

@@ -14,7 +14,7 @@ import path from 'node:path';
 import * as lmdb from 'lmdb';
 import { open, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, StorageError } from '../errors.js';
-import { ensureDirectory, statOrUndefined } from '../files.js';
+import { ensureDirectory, openIfExists, statOrUndefined } from '../files.js';
 
 /** Keys are data keys (strings) or reserved numbers (the lock record). */
 export type LmdbKey = string | number;
@@ -95,19 +95,22 @@ export class LmdbEnvironments {
   /**
    * The open environment of `file`, opening it if needed. Without `create`, a missing file
    * gives `undefined` (nothing is created by reading). Garbage in the file throws
-   * {@link SessionCorruptError} naming `namespace`.
+   * {@link SessionCorruptError} naming `namespace`. `checked`: the caller knows the files at
+   * the path are still the ones it was last given (it holds the write lock and got them under
+   * it), so an open environment is handed out without looking at the files again.
    */
-  acquire(file: string, { create, namespace }: { create: boolean; namespace: string }) {
-    const data = statOrUndefined(file);
+  acquire(
+    file: string,
+    { create, namespace, checked = false }: { create: boolean; namespace: string; checked?: boolean },
+  ) {
     const cached = this.#entries.get(file);
+    if (checked && cached && !cached.retired) return this.#use(cached);
+    const data = statOrUndefined(file);
     if (cached) {
       const lock = data && statOrUndefined(lmdbLockFile(file));
       if (lock && cached.dataIno === data.ino && cached.lockIno === lock.ino && data.size >= cached.dataSize) {
         cached.dataSize = data.size;
-        this.#entries.delete(file);
-        this.#entries.set(file, cached);
-        cached.users++;
-        return cached as EnvironmentHandle;
+        return this.#use(cached);
       }
       if (data && data.ino === cached.dataIno && data.size < cached.dataSize) this.#abandon(cached);
       else this.retire(cached);
@@ -118,6 +121,14 @@ export class LmdbEnvironments {
     this.#entries.set(file, entry);
     this.#evictUnused();
     return entry as EnvironmentHandle;
+  }
+
+  /** Hands out an open environment, making it the most recently used. */
+  #use(entry: Entry): EnvironmentHandle {
+    this.#entries.delete(entry.path);
+    this.#entries.set(entry.path, entry);
+    entry.users++;
+    return entry;
   }
 
   /** Whether the files at the handle's path are still the ones it opened. */
@@ -227,13 +238,13 @@ const PAGE_SIZE_OFFSET = 48;
  * garbage crashes the process, so files are checked before they are opened.
  */
 export function lmdbFileProblem(file: string): string | undefined {
-  let fd: number;
+  let fd: number | undefined;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = openIfExists(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new StorageError(file, 'read', { cause: error });
   }
+  if (fd === undefined) return undefined;
   try {
     const size = fs.fstatSync(fd).size;
     if (size === 0) return undefined;

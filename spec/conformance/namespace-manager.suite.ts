@@ -70,6 +70,19 @@ export function namespaceManagerConformance(type: BackendType): void {
         await other.withReadLock(() => assert.equal(other.get('again'), true));
       });
 
+      it('writes again after remove() within one hold of the write lock', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.withWriteLock(() => ns.set('a', 1));
+        await ns.withWriteLock(async () => {
+          assert.equal(ns.get('a'), 1);
+          await ns.remove();
+          ns.set('b', 2);
+        });
+        const other = backend.create(name);
+        await other.withReadLock(() => assert.deepEqual(other.keys(), ['b']));
+      });
+
       it('nests the same mode on one instance; every release commits, the outermost also unlocks', async () => {
         const name = fresh();
         const ns = backend.create(name);
