@@ -13,14 +13,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open, type RootDatabase } from 'lmdb';
-import { LmdbEnvironments, lmdbOpenOptions } from '../lib/namespace/lmdb-environments.js';
+import { lmdbOpenOptions } from '../lib/namespace/lmdb-environments.js';
 import { quick, Results, runScenario, throughput } from './lib/harness.js';
 import { makeScratchDir } from './lib/systems.js';
 
 const ROUNDS = quick ? 1 : 3;
 const FILES = quick ? 50 : 100;
 const OPS = quick ? 300 : 1500;
-const MEMORY_FILES = quick ? 100 : 500;
+const MEMORY_FILES = quick ? 50 : 200;
 const VALUE = 'v'.repeat(500);
 
 type Db = RootDatabase<string, string>;
@@ -60,17 +60,27 @@ function garbagePerOpen(dir: string): { heapKB: number; arrayBuffersKB: number }
   return JSON.parse(output) as { heapKB: number; arrayBuffersKB: number };
 }
 
-/** Anonymous memory (KB) the process holds, from /proc (Linux); undefined elsewhere. */
-function anonymousKB(): number | undefined {
-  try {
-    const line = fs
-      .readFileSync('/proc/self/smaps_rollup', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('Anonymous:'));
-    return line ? Number(line.split(/\s+/)[1]) : undefined;
-  } catch {
-    return undefined;
-  }
+const MEMORY_CHILD = fileURLToPath(new URL('./lib/lmdb-memory.ts', import.meta.url));
+
+/** The ways an open file's memory is measured, each in its own child process: files used, env. */
+const MEMORY_CASES = [
+  { name: 'an open file, nothing evicted yet', files: MEMORY_FILES, env: {} },
+  { name: 'an open file, while evicting', files: 3 * MEMORY_FILES, env: {} },
+  {
+    name: 'the same, MALLOC_MMAP_THRESHOLD_=131072',
+    files: 3 * MEMORY_FILES,
+    env: { MALLOC_MMAP_THRESHOLD_: '131072' },
+  },
+] as const;
+
+/** KB of anonymous memory per open file (Linux only), measured in a child (see bench/lib/lmdb-memory.ts). */
+function memoryPerOpenFile(dir: string, files: number, env: Record<string, string>): number | null {
+  const output = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', MEMORY_CHILD, dir, String(MEMORY_FILES), String(files)],
+    { encoding: 'utf8', env: { ...process.env, ...env } },
+  );
+  return (JSON.parse(output) as { kbPerOpenFile: number | null }).kbPerOpenFile;
 }
 
 async function main(): Promise<void> {
@@ -116,17 +126,12 @@ async function main(): Promise<void> {
   for (const name of Object.keys(rows).filter((n) => n.includes('commits/s')))
     results.add(name.replace(': commits/s', ''), 'commits/s', 'ops/s', rows[name] as number[]);
 
-  const environments = new LmdbEnvironments(MEMORY_FILES);
-  const before = anonymousKB();
-  for (let i = 0; i < MEMORY_FILES; i++) {
-    const handle = environments.acquire(path.join(dir, `m${i}.mdb`), { create: true, namespace: `m${i}` });
-    handle?.db.putSync('a', VALUE);
-    if (handle) environments.release(handle);
+  for (const { name, files, env } of MEMORY_CASES) {
+    const memoryDir = fs.mkdtempSync(path.join(dir, 'memory-'));
+    const kb = memoryPerOpenFile(memoryDir, files, env);
+    if (kb !== null) results.add(name, 'KB of anonymous memory', 'KB', [kb]);
+    fs.rmSync(memoryDir, { recursive: true, force: true });
   }
-  const after = anonymousKB();
-  if (before !== undefined && after !== undefined)
-    results.add('an open file (LmdbEnvironments)', 'KB of anonymous memory', 'KB', [(after - before) / MEMORY_FILES]);
-  await environments.closeAll();
   for (let round = 0; round < ROUNDS; round++) {
     const garbage = garbagePerOpen(dir);
     record('garbage: JS heap', garbage.heapKB);
@@ -137,7 +142,7 @@ async function main(): Promise<void> {
 
   results.table(
     `dbm costs: one ~500-byte value per commit, ${FILES} files (median of ${ROUNDS} rounds, min–max)`,
-    [...latencies, 'async, 32 in flight', 'sync, 32 in flight', 'an open file (LmdbEnvironments)'],
+    [...latencies, 'async, 32 in flight', 'sync, 32 in flight', ...MEMORY_CASES.map((c) => c.name)],
     [
       { label: 'µs per operation, 1 at a time', metric: 'µs per operation' },
       { label: 'commits/s, 32 in flight', metric: 'commits/s' },
@@ -153,7 +158,7 @@ async function main(): Promise<void> {
     ],
   );
   results.note(
-    'Options of the dbm backend (lmdbOpenOptions: synced commits, no overlapping sync). A commit is a write transaction that reads and writes one key. "sync" is transactionSync, as the backend commits; "async transaction" is lmdb-js transaction(), which commits on a worker thread. Memory: /proc/self/smaps_rollup before and after opening files through the backend’s cache. Garbage: process.memoryUsage() around 60 open + read + close cycles in a child run with --max-semi-space-size=256, so no collection runs in between.',
+    `Options of the dbm backend (lmdbOpenOptions: synced commits, no overlapping sync). A commit is a write transaction that reads and writes one key. "sync" is transactionSync, as the backend commits; "async transaction" is lmdb-js transaction(), which commits on a worker thread. Memory: /proc/self/smaps_rollup before and after using files one after another through the backend’s cache with room for ${MEMORY_FILES}, in a child process, divided by the ${MEMORY_FILES} left open: ${MEMORY_FILES} files (nothing evicted), and ${3 * MEMORY_FILES} files (the cache evicts, as a server with more sessions than open files does; each LMDB file allocates a 2 MB dirty-page list; once glibc has seen such a block freed, it serves the next ones from its heap and zeroes them, so they become resident; MALLOC_MMAP_THRESHOLD_ pins glibc’s threshold and keeps them out of the heap). Garbage: process.memoryUsage() around 60 open + read + close cycles in a child run with --max-semi-space-size=256, so no collection runs in between.`,
   );
   results.write();
   fs.rmSync(dir, { recursive: true, force: true });
