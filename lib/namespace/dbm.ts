@@ -16,19 +16,20 @@ import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './name
 /** Options of {@link DBMNamespaceManager}. */
 export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {
   /**
-   * How many LMDB files this process keeps open between uses (3 file descriptors each, and
-   * about 0.2 MB of memory; on glibc, once the cache has started evicting, about 2.5 MB each,
-   * as LMDB's 2 MB dirty-page list of every file then comes from the heap, zeroed: start Node
-   * with `MALLOC_MMAP_THRESHOLD_=131072` to keep that out). Opening a file that is not open
-   * costs about a millisecond. The cache is process-wide: the last value given applies.
-   * @default 128
+   * How many LMDB files this process keeps open between uses: 3 file descriptors and about
+   * 0.2 MB each, but on glibc about 2.5 MB each once the cache has started evicting (LMDB's
+   * 2 MB dirty-page list of each file then comes from the heap, zeroed): about 1.25 GB at the
+   * default. Start Node with `MALLOC_MMAP_THRESHOLD_=131072` to keep those lists out of the
+   * heap (~0.45 MB each), or lower this when memory matters more than the millisecond or more
+   * that opening a file costs. The cache is process-wide: the last value given applies.
+   * @default 512
    */
   maxOpenFiles?: number;
 }
 
 /** The extension of namespace files. */
 export const DBM_EXTENSION = '.mdb';
-const DEFAULT_MAX_OPEN_FILES = 128;
+const DEFAULT_MAX_OPEN_FILES = 512;
 
 /** The process-wide cache of open LMDB files. */
 export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
