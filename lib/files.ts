@@ -33,8 +33,8 @@ export function openIfExists(file: string): number | undefined {
   }
 }
 
-/** Room for a typical namespace file, reused by every {@link readWholeFile}. */
-let readBuffer = Buffer.allocUnsafe(16 * 1024);
+/** Room for a typical namespace file, reused by every {@link readWholeFile} (a larger file gets its own). */
+const readBuffer = Buffer.allocUnsafe(16 * 1024);
 
 /**
  * The whole content of `file` (a copy), or `undefined` when it does not exist; other errors
@@ -45,15 +45,19 @@ export function readWholeFile(file: string): Buffer | undefined {
   const fd = openIfExists(file);
   if (fd === undefined) return undefined;
   try {
+    let buffer = readBuffer;
     let length = 0;
     for (;;) {
-      const read = fs.readSync(fd, readBuffer, length, readBuffer.length - length, null);
-      if (read === 0) return Buffer.from(readBuffer.subarray(0, length));
+      const read = fs.readSync(fd, buffer, length, buffer.length - length, null);
+      if (read === 0) {
+        const content = buffer.subarray(0, length);
+        return buffer === readBuffer ? Buffer.from(content) : content;
+      }
       length += read;
-      if (length === readBuffer.length) {
-        const larger = Buffer.allocUnsafe(2 * readBuffer.length);
-        readBuffer.copy(larger);
-        readBuffer = larger;
+      if (length === buffer.length) {
+        const larger = Buffer.allocUnsafe(2 * buffer.length);
+        buffer.copy(larger);
+        buffer = larger;
       }
     }
   } finally {

@@ -19,6 +19,7 @@ describe('readWholeFile', async () => {
 
     const first = readWholeFile(small);
     assert.deepEqual(readWholeFile(large), bytes);
+    assert.equal(readWholeFile(small)?.toString(), 'x'.repeat(100), 'a small file after a large one');
     assert.equal(first?.toString(), 'x'.repeat(100), 'a later read does not change an earlier result');
     fs.writeFileSync(small, '');
     assert.deepEqual(readWholeFile(small), Buffer.alloc(0));
