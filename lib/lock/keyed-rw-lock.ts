@@ -29,6 +29,13 @@ export interface LockSnapshot {
   waiting: number;
 }
 
+/** Options of {@link KeyedRWLock.acquire}. */
+export interface AcquireOptions {
+  deadline: number;
+  wait?: boolean;
+  onWait?: () => void;
+}
+
 export class KeyedRWLock {
   readonly #keys = new Map<string, KeyState>();
   #sweepAt = MIN_SWEEP_AT;
@@ -38,22 +45,25 @@ export class KeyedRWLock {
    * `undefined` when `deadline` (epoch ms) passes first or, with `wait: false`, when the
    * lock is busy. `onWait` is called once if the call has to queue.
    */
-  async acquire(
-    key: string,
-    mode: LockMode,
-    options: { deadline: number; wait?: boolean; onWait?: () => void },
-  ): Promise<Release | undefined> {
-    const taken = this.tryAcquire(key, mode);
-    if (taken) return taken;
-    if (options.wait === false) return undefined;
+  async acquire(key: string, mode: LockMode, options: AcquireOptions): Promise<Release | undefined> {
+    return this.take(key, mode, options);
+  }
+
+  /** {@link acquire}, but a lock that is free right now comes back at once, without a promise. */
+  take(key: string, mode: LockMode, options: AcquireOptions): Release | Promise<Release | undefined> {
     const state = this.#state(key);
+    if (state.queue.length === 0 && this.#grantable(state, mode)) return this.#grant(state, mode);
+    if (options.wait === false) {
+      this.#forgetIdle();
+      return Promise.resolve(undefined);
+    }
     options.onWait?.();
     return new Promise<Release | undefined>((resolve) => {
       const waiter: Waiter = {
         mode,
         grant: () => {
           clearTimeout(timer);
-          resolve(this.#take(state, mode));
+          resolve(this.#grant(state, mode));
         },
       };
       const timer = timeoutAt(options.deadline, () => {
@@ -63,14 +73,6 @@ export class KeyedRWLock {
       });
       state.queue.push(waiter);
     });
-  }
-
-  /** Takes the lock of `key` in `mode` if nobody holds it in a conflicting mode or waits for it; `undefined` otherwise. */
-  tryAcquire(key: string, mode: LockMode): Release | undefined {
-    const state = this.#state(key);
-    if (state.queue.length === 0 && this.#grantable(state, mode)) return this.#take(state, mode);
-    this.#forgetIdle();
-    return undefined;
   }
 
   /** How many keys the lock remembers now: those held or awaited, and some idle ones not yet forgotten. */
@@ -97,7 +99,7 @@ export class KeyedRWLock {
     return mode === 'read' ? !state.writer : !state.writer && state.readers === 0;
   }
 
-  #take(state: KeyState, mode: LockMode): Release {
+  #grant(state: KeyState, mode: LockMode): Release {
     if (mode === 'read') state.readers++;
     else state.writer = true;
     let released = false;

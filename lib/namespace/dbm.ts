@@ -40,11 +40,11 @@ export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
  */
 export class DBMNamespaceManager extends FileLockedNamespaceManager {
   /**
-   * Whether this holder of the write lock has checked, under it, that the open LMDB file is the
-   * one at the path. Files are only removed or replaced under the write lock, so one check per
-   * hold is enough.
+   * Whether this instance holds the cross-process write lock, and whether it has checked,
+   * under it, that its open LMDB file is the one at the path. Files are only removed or
+   * replaced under that lock, so one check per hold is enough.
    */
-  #checkedUnderLock = false;
+  #hold: 'none' | 'held' | 'checked' = 'none';
 
   constructor(namespace: string, options: DBMNamespaceManagerOptions) {
     super(namespace, options, { backend: 'dbm', extension: DBM_EXTENSION });
@@ -74,21 +74,16 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
       });
       return entries ?? new Map();
     }
-    return (await this.#transaction(false, 'read', readEntries, true)) ?? new Map();
+    return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
   }
 
   protected override async writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
-    const lost = await this.#transaction(
-      true,
-      'write',
-      (db) => {
-        const compromised = this.fileLock.compromised();
-        if (!compromised) applyTo(db, changes);
-        return compromised;
-      },
-      true,
-    );
+    const lost = await this.#transaction(true, 'write', (db) => {
+      const compromised = this.fileLock.compromised();
+      if (!compromised) applyTo(db, changes);
+      return compromised;
+    });
     if (lost) throw lost;
   }
 
@@ -115,13 +110,14 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     removeFile(this.file);
   }
 
-  protected override tryLockStorage(): Promise<boolean> {
-    this.#checkedUnderLock = false;
-    return super.tryLockStorage();
+  protected override async tryLockStorage(): Promise<boolean> {
+    const locked = await super.tryLockStorage();
+    this.#hold = locked ? 'held' : 'none';
+    return locked;
   }
 
   protected override unlockStorage(): Promise<void> {
-    this.#checkedUnderLock = false;
+    this.#hold = 'none';
     return super.unlockStorage();
   }
 
@@ -130,8 +126,8 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
    * `undefined` when the file does not exist and may not be created. Transactions are
    * synchronous: lmdb-js's asynchronous ones were slower here, above all on a freshly opened file.
    */
-  #transaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T, underLock = false) {
-    return this.#withEnvironment(create, operation, (db) => db.transactionSync(() => work(db)), underLock);
+  #transaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T) {
+    return this.#withEnvironment(create, operation, (db) => db.transactionSync(() => work(db)));
   }
 
   /** Runs `work` on this namespace's open file; LMDB errors become StorageError. */
@@ -139,14 +135,13 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     create: boolean,
     operation: 'read' | 'write',
     work: (db: LmdbDatabase) => T | Promise<T>,
-    underLock = false,
   ): Promise<T | undefined> {
     const handle = dbmEnvironments.acquire(this.file, {
       create,
       namespace: this.namespace,
-      checked: underLock && this.#checkedUnderLock,
+      checked: this.#hold === 'checked',
     });
-    if (underLock) this.#checkedUnderLock = handle !== undefined;
+    if (this.#hold !== 'none') this.#hold = handle ? 'checked' : 'held';
     if (!handle) return undefined;
     try {
       return await work(handle.db);

@@ -104,7 +104,7 @@ export class LmdbEnvironments {
     { create, namespace, checked = false }: { create: boolean; namespace: string; checked?: boolean },
   ) {
     const cached = this.#entries.get(file);
-    if (checked && cached && !cached.retired) return this.#use(cached);
+    if (checked && cached) return this.#use(cached);
     const data = statOrUndefined(file);
     if (cached) {
       const lock = data && statOrUndefined(lmdbLockFile(file));

@@ -488,14 +488,11 @@ export abstract class NamespaceManager {
   #lockLocally(mode: LockMode, deadline: number, wait: boolean): Release | Promise<Release | undefined> {
     this.#lockKey ??= this.lockKey;
     const key = this.#lockKey;
-    return (
-      processLocks.tryAcquire(key, mode) ??
-      processLocks.acquire(key, mode, {
-        deadline,
-        wait,
-        onWait: () => this.log(`waiting for the ${mode} lock of ${this.namespace} held in this process`),
-      })
-    );
+    return processLocks.take(key, mode, {
+      deadline,
+      wait,
+      onWait: () => this.log(`waiting for the ${mode} lock of ${this.namespace} held in this process`),
+    });
   }
 
   async #lockForWrite({ deadline, wait, open }: { deadline: number; wait: boolean; open: boolean }): Promise<boolean> {
