@@ -2,10 +2,13 @@
  * Scenario `dbm-costs`: what the dbm backend's operations cost on this machine, with the LMDB
  * options it uses (one file per namespace, synced commits): a commit on an open file, opening
  * and closing a file, the first commit on a freshly opened file, lmdb-js's asynchronous
- * transactions as the alternative, and the memory an open file holds. The README's
- * explanation of the dbm results quotes it.
+ * transactions as the alternative, and the memory an open file holds. With `--session-cycle`
+ * (about a minute more, so not part of `npm run bench`), also the `cycle` scenario's Session
+ * cycle with the default cache of open files, the same with glibc's mmap threshold pinned,
+ * and a cache that holds every session's file. The README's explanation of the dbm results
+ * quotes it.
  *
- *   tsx bench/dbm-costs.ts [--quick]
+ *   tsx bench/dbm-costs.ts [--quick] [--session-cycle]
  * @module
  */
 import { execFileSync } from 'node:child_process';
@@ -13,14 +16,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open, type RootDatabase } from 'lmdb';
+import { DBMNamespaceManager } from 'sessionlock';
+import { dbmEnvironments } from '../lib/namespace/dbm.js';
 import { lmdbOpenOptions } from '../lib/namespace/lmdb-environments.js';
-import { quick, Results, runScenario, throughput } from './lib/harness.js';
-import { makeScratchDir } from './lib/systems.js';
+import { flushDisk, formatNumber, quick, Results, runScenario, throughput } from './lib/harness.js';
+import { makeScratchDir, sessionlockSystem } from './lib/systems.js';
 
 const ROUNDS = quick ? 1 : 3;
 const FILES = quick ? 50 : 100;
 const OPS = quick ? 300 : 1500;
 const MEMORY_FILES = quick ? 50 : 200;
+const SESSION_CYCLE = process.argv.includes('--session-cycle');
+/** As many sessions as the `cycle` scenario stores. */
+const CYCLE_SESSIONS = quick ? 200 : 1000;
+const CYCLE_DURATION = quick ? 150 : 1000;
 const VALUE = 'v'.repeat(500);
 
 type Db = RootDatabase<string, string>;
@@ -62,6 +71,9 @@ function garbagePerOpen(dir: string): { heapKB: number; arrayBuffersKB: number }
 
 const MEMORY_CHILD = fileURLToPath(new URL('./lib/lmdb-memory.ts', import.meta.url));
 
+/** glibc's mmap threshold pinned at 128 KB, so LMDB's 2 MB lists never come from its heap. */
+const PINNED_MMAP_THRESHOLD = { MALLOC_MMAP_THRESHOLD_: '131072' };
+
 /** The ways an open file's memory is measured, each in its own child process: files used, env. */
 const MEMORY_CASES = [
   { name: 'an open file, nothing evicted yet', files: MEMORY_FILES, env: {} },
@@ -69,7 +81,7 @@ const MEMORY_CASES = [
   {
     name: 'the same, MALLOC_MMAP_THRESHOLD_=131072',
     files: 3 * MEMORY_FILES,
-    env: { MALLOC_MMAP_THRESHOLD_: '131072' },
+    env: PINNED_MMAP_THRESHOLD,
   },
 ] as const;
 
@@ -81,6 +93,58 @@ function memoryPerOpenFile(dir: string, files: number, env: Record<string, strin
     { encoding: 'utf8', env: { ...process.env, ...env } },
   );
   return (JSON.parse(output) as { kbPerOpenFile: number | null }).kbPerOpenFile;
+}
+
+const CYCLE_CHILD = fileURLToPath(new URL('./lib/dbm-cache-cycle.ts', import.meta.url));
+
+interface CycleCase {
+  name: string;
+  capacity: number;
+  env: Record<string, string>;
+}
+
+/** The Session cycle's cases: the default cache, the same with glibc's mmap threshold pinned, and a cache with room for every session. */
+function cycleCases(): CycleCase[] {
+  const fallback = dbmEnvironments.capacity;
+  const roomy = 2 * Math.max(CYCLE_SESSIONS, fallback);
+  const defaultCache = `Session cycle, maxOpenFiles ${formatNumber(fallback)} (default)`;
+  return [
+    { name: defaultCache, capacity: fallback, env: {} },
+    { name: `${defaultCache}, MALLOC_MMAP_THRESHOLD_=131072`, capacity: fallback, env: PINNED_MMAP_THRESHOLD },
+    { name: `Session cycle, maxOpenFiles ${formatNumber(roomy)} (every file stays open)`, capacity: roomy, env: {} },
+  ];
+}
+
+/** Stores the cycle's sessions through the dbm backend; returns the file listing their ids. */
+async function seedCycleSessions(dir: string): Promise<string> {
+  const ids = await sessionlockSystem('dbm', { dir }).seed(CYCLE_SESSIONS);
+  await DBMNamespaceManager.closeFiles();
+  const idsFile = path.join(dir, 'ids.json');
+  fs.writeFileSync(idsFile, JSON.stringify(ids));
+  return idsFile;
+}
+
+/** Session cycles per second, one at a time, in a child run as `test` says (see bench/lib/dbm-cache-cycle.ts). */
+function cyclesPerSecond(dir: string, idsFile: string, test: CycleCase): number {
+  flushDisk();
+  const output = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', CYCLE_CHILD, dir, idsFile, String(test.capacity), String(CYCLE_DURATION)],
+    { encoding: 'utf8', env: { ...process.env, ...test.env } },
+  );
+  return (JSON.parse(output) as { perSecond: number }).perSecond;
+}
+
+/** Runs every Session cycle case ROUNDS times, in a new order each round; returns the cases. */
+async function measureSessionCycle(dir: string, record: (name: string, value: number) => void): Promise<CycleCase[]> {
+  const cycleDir = fs.mkdtempSync(path.join(dir, 'cycle-'));
+  const idsFile = await seedCycleSessions(cycleDir);
+  const cases = cycleCases();
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = cases.map((_, i) => cases[(i + round) % cases.length] as CycleCase);
+    for (const test of order) record(test.name, cyclesPerSecond(cycleDir, idsFile, test));
+  }
+  return cases;
 }
 
 async function main(): Promise<void> {
@@ -132,6 +196,9 @@ async function main(): Promise<void> {
     if (kb !== null) results.add(name, 'KB of anonymous memory', 'KB', [kb]);
     fs.rmSync(memoryDir, { recursive: true, force: true });
   }
+  const cycleCases = SESSION_CYCLE ? await measureSessionCycle(dir, record) : [];
+  for (const { name } of cycleCases) results.add(name, 'cycles/s', 'cycles/s', rows[name] as number[]);
+
   for (let round = 0; round < ROUNDS; round++) {
     const garbage = garbagePerOpen(dir);
     record('garbage: JS heap', garbage.heapKB);
@@ -157,6 +224,16 @@ async function main(): Promise<void> {
       { label: 'buffers', metric: 'KB of buffers to collect' },
     ],
   );
+  if (cycleCases.length > 0) {
+    results.table(
+      `The cycle scenario's load → change one key → save through the Session API, ${formatNumber(CYCLE_SESSIONS)} dbm sessions, one at a time, in a child process per case (median of ${ROUNDS} rounds, min–max)`,
+      cycleCases.map((c) => c.name),
+      [{ label: 'cycles/s', metric: 'cycles/s' }],
+    );
+    results.note(
+      `Session cycle (--session-cycle): the sessions are stored first; before each child the disk's pending writes are flushed (sync, untimed); the child cycles every session once untimed (so its cache holds as many files as it will), then measures ${CYCLE_DURATION} ms of cycles on random sessions; the cases rotate in order from round to round. MALLOC_MMAP_THRESHOLD_ pins glibc’s mmap threshold in that child (see Memory).`,
+    );
+  }
   results.note(
     `Options of the dbm backend (lmdbOpenOptions: synced commits, no overlapping sync). A commit is a write transaction that reads and writes one key. "sync" is transactionSync, as the backend commits; "async transaction" is lmdb-js transaction(), which commits on a worker thread. Memory: /proc/self/smaps_rollup before and after using files one after another through the backend’s cache with room for ${MEMORY_FILES}, in a child process, divided by the ${MEMORY_FILES} left open: ${MEMORY_FILES} files (nothing evicted), and ${3 * MEMORY_FILES} files (the cache evicts, as a server with more sessions than open files does; each LMDB file allocates a 2 MB dirty-page list; once glibc has seen such a block freed, it serves the next ones from its heap and zeroes them, so they become resident; MALLOC_MMAP_THRESHOLD_ pins glibc’s threshold and keeps them out of the heap). Garbage: process.memoryUsage() around 60 open + read + close cycles in a child run with --max-semi-space-size=256, so no collection runs in between.`,
   );
