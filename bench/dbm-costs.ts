@@ -57,19 +57,24 @@ async function microseconds(count: number, op: (i: number) => unknown): Promise<
   return ((performance.now() - started) * 1000) / count;
 }
 
-const ALLOCATION_CHILD = fileURLToPath(new URL('./lib/lmdb-allocation.ts', import.meta.url));
+/** Runs `bench/lib/<child>` in a new Node process (with `nodeFlags` and extra `env`) and parses the JSON it prints. */
+function runChild<T>(
+  child: string,
+  args: string[],
+  { nodeFlags = [], env = {} }: { nodeFlags?: string[]; env?: Record<string, string> } = {},
+): T {
+  const script = fileURLToPath(new URL(`./lib/${child}`, import.meta.url));
+  const output = execFileSync(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
+  return JSON.parse(output) as T;
+}
 
 /** What one open + read + close leaves to collect, measured in a child whose young generation never fills meanwhile. */
 function garbagePerOpen(dir: string): { heapKB: number; arrayBuffersKB: number } {
-  const output = execFileSync(
-    process.execPath,
-    ['--max-semi-space-size=256', '--import', 'tsx', ALLOCATION_CHILD, dir],
-    { encoding: 'utf8' },
-  );
-  return JSON.parse(output) as { heapKB: number; arrayBuffersKB: number };
+  return runChild('lmdb-allocation.ts', [dir], { nodeFlags: ['--max-semi-space-size=256'] });
 }
-
-const MEMORY_CHILD = fileURLToPath(new URL('./lib/lmdb-memory.ts', import.meta.url));
 
 /** glibc's mmap threshold pinned at 128 KB, so LMDB's 2 MB lists never come from its heap. */
 const PINNED_MMAP_THRESHOLD = { MALLOC_MMAP_THRESHOLD_: '131072' };
@@ -87,15 +92,9 @@ const MEMORY_CASES = [
 
 /** KB of anonymous memory per open file (Linux only), measured in a child (see bench/lib/lmdb-memory.ts). */
 function memoryPerOpenFile(dir: string, files: number, env: Record<string, string>): number | null {
-  const output = execFileSync(
-    process.execPath,
-    ['--import', 'tsx', MEMORY_CHILD, dir, String(MEMORY_FILES), String(files)],
-    { encoding: 'utf8', env: { ...process.env, ...env } },
-  );
-  return (JSON.parse(output) as { kbPerOpenFile: number | null }).kbPerOpenFile;
+  const args = [dir, String(MEMORY_FILES), String(files)];
+  return runChild<{ kbPerOpenFile: number | null }>('lmdb-memory.ts', args, { env }).kbPerOpenFile;
 }
-
-const CYCLE_CHILD = fileURLToPath(new URL('./lib/dbm-cache-cycle.ts', import.meta.url));
 
 interface CycleCase {
   name: string;
@@ -105,12 +104,12 @@ interface CycleCase {
 
 /** The Session cycle's cases: the default cache, the same with glibc's mmap threshold pinned, and a cache with room for every session. */
 function cycleCases(): CycleCase[] {
-  const fallback = dbmEnvironments.capacity;
-  const roomy = 2 * Math.max(CYCLE_SESSIONS, fallback);
-  const defaultCache = `Session cycle, maxOpenFiles ${formatNumber(fallback)} (default)`;
+  const defaultCapacity = dbmEnvironments.capacity;
+  const roomy = 2 * Math.max(CYCLE_SESSIONS, defaultCapacity);
+  const defaultCache = `Session cycle, maxOpenFiles ${formatNumber(defaultCapacity)} (default)`;
   return [
-    { name: defaultCache, capacity: fallback, env: {} },
-    { name: `${defaultCache}, MALLOC_MMAP_THRESHOLD_=131072`, capacity: fallback, env: PINNED_MMAP_THRESHOLD },
+    { name: defaultCache, capacity: defaultCapacity, env: {} },
+    { name: `${defaultCache}, MALLOC_MMAP_THRESHOLD_=131072`, capacity: defaultCapacity, env: PINNED_MMAP_THRESHOLD },
     { name: `Session cycle, maxOpenFiles ${formatNumber(roomy)} (every file stays open)`, capacity: roomy, env: {} },
   ];
 }
@@ -127,12 +126,8 @@ async function seedCycleSessions(dir: string): Promise<string> {
 /** Session cycles per second, one at a time, in a child run as `test` says (see bench/lib/dbm-cache-cycle.ts). */
 function cyclesPerSecond(dir: string, idsFile: string, test: CycleCase): number {
   flushDisk();
-  const output = execFileSync(
-    process.execPath,
-    ['--import', 'tsx', CYCLE_CHILD, dir, idsFile, String(test.capacity), String(CYCLE_DURATION)],
-    { encoding: 'utf8', env: { ...process.env, ...test.env } },
-  );
-  return (JSON.parse(output) as { perSecond: number }).perSecond;
+  const args = [dir, idsFile, String(test.capacity), String(CYCLE_DURATION)];
+  return runChild<{ perSecond: number }>('dbm-cache-cycle.ts', args, { env: test.env }).perSecond;
 }
 
 /** Runs every Session cycle case ROUNDS times, in a new order each round; returns the cases. */
