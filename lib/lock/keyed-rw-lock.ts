@@ -32,7 +32,12 @@ export interface LockSnapshot {
 /** Options of {@link KeyedRWLock.acquire}. */
 export interface AcquireOptions {
   deadline: number;
-  wait?: boolean;
+  /**
+   * `false`: give up at once when the lock is busy. `'readers'`: wait while only readers hold
+   * it, give up at once when a writer holds it or waits for it.
+   * @default true
+   */
+  wait?: boolean | 'readers';
   onWait?: () => void;
 }
 
@@ -43,7 +48,7 @@ export class KeyedRWLock {
   /**
    * Takes the lock of `key` in `mode`. Resolves with a release function, or with
    * `undefined` when `deadline` (epoch ms) passes first or, with `wait: false`, when the
-   * lock is busy. `onWait` is called once if the call has to queue.
+   * lock is busy (with `wait: 'readers'`, when a writer holds or awaits it). `onWait` is called once if the call has to queue.
    */
   async acquire(key: string, mode: LockMode, options: AcquireOptions): Promise<Release | undefined> {
     return this.take(key, mode, options);
@@ -53,7 +58,7 @@ export class KeyedRWLock {
   take(key: string, mode: LockMode, options: AcquireOptions): Release | Promise<Release | undefined> {
     const state = this.#state(key);
     if (state.queue.length === 0 && this.#grantable(state, mode)) return this.#grant(state, mode);
-    if (options.wait === false) {
+    if (options.wait === false || (options.wait === 'readers' && hasWriter(state))) {
       this.#forgetIdle();
       return Promise.resolve(undefined);
     }
@@ -134,6 +139,10 @@ export class KeyedRWLock {
     }
     this.#sweepAt = Math.max(MIN_SWEEP_AT, 2 * this.#keys.size);
   }
+}
+
+function hasWriter(state: KeyState): boolean {
+  return state.writer || state.queue.some((waiter) => waiter.mode === 'write');
 }
 
 const MAX_TIMER = 2 ** 31 - 1;

@@ -76,6 +76,8 @@ export const UNSUPPORTED: unique symbol = Symbol('unsupported');
 export type NamespaceLockState = 'none' | LockMode;
 
 const DEFAULT_LOCK_TIMEOUT = 30_000;
+/** The longest delay a Node timer holds (~24.8 days): the most `lockStale` may be, as leases are renewed on timers. */
+const MAX_TIMER = 2 ** 31 - 1;
 /** The default `lockStale`, in milliseconds. */
 export const DEFAULT_LOCK_STALE = 10_000;
 const MAX_KEY_BYTES = 1024;
@@ -95,10 +97,11 @@ const MAX_KEY_BYTES = 1024;
  * await ns.withWriteLock(() => ns.set('visits', ((ns.get('visits') as number) ?? 0) + 1));
  * ```
  *
- * The write lock is exclusive across instances, async tasks, processes and (redis) machines;
- * read locks are shared and wait for a writer. Re-acquiring the mode already held on the
- * same instance nests; every `releaseWriteLock()` commits what changed, the outermost one
- * also unlocks.
+ * The write lock is exclusive across instances, processes and (redis) machines; read locks
+ * are shared and wait for a writer. An instance is one lock holder: re-acquiring the mode
+ * already held on it nests (every `releaseWriteLock()` commits what changed, the outermost
+ * one also unlocks), so give each concurrent async task its own instance (they are cheap:
+ * nothing is touched until a lock is taken).
  */
 export abstract class NamespaceManager {
   /** The namespace's name, exactly as given. */
@@ -127,7 +130,7 @@ export abstract class NamespaceManager {
     checkOptionsObject(options);
     this.namespace = namespace;
     this.lockTimeout = checkMilliseconds('lockTimeout', options.lockTimeout, DEFAULT_LOCK_TIMEOUT, { infinite: true });
-    this.lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, { min: 1 });
+    this.lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, { min: 1, max: MAX_TIMER });
     this.serializer = options.serializer ?? jsonSerializer;
     if (typeof this.serializer?.stringify !== 'function' || typeof this.serializer.parse !== 'function') {
       throw new TypeError('serializer must have stringify(value) and parse(text) methods');
@@ -166,11 +169,13 @@ export abstract class NamespaceManager {
 
   /** Releases a read lock taken by {@link acquireReadLock}. */
   releaseReadLock(): Promise<void> {
-    return this.#serialized(async () => {
-      if (this.#holds.at(-1) !== 'read') throw this.#misuse('releaseReadLock', 'read');
-      this.#holds.pop();
-      if (this.#holds.length === 0) await this.#unlockAll();
-    });
+    return this.#serialized(() => this.#releaseRead());
+  }
+
+  async #releaseRead(): Promise<void> {
+    if (this.#holds.at(-1) !== 'read') throw this.#misuse('releaseReadLock', 'read');
+    this.#holds.pop();
+    if (this.#holds.length === 0) await this.#unlockAll();
   }
 
   /**
@@ -200,24 +205,38 @@ export abstract class NamespaceManager {
 
   /** Commits what changed since the lock was taken (or since the last release), atomically; the outermost release also unlocks. */
   releaseWriteLock(): Promise<void> {
-    return this.#serialized(async () => {
-      if (this.#holds.at(-1) !== 'write') throw this.#misuse('releaseWriteLock', 'write');
-      let failure: unknown;
+    return this.#serialized(() => this.#releaseWrite());
+  }
+
+  async #releaseWrite(): Promise<void> {
+    if (this.#holds.at(-1) !== 'write') throw this.#misuse('releaseWriteLock', 'write');
+    let failure: unknown;
+    try {
+      await this.#commit();
+    } catch (error) {
+      failure = error;
+    }
+    this.#holds.pop();
+    if (failure instanceof LockCompromisedError) this.#holds.length = 0;
+    if (this.#holds.length === 0) {
       try {
-        await this.#commit();
+        await this.#unlockAll();
       } catch (error) {
-        failure = error;
+        failure ??= error;
       }
-      this.#holds.pop();
-      if (failure instanceof LockCompromisedError) this.#holds.length = 0;
-      if (this.#holds.length === 0) {
-        try {
-          await this.#unlockAll();
-        } catch (error) {
-          failure ??= error;
-        }
-      }
-      if (failure !== undefined) throw failure;
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * Releases the hold a `with*Lock` call took at `depth` (its 1-based position among the
+   * holds), together with any hold taken inside it and left unreleased, so an unbalanced
+   * `fn` cannot leave the lock held.
+   */
+  #releaseHold(depth: number, mode: LockMode): Promise<void> {
+    return this.#serialized(() => {
+      if (this.#holds.length > depth) this.#holds.length = depth;
+      return mode === 'read' ? this.#releaseRead() : this.#releaseWrite();
     });
   }
 
@@ -292,10 +311,11 @@ export abstract class NamespaceManager {
   /** Runs `fn` under the read lock and releases it afterwards, also when `fn` throws. */
   async withReadLock<T>(fn: () => T | Promise<T>): Promise<T> {
     await this.acquireReadLock();
+    const depth = this.#holds.length;
     try {
       return await fn();
     } finally {
-      await this.releaseReadLock();
+      await this.#releaseHold(depth, 'read');
     }
   }
 
@@ -305,16 +325,17 @@ export abstract class NamespaceManager {
    */
   async withWriteLock<T>(fn: () => T | Promise<T>, options: { timeout?: number } = {}): Promise<T> {
     await this.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
+    const depth = this.#holds.length;
     const savepoint = this.#view?.savepoint();
     let result: T;
     try {
       result = await fn();
     } catch (error) {
       if (savepoint) this.#view?.restore(savepoint);
-      await this.releaseWriteLock().catch(() => {});
+      await this.#releaseHold(depth, 'write').catch(() => {});
       throw error;
     }
-    await this.releaseWriteLock();
+    await this.#releaseHold(depth, 'write');
     return result;
   }
 
@@ -349,28 +370,21 @@ export abstract class NamespaceManager {
       const stored = new Map<string, string | undefined>();
       const codec = this.#codec();
       for (const [key, change] of changes) stored.set(key, change && sealed(codec, change.raw, key));
-      const applied = await this.#applyInOneStep(stored, requireKey, wait);
-      return applied === UNSUPPORTED ? this.#applyUnderLock(changes, requireKey, wait) : applied;
+      const deadline = Date.now() + this.lockTimeout;
+      const release = await this.#lockLocally('write', deadline, wait || 'readers');
+      if (!release) return this.#notLocked(wait);
+      let handedOver = false;
+      try {
+        const attempt = () => this.applyAtomically(stored, requireKey);
+        const outcome = wait ? await this.#whileHeldElsewhere(attempt, deadline) : await attempt();
+        if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+        if (outcome !== UNSUPPORTED) return outcome === 'applied';
+        handedOver = true;
+        return await this.#applyUnderLock(changes, requireKey, { deadline, wait, local: release });
+      } finally {
+        if (!handedOver) release();
+      }
     });
-  }
-
-  /** {@link applyAtomically} under the in-process write lock; waits (unless `wait` is false) while a writer elsewhere holds the lock. */
-  async #applyInOneStep(
-    stored: EncodedChanges,
-    requireKey: string | undefined,
-    wait: boolean,
-  ): Promise<boolean | typeof UNSUPPORTED> {
-    const deadline = Date.now() + this.lockTimeout;
-    const release = await this.#lockLocally('write', deadline, wait);
-    if (!release) return this.#notLocked(wait);
-    try {
-      const attempt = () => this.applyAtomically(stored, requireKey);
-      const outcome = wait ? await this.#whileHeldElsewhere(attempt, deadline) : await attempt();
-      if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
-      return outcome === UNSUPPORTED ? outcome : outcome === 'applied';
-    } finally {
-      release();
-    }
   }
 
   /**
@@ -436,12 +450,13 @@ export abstract class NamespaceManager {
     );
   }
 
+  /** Applies the changes under the write lock, for backends without {@link applyAtomically}; `local` is the in-process write lock, held already. */
   async #applyUnderLock(
     changes: ReadonlyMap<string, { value: unknown; raw: string } | undefined>,
     requireKey: string | undefined,
-    wait: boolean,
+    { deadline, wait, local }: { deadline: number; wait: boolean; local: Release },
   ): Promise<boolean> {
-    const locked = await this.#lockForWrite({ deadline: Date.now() + this.lockTimeout, wait, open: true });
+    const locked = await this.#lockForWrite({ deadline, wait, open: true, local });
     if (!locked) return this.#notLocked(wait);
     const view = this.#view as NamespaceView;
     const applies = requireKey === undefined || view.has(requireKey);
@@ -485,7 +500,7 @@ export abstract class NamespaceManager {
     this.#running--;
   };
 
-  #lockLocally(mode: LockMode, deadline: number, wait: boolean): Release | Promise<Release | undefined> {
+  #lockLocally(mode: LockMode, deadline: number, wait: boolean | 'readers'): Release | Promise<Release | undefined> {
     this.#lockKey ??= this.lockKey;
     const key = this.#lockKey;
     return processLocks.take(key, mode, {
@@ -495,8 +510,19 @@ export abstract class NamespaceManager {
     });
   }
 
-  async #lockForWrite({ deadline, wait, open }: { deadline: number; wait: boolean; open: boolean }): Promise<boolean> {
-    const release = await this.#lockLocally('write', deadline, wait);
+  /** Takes the write lock (the in-process one unless `local` is it, held already); `false` when not free and not `wait`. */
+  async #lockForWrite({
+    deadline,
+    wait,
+    open,
+    local,
+  }: {
+    deadline: number;
+    wait: boolean;
+    open: boolean;
+    local?: Release;
+  }): Promise<boolean> {
+    const release = local ?? (await this.#lockLocally('write', deadline, wait));
     if (!release) return false;
     try {
       const locked = wait
@@ -532,7 +558,7 @@ export abstract class NamespaceManager {
     const storageLocked = this.#storageLocked;
     this.#releaseLocal = undefined;
     this.#storageLocked = false;
-    this.#view?.committed();
+    this.#view = undefined;
     try {
       if (storageLocked) await this.unlockStorage();
     } finally {

@@ -100,6 +100,45 @@ export function namespaceManagerConformance(type: BackendType): void {
         await other.withReadLock(() => assert.equal(other.get('inner'), 1));
       });
 
+      it('unlocks after with*Lock also when its function leaves a nested lock held, thrown or not', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.withWriteLock(async () => {
+          ns.set('a', 1);
+          await ns.acquireWriteLock();
+          ns.set('b', 2);
+        });
+        assert.equal(ns.lockState, 'none');
+        await assert.rejects(
+          ns.withWriteLock(async () => {
+            ns.set('c', 3);
+            await ns.acquireWriteLock();
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.equal(ns.lockState, 'none');
+        await ns.withReadLock(async () => {
+          await ns.acquireReadLock();
+        });
+        assert.equal(ns.lockState, 'none');
+        const other = backend.create(name);
+        assert.equal(await other.acquireWriteLock({ wait: false }), true, 'nothing is left locked');
+        assert.deepEqual([other.get('a'), other.get('b'), other.has('c')], [1, 2, false]);
+        await other.releaseWriteLock();
+      });
+
+      it('closes the view on release: reading it then throws LockStateError instead of showing old data', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.withWriteLock(() => ns.set('k', 1));
+        await ns.acquireReadLock();
+        assert.equal(ns.get('k'), 1);
+        await ns.releaseReadLock();
+        assert.throws(() => ns.get('k'), LockStateError);
+        assert.throws(() => ns.keys(), LockStateError);
+      });
+
       it('rolls back what withWriteLock changed when its function throws, and unlocks', async () => {
         const name = fresh();
         const ns = backend.create(name);
@@ -203,6 +242,33 @@ export function namespaceManagerConformance(type: BackendType): void {
           'from the holder',
           'applied',
         ]);
+      });
+
+      it('with wait: false still applies while only readers in this process hold the lock', async () => {
+        const name = fresh();
+        const reader = backend.create(name);
+        await reader.acquireReadLock();
+        const applying = backend.create(name).applyChanges(new Map([['b', 'applied']]), { wait: false });
+        await reader.releaseReadLock();
+        assert.equal(await applying, true);
+        const check = backend.create(name);
+        assert.equal(await check.withReadLock(() => check.get('b')), 'applied');
+      });
+
+      it('keeps its place among waiting writers in this process', async () => {
+        const name = fresh();
+        const holder = backend.create(name);
+        await holder.acquireWriteLock();
+        const order: string[] = [];
+        const applying = backend
+          .create(name)
+          .applyChanges(new Map([['b', 'applied']]))
+          .then(() => order.push('applyChanges'));
+        const later = backend.create(name);
+        const writing = later.withWriteLock(() => order.push('later writer'));
+        await holder.releaseWriteLock();
+        await Promise.all([applying, writing]);
+        assert.deepEqual(order, ['applyChanges', 'later writer']);
       });
 
       it('with wait: false resolves false at once while a writer in another process holds the lock', {

@@ -130,6 +130,7 @@ describe('Session options', () => {
       [{ cookiePath: '/a;b' }, /cookiePath cannot be used/],
       [{ id: '../x' }, /id must be 16-128/],
       [{ lockTimeout: Number.NaN }, /lockTimeout must be a number/],
+      [{ lockStale: 2 ** 31 }, /lockStale must be a number >= 1 and <= 2147483647/],
       [
         { namespaceClass: 'x' as unknown as SessionOptions['namespaceClass'] } as SessionOptions,
         /namespaceClass must be a NamespaceManager class/,
