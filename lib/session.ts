@@ -5,7 +5,7 @@
  * @module
  */
 import { cookieValues, serializeCookie } from './cookie.js';
-import { LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
+import { LockCompromisedError, LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { checkString, describe } from './options.js';
 import { encodeValue } from './serializer.js';
@@ -18,6 +18,7 @@ import {
   type EncodedState,
   encodeSession,
   readSession,
+  type SessionDictionaries,
   type StoredSession,
 } from './session-record.js';
 
@@ -81,6 +82,8 @@ export class Session<Data extends object = Record<string, any>> {
   #touched = false;
   #clearCookie = false;
   #locked = false;
+  /** Why the session was given up while its request still ran ({@link abandon}); it then writes nothing. */
+  #abandoned: string | undefined;
 
   /** A session for `request` (may be undefined with `useCookies: false`). Call {@link load} before using it. */
   constructor(request: SessionRequest | undefined | null, options: SessionOptions = {}) {
@@ -237,6 +240,7 @@ export class Session<Data extends object = Record<string, any>> {
   }
 
   async #write(state: EncodedState, changes: Changes): Promise<void> {
+    this.#refuseIfAbandoned('save');
     const manager = this.#managerFor(this.#id);
     const wasStored = this.#stored;
     if (!wasStored) {
@@ -248,9 +252,8 @@ export class Session<Data extends object = Record<string, any>> {
       ? await manager.withWriteLock(() => applyUnder(manager, changes, requireKey))
       : await manager.applyEncoded(changes, { requireKey });
     if (!applied) {
-      this.#log(`session ${this.#id} was removed by another request; not recreating it`);
-      this.#stored = false;
-      this.#wasInvalidated = true;
+      this.#log(`session ${this.#id} was removed by another request; not recreating it, starting a new one`);
+      await this.#startOver();
       return;
     }
     this.#adoptBaseline(state);
@@ -262,6 +265,7 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data. The session stays valid (same id); the next save writes it anew. */
   async delete(): Promise<void> {
     this.#need('delete');
+    this.#refuseIfAbandoned('delete');
     if (this.#manager) await this.#manager.remove();
     this.#stored = false;
     this.#baseline = new Map();
@@ -270,12 +274,9 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data and starts a new, empty session with a new id (`isNew` and `wasInvalidated`). */
   async invalidate(): Promise<void> {
     this.#need('invalidate');
+    this.#refuseIfAbandoned('invalidate');
     if (this.#manager) await this.#manager.remove();
-    await this.#releaseLock();
-    const hadCookie = this.#clientValue !== undefined;
-    this.#startNew();
-    this.#wasInvalidated = true;
-    this.#clearCookie = hadCookie;
+    await this.#startOver();
   }
 
   /**
@@ -284,6 +285,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async regenerate(): Promise<void> {
     this.#need('regenerate');
+    this.#refuseIfAbandoned('regenerate');
     const state = this.#encode();
     const previous = this.#manager;
     const wasLocked = this.#locked;
@@ -312,6 +314,7 @@ export class Session<Data extends object = Record<string, any>> {
   async lock(options: SessionLockOptions = {}): Promise<void> {
     this.#need('lock');
     if (this.#locked) return;
+    this.#refuseIfAbandoned('lock');
     const pending = this.#changes(this.#encode());
     const manager = this.#managerFor(this.#id);
     await manager.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
@@ -322,9 +325,7 @@ export class Session<Data extends object = Record<string, any>> {
         this.#adoptStored(this.#id, manager, stored);
       } else if (this.#stored) {
         this.#log(`session ${this.#id} was removed by another request before lock(); starting a new one`);
-        await this.#releaseLock();
-        this.#startNew();
-        this.#wasInvalidated = true;
+        await this.#startOver();
         return this.lock(options);
       }
     } catch (error) {
@@ -343,14 +344,21 @@ export class Session<Data extends object = Record<string, any>> {
 
   /**
    * Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when
-   * `fn` throws. Inside a lock held already (by {@link lock}, or an adapter's `lock` option)
+   * `fn` throws (its changes are then undone: the data is as it was before `fn`). Inside a lock held already (by {@link lock}, or an adapter's `lock` option)
    * it runs and saves under that lock, and leaves it held.
    */
   async withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
     const held = this.#locked;
     await this.lock(options);
     try {
-      const result = await fn(this);
+      const before = this.#encode();
+      let result: T;
+      try {
+        result = await fn(this);
+      } catch (error) {
+        this.#restore(before);
+        throw error;
+      }
       await this.saveIfModified();
       return result;
     } finally {
@@ -358,16 +366,34 @@ export class Session<Data extends object = Record<string, any>> {
     }
   }
 
-  /** Discards unsaved changes: the data returns to what was loaded or last saved. */
+  /**
+   * Discards unsaved changes: the data returns to what was loaded or last saved. The `data`
+   * and {@link namespace} objects stay the same objects, refilled.
+   */
   revert(): void {
     this.#need('revert');
-    const dictionaries = {
-      data: {} as Record<string, unknown>,
-      namespaces: new Map<string, Record<string, unknown>>(),
-    };
-    for (const [key, raw] of this.#baseline) applyChange(dictionaries, key, this.#config.serializer.parse(raw));
-    this.#data = dictionaries.data as Data;
-    this.#namespaces = dictionaries.namespaces;
+    const raws = new Map<string, { raw: string }>();
+    for (const [key, raw] of this.#baseline) raws.set(key, { raw });
+    this.#restore(raws);
+  }
+
+  /**
+   * Gives the session up while its request still runs (an adapter whose client went away):
+   * releases its lock, and every later save, lock or removal throws
+   * {@link LockCompromisedError} instead of writing without the lock.
+   * @internal
+   */
+  async abandon(reason: string): Promise<void> {
+    this.#abandoned ??= reason;
+    await this.#releaseLock();
+  }
+
+  /**
+   * Whether {@link abandon} gave the session up.
+   * @internal
+   */
+  get abandoned(): boolean {
+    return this.#abandoned !== undefined;
   }
 
   /**
@@ -381,6 +407,31 @@ export class Session<Data extends object = Record<string, any>> {
     const dictionary = this.#namespaces.get(name) ?? {};
     this.#namespaces.set(name, dictionary);
     return dictionary as T;
+  }
+
+  #refuseIfAbandoned(method: string): void {
+    if (this.#abandoned !== undefined) {
+      throw new LockCompromisedError(this.#id, `${this.#abandoned}; ${method}() writes nothing`);
+    }
+  }
+
+  /** Makes the dictionaries hold `state` again, refilling the objects the application holds. */
+  #restore(state: ReadonlyMap<string, { raw: string }>): void {
+    const dictionaries = {
+      data: {} as Record<string, unknown>,
+      namespaces: new Map<string, Record<string, unknown>>(),
+    };
+    for (const [key, { raw }] of state) applyChange(dictionaries, key, this.#config.serializer.parse(raw));
+    this.#adoptDictionaries(dictionaries);
+  }
+
+  /** Takes `dictionaries`' contents into the current `data` and namespace objects (emptying namespaces they lack). */
+  #adoptDictionaries({ data, namespaces }: SessionDictionaries): void {
+    this.#data = replaceContents(this.#data, data) as Data;
+    for (const [name, current] of this.#namespaces) {
+      namespaces.set(name, replaceContents(current, namespaces.get(name) ?? {}));
+    }
+    this.#namespaces = namespaces;
   }
 
   #need(method: string): this {
@@ -464,6 +515,15 @@ export class Session<Data extends object = Record<string, any>> {
     }
   }
 
+  /** After the stored session was removed: unlocks, starts a new one, and clears the browser's cookie. */
+  async #startOver(): Promise<void> {
+    await this.#releaseLock();
+    const hadCookie = this.#clientValue !== undefined;
+    this.#startNew();
+    this.#wasInvalidated = true;
+    this.#clearCookie = hadCookie;
+  }
+
   #startNew(id = generateSessionId()): void {
     this.#id = id;
     this.#manager = undefined;
@@ -472,8 +532,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#isNew = true;
     this.#created = new Date();
     this.#accessed = this.#created;
-    this.#data = {} as Data;
-    this.#namespaces = new Map();
+    this.#adoptDictionaries({ data: {}, namespaces: new Map() });
     this.#baseline = new Map();
     this.#clientValue = undefined;
   }
@@ -485,12 +544,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#stored = true;
     this.#isNew = false;
     this.#created = new Date(stored.created as number);
-    this.#data = replaceContents(this.#data, stored.data) as Data;
-    for (const [name, dictionary] of stored.namespaces) {
-      const current = this.#namespaces.get(name);
-      if (current) stored.namespaces.set(name, replaceContents(current, dictionary));
-    }
-    this.#namespaces = stored.namespaces;
+    this.#adoptDictionaries(stored);
     this.#baseline = new Map();
     for (const [key, raw] of stored.encoded) if (key !== CREATED && key !== ACCESSED) this.#baseline.set(key, raw);
   }

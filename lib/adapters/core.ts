@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe } from '../options.js';
 import { Session } from '../session.js';
 import { type SessionOptions, sessionConfig } from '../session-options.js';
-import { appendHeader, type DeferredResponse, deferResponse } from './defer-response.js';
+import { appendHeader, type DeferredResponse, deferResponse, headersReallySent } from './defer-response.js';
 
 /**
  * Options of the web framework adapters: the {@link SessionOptions}, plus `lock`, and
@@ -95,8 +95,6 @@ export interface RequestOutcome {
 
 /** Sessions being finished: the safety nets leave their lock to {@link finishSession}. */
 const finishing = new WeakSet<Session>();
-/** Sessions whose lock a safety net released while the request still ran: saving them would be unsafe. */
-const abandoned = new WeakSet<Session>();
 
 /**
  * Finishes a request's session before its response goes out: saves it if it was modified
@@ -113,7 +111,7 @@ export async function finishSession(
 ): Promise<void> {
   finishing.add(session);
   try {
-    const failed = outcome.failed === true || outcome.statusCode >= 500 || abandoned.has(session);
+    const failed = outcome.failed === true || outcome.statusCode >= 500 || session.abandoned;
     if (!failed) await session.saveIfModified();
     const cookie = session.cookieHeader;
     if (cookie === undefined) return;
@@ -128,14 +126,19 @@ export async function finishSession(
 
 /**
  * The safety net, for a request that ends without {@link finishSession} (it failed, or its
- * client went away while the handler ran): releases the session's lock if it holds it, and
- * then a later finish saves nothing. Does nothing while the session is being finished.
+ * client went away while the handler ran): releases the session's lock if it holds it (the
+ * adapter's, or one the handler took), and the session is abandoned: a later finish saves
+ * nothing, and a save, lock or removal the handler still tries throws LockCompromisedError
+ * instead of writing without the lock. Does nothing while the session is being finished.
  * Never throws: a failure is reported.
  */
 export async function releaseSession(session: Session | undefined, config: AdapterConfig): Promise<void> {
   if (!session?.locked || finishing.has(session)) return;
-  abandoned.add(session);
-  await unlock(session, config);
+  try {
+    await session.abandon('its request ended before the handler was done, so its lock was released');
+  } catch (error) {
+    config.report(error, `could not unlock session ${session.id}`);
+  }
 }
 
 async function unlock(session: Session, config: AdapterConfig): Promise<void> {
@@ -147,22 +150,37 @@ async function unlock(session: Session, config: AdapterConfig): Promise<void> {
   }
 }
 
-/** Releases the session's lock when `res` closes (finished, or the connection was lost while the handler ran). */
+/**
+ * Releases the session's lock when `res` closes (finished, or the connection was lost while
+ * the handler ran) — at once when it closed already (its client left while the session
+ * loaded or waited for its lock: a handler that does not answer a gone client would else
+ * keep the lock forever).
+ */
 export function releaseOnClose(session: Session, res: ServerResponse, config: AdapterConfig): void {
-  res.once('close', () => void releaseSession(session, config));
+  if (res.destroyed) void releaseSession(session, config);
+  else res.once('close', () => void releaseSession(session, config));
 }
 
 /**
  * For adapters whose handlers write to the ServerResponse themselves (node:http, Express):
  * holds `res` back from its first write until {@link finishSession} is done, then lets it
- * go; a failing save turns it into a 500. The lock is also released when the response
- * closes, however it ends.
+ * go; a failing save turns it into a 500. A handler that failed right after its first write
+ * (or whose connection is gone by then) saves nothing. The lock is also released when the
+ * response closes, however it ends.
  */
 export function finishBeforeResponse(session: Session, res: ServerResponse, config: AdapterConfig): DeferredResponse {
   releaseOnClose(session, res, config);
+  // While calls are held, res.headersSent reports true; finishSession needs the real value.
+  const headers: HeaderTarget = {
+    getHeader: (name) => res.getHeader(name),
+    setHeader: (name, value) => res.setHeader(name, value),
+    get headersSent() {
+      return headersReallySent(res);
+    },
+  };
   return deferResponse(
     res,
-    () => finishSession(session, res, { statusCode: res.statusCode }, config),
+    (failed) => finishSession(session, headers, { statusCode: res.statusCode, failed }, config),
     (error) => config.report(error, `could not save session ${session.id} or send its response`),
   );
 }

@@ -10,7 +10,7 @@ import {
   releaseSession,
   type SessionMiddlewareOptions,
 } from '../../lib/adapters/core.js';
-import { MemoryStore, SerializationError, Session } from '../../lib/index.js';
+import { LockCompromisedError, MemoryStore, SerializationError, Session } from '../../lib/index.js';
 import { instrumentedMemory } from '../fixtures/instrumented-storage.js';
 
 const request = (cookie?: string) => {
@@ -141,6 +141,37 @@ describe('adapter core', () => {
     await finishSession(other, response(), { statusCode: 200 }, config);
     await finishSession(abandoned, response(), { statusCode: 200 }, config);
     assert.deepEqual(await load(cookie), { n: 10 });
+  });
+
+  it("refuses the saves of a handler's own withLock once the safety net released its lock", async () => {
+    const { config, stored, load } = setup();
+    const cookie = await stored({ n: 1 });
+    const session = await openSession(request(cookie), config, false);
+    let resume: () => void = () => {};
+    const paused = new Promise<void>((resolve) => {
+      resume = resolve;
+    });
+    let entered: () => void = () => {};
+    const inside = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const handler = session.withLock(async (s) => {
+      const n = s.data.n as number;
+      entered();
+      await paused;
+      s.data.n = n + 10;
+    });
+    await inside;
+    await releaseSession(session, config);
+    assert.equal(session.locked, false);
+    const other = await openSession(request(cookie), config, true);
+    other.data.n = (other.data.n as number) + 1;
+    await finishSession(other, response(), { statusCode: 200 }, config);
+    resume();
+    await assert.rejects(handler, LockCompromisedError);
+    await assert.rejects(session.save(), LockCompromisedError);
+    await assert.rejects(session.lock(), LockCompromisedError);
+    assert.deepEqual(await load(cookie), { n: 2 }, "the other request's increment stands");
   });
 
   it('leaves the lock of a session being finished to the finish', async () => {

@@ -210,17 +210,21 @@ export function sessionConformance(type: BackendType): void {
         await expired.unlock();
       });
 
-      it('always unlocks after withLock, also when the function throws', async () => {
+      it('always unlocks after withLock, also when the function throws, and undoes what the function changed', async () => {
         const { cookie } = await storedSession({ n: 1 });
         const a = await Session.open(requestWith(cookie), options);
+        a.data.before = true;
         await assert.rejects(
           a.withLock((s) => {
             s.data.n = 99;
+            s.namespace('cart').items = ['x'];
             throw new Error('handler failed');
           }),
           /handler failed/,
         );
         assert.equal(a.locked, false);
+        assert.deepEqual(a.data, { n: 1, before: true }, 'changes made before withLock stay, its own are undone');
+        assert.deepEqual(a.namespace('cart'), {});
         const b = await Session.open(requestWith(cookie), { ...options, lockTimeout: 5000 });
         assert.equal(b.data.n, 1, 'a throwing withLock saves nothing');
         await b.withLock((s) => {
@@ -238,7 +242,16 @@ export function sessionConformance(type: BackendType): void {
         await slow.save();
         assert.deepEqual(await storedKeys(id), [], 'the logged-out record stays gone');
         assert.equal(slow.wasInvalidated, true);
+        assert.notEqual(slow.id, id, 'the refused session starts over under a new id');
+        assert.deepEqual(slow.data, {}, 'without the logged-out data');
+        assert.match(slow.cookieHeader ?? '', /^sid=;.*Max-Age=0/, "the browser's cookie is cleared");
+        slow.data.again = true;
+        await slow.save();
+        assert.deepEqual(await storedKeys(id), [], 'a second save does not recreate the logged-out record either');
         assert.equal((await Session.open(requestWith(cookie), options)).isNew, true);
+        assert.deepEqual((await Session.open(requestWith(cookiePair(slow.cookieHeader)), options)).data, {
+          again: true,
+        });
       });
 
       it('merges concurrent saves key by key: one request sets a, another b, both survive', async () => {
@@ -322,6 +335,31 @@ export function sessionConformance(type: BackendType): void {
         session.revert();
         assert.deepEqual(session.data, { list: [1], n: 1 });
         assert.equal(session.modified, false);
+      });
+
+      it('keeps the data and namespace objects the application holds through withLock() and revert()', async () => {
+        const { cookie } = await storedSession({ n: 1 });
+        const session = await Session.open(requestWith(cookie), options);
+        const data = session.data;
+        const shop = session.namespace('shop');
+        await session.withLock(() => {
+          shop.items = ['a'];
+          data.n = 2;
+        });
+        const loaded = await Session.open(requestWith(cookie), options);
+        assert.deepEqual(loaded.namespace('shop'), { items: ['a'] }, 'a namespace fetched before the lock is saved');
+        assert.equal(loaded.data.n, 2);
+        const loadedData = loaded.data;
+        const loadedShop = loaded.namespace('shop');
+        loadedData.n = 3;
+        loaded.revert();
+        loadedData.m = 4;
+        loadedShop.more = true;
+        assert.equal(loaded.modified, true, 'changes through objects fetched before revert() count');
+        await loaded.save();
+        const reloaded = await Session.open(requestWith(cookie), options);
+        assert.deepEqual(reloaded.data, { n: 2, m: 4 });
+        assert.deepEqual(reloaded.namespace('shop'), { items: ['a'], more: true });
       });
 
       it('keeps namespaces isolated from each other and from data, stored with the session', async () => {
