@@ -3,6 +3,13 @@
  * response themselves (`writeHead`, `write`, `end`, `flushHeaders`, possibly streaming and
  * without returning a promise), so the first of those calls is queued, a hook runs (save the
  * session, set its cookie, unlock), and then the queued calls are replayed in order.
+ *
+ * The hook starts a macrotask after the first call (not during it), so a handler that throws
+ * right after starting its response — at once, or a few microtasks later — has failed by
+ * then, and the hook knows it. While calls are held, `res.headersSent` reports `true`, as
+ * it would without the hold: a framework whose handler fails mid-response (Express's
+ * finalhandler) then cuts the connection instead of starting a second response, which would
+ * collide with the replay.
  * @module
  */
 import type { ServerResponse } from 'node:http';
@@ -17,7 +24,8 @@ export interface DeferredResponse {
   /**
    * The handler failed. Nothing written yet: respond 500 (through the hook, so the cookie
    * logic and the unlock still run). A complete response queued or sent: let it go. An
-   * incomplete one: replace it by a 500 if its headers are not out yet, else cut it.
+   * incomplete one: replace it by a 500 if its headers are not out yet, else cut it. Before
+   * the hook started, the hook is told (its `failed` argument).
    */
   fail(): void;
 }
@@ -29,10 +37,16 @@ export interface DeferredResponse {
  * the error. Headers given to `writeHead` are moved onto `res` at once (Set-Cookie values
  * are appended), so the hook sees them and can add its own, and `res.statusCode` is set
  * from `writeHead` so the hook sees the status.
+ *
+ * `beforeHeaders` runs a macrotask (`setImmediate`) after the first call, and gets `failed`:
+ * whether the handler failed by then ({@link DeferredResponse.fail}) or the connection is
+ * already gone, so the response cannot go out. From the first call until the replay,
+ * `res.headersSent` reports `true`; {@link headersReallySent} gives node's own value (which
+ * the hook should use).
  */
 export function deferResponse(
   res: ServerResponse,
-  beforeHeaders: () => Promise<void>,
+  beforeHeaders: (failed: boolean) => Promise<void>,
   onError: (error: unknown) => void,
 ): DeferredResponse {
   const original = Object.fromEntries(METHODS.map((method) => [method, res[method]])) as Record<
@@ -40,20 +54,25 @@ export function deferResponse(
     (...args: unknown[]) => unknown
   >;
   const queue: Call[] = [];
-  let state: 'waiting' | 'saving' | 'open' = 'waiting';
+  // waiting: nothing written yet; scheduled: calls queued, the hook starts at the next
+  // macrotask; saving: the hook runs; open: the calls were replayed, writes go straight out.
+  let state: 'waiting' | 'scheduled' | 'saving' | 'open' = 'waiting';
   let failed = false;
   let heldWrite = false;
+  const ownHeadersSent = Object.getOwnPropertyDescriptor(res, 'headersSent');
 
   const release = async (): Promise<void> => {
     state = 'saving';
     let hookFailed = false;
     try {
-      await beforeHeaders();
+      await beforeHeaders(failed || res.destroyed || res.socket?.destroyed === true);
     } catch (error) {
       hookFailed = true;
       onError(error);
     }
     state = 'open';
+    if (ownHeadersSent) Object.defineProperty(res, 'headersSent', ownHeadersSent);
+    else delete (res as { headersSent?: boolean }).headersSent;
     const calls = queue.splice(0);
     if (res.destroyed) return;
     if (hookFailed || (failed && !calls.some(([method]) => method === 'end'))) {
@@ -75,7 +94,11 @@ export function deferResponse(
     const intercepted = (...args: unknown[]): unknown => {
       if (state === 'open') return original[method].apply(res, args);
       queue.push([method, method === 'writeHead' ? moveHeaders(res, args) : args]);
-      if (state === 'waiting') void release().catch(onError);
+      if (state === 'waiting') {
+        state = 'scheduled';
+        Object.defineProperty(res, 'headersSent', { get: () => true, configurable: true, enumerable: true });
+        setImmediate(() => void release().catch(onError));
+      }
       if (method === 'write') {
         heldWrite = true;
         return false;
@@ -87,7 +110,7 @@ export function deferResponse(
 
   return {
     fail() {
-      if (state === 'saving') failed = true;
+      if (state === 'scheduled' || state === 'saving') failed = true;
       else if (state === 'waiting') respondError(res);
       else if (!res.writableEnded && !res.destroyed) {
         if (res.headersSent) res.destroy();
@@ -95,6 +118,11 @@ export function deferResponse(
       }
     },
   };
+}
+
+/** Whether `res` has really sent its headers: node's own `headersSent`, past the `true` that {@link deferResponse} reports while it holds calls. */
+export function headersReallySent(res: ServerResponse): boolean {
+  return Reflect.get(Object.getPrototypeOf(res) as object, 'headersSent', res) === true;
 }
 
 /** A short plain-text 500, replacing any headers but Set-Cookie. */

@@ -30,8 +30,10 @@ declare module 'express-serve-static-core' {
  * session is saved (if modified), its Set-Cookie appended and its lock released, so a
  * redirect right after a change is safe. A response with a status of 500 or more (how
  * Express answers an error passed to `next` by default) saves nothing; the lock is released
- * all the same, also when the connection closes first. A storage failure while loading is
- * passed to `next`.
+ * all the same, also when the connection closes first. While the response is held,
+ * `res.headersSent` is `true`, as it would be without the hold: a handler that throws after
+ * starting its response gets its connection cut by Express's error handling, and saves
+ * nothing. A storage failure while loading is passed to `next`.
  */
 export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHandler {
   const config = adapterConfig(options);

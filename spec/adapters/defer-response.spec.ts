@@ -8,8 +8,10 @@ import { listen, type RunningServer } from '../fixtures/http-server.js';
 
 interface Seen {
   hookRuns: number;
-  /** What the hook saw: status, whether anything was on the wire, a header. */
+  /** What the hook saw: status, whether the headers were really sent, whether anything was on the wire, a header. */
   atHook?: { statusCode: number; headersSent: boolean; bytesWritten: number; header: unknown };
+  /** The `failed` the hook was given. */
+  failedAtHook?: unknown;
   errors: unknown[];
 }
 
@@ -23,11 +25,12 @@ async function serve(
     http.createServer((req, res) => {
       const deferred = deferResponse(
         res,
-        async () => {
+        async (failed) => {
           seen.hookRuns++;
+          seen.failedAtHook = failed;
           seen.atHook = {
             statusCode: res.statusCode,
-            headersSent: res.headersSent,
+            headersSent: realHeadersSent(res),
             bytesWritten: res.socket?.bytesWritten ?? -1,
             header: res.getHeader('x-test'),
           };
@@ -40,6 +43,10 @@ async function serve(
   );
   return { ...server, seen };
 }
+
+/** What node's own getter says, past the one deferResponse puts on a held response. */
+const realHeadersSent = (res: ServerResponse): boolean =>
+  Reflect.get(http.ServerResponse.prototype, 'headersSent', res);
 
 describe('deferResponse', () => {
   const servers: RunningServer[] = [];
@@ -158,6 +165,45 @@ describe('deferResponse', () => {
     assert.equal(complete.body, 'complete');
     const incomplete = await get(`${server.url}/incomplete`);
     assert.equal(incomplete.status, 500);
+  });
+
+  it('reports headersSent while a call is held (so a framework cuts rather than starts another response), then the real value', async () => {
+    const reported: boolean[] = [];
+    const server = track(
+      await serve((_req, res) => {
+        reported.push(res.headersSent);
+        res.write('a');
+        reported.push(res.headersSent);
+        res.once('drain', () => {
+          reported.push(res.headersSent, Object.hasOwn(res, 'headersSent'));
+          res.end('b');
+        });
+      }),
+    );
+    assert.equal((await get(server.url)).body, 'ab');
+    assert.deepEqual(reported, [false, true, true, false]);
+    assert.equal(server.seen.atHook?.headersSent, false, 'the real value, under the held one');
+  });
+
+  it('tells the hook that the handler failed right after its first write (at once, or microtasks later)', async () => {
+    const server = track(
+      await serve((req, res, deferred) => {
+        res.write('partial');
+        if (req.url === '/sync') deferred.fail();
+        else
+          Promise.resolve()
+            .then(() => {})
+            .then(() => deferred.fail());
+      }),
+    );
+    for (const path of ['/sync', '/microtasks']) {
+      const response = await get(`${server.url}${path}`);
+      assert.equal(response.status, 500, path);
+      assert.equal(server.seen.failedAtHook, true, path);
+    }
+    const fine = track(await serve((_req, res) => res.end('fine')));
+    assert.equal((await get(fine.url)).body, 'fine');
+    assert.equal(fine.seen.failedAtHook, false);
   });
 
   it('cuts a response that failed after its headers went out', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import { after, describe, it } from 'node:test';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -80,6 +81,98 @@ describe('Express adapter', () => {
     const response = await get(url, cookie);
     assert.equal(response.status, 503);
     assert.ok(received instanceof StorageError);
+  });
+
+  it('cuts, without crashing, a response whose handler throws after starting it; saves nothing and releases the lock', async () => {
+    const app = appWith({ log: () => {} });
+    app.get('/init', (req, res) => {
+      req.session.data.balance = 100;
+      res.send('ok');
+    });
+    app.get('/write-head', (req, res) => {
+      req.session.data.balance -= 30;
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      throw new Error('thrown after writeHead (expected by the test)');
+    });
+    app.get('/write', (req, res) => {
+      req.session.data.balance -= 30;
+      res.type('text').write('row1\n');
+      throw new Error('thrown after write (expected by the test)');
+    });
+    app.get('/write-microtask', async (req, res) => {
+      req.session.data.balance -= 30;
+      res.type('text').write('row1\n');
+      await Promise.resolve();
+      throw new Error('thrown a microtask after write (expected by the test)');
+    });
+    app.get('/show', (req, res) => {
+      res.json(req.session.data.balance);
+    });
+    const url = await serve(app);
+    const cookie = cookieFrom(await get(`${url}/init`), 'sid');
+    for (const path of ['/write-head', '/write', '/write-microtask']) {
+      const outcome = await get(`${url}${path}`, cookie).then(
+        (response) => response.status,
+        () => 'cut',
+      );
+      assert.ok(outcome === 'cut' || outcome === 500, `${path}: ${outcome}`);
+      const shown = await get(`${url}/show`, cookie);
+      assert.equal(shown.status, 200, `${path}: the lock was released`);
+      assert.equal(shown.body, 100, `${path}: the failed request saved nothing`);
+    }
+  });
+
+  it('releases the lock of a request whose client left while it waited for the lock', async () => {
+    const events = new EventEmitter();
+    let releaseHolder = () => {};
+    const held = new Promise<void>((resolve) => {
+      releaseHolder = resolve;
+    });
+    const app = express();
+    app.set('env', 'test');
+    app.use((req, res, next) => {
+      if (req.path === '/waiter') {
+        res.once('close', () => events.emit('waiter-closed'));
+        events.emit('waiter-arrived');
+      }
+      next();
+    });
+    app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 1000, log: () => {} }));
+    app.get('/count', (req, res) => {
+      req.session.data.n = (req.session.data.n ?? 0) + 1;
+      res.json(req.session.data.n);
+    });
+    app.get('/holder', async (_req, res) => {
+      events.emit('holding');
+      await held;
+      res.send('held');
+    });
+    app.get('/waiter', (req, res) => {
+      events.emit('waiter-ran');
+      if (req.destroyed || res.destroyed) return; // no answer for a client that went away
+      res.send('waited');
+    });
+    const url = await serve(app);
+    const cookie = cookieFrom(await get(`${url}/count`), 'sid');
+
+    const holding = once(events, 'holding');
+    const holder = get(`${url}/holder`, cookie);
+    await holding;
+    const arrived = once(events, 'waiter-arrived');
+    const closed = once(events, 'waiter-closed');
+    const abort = new AbortController();
+    const waiter = fetch(`${url}/waiter`, { headers: { cookie }, signal: abort.signal }).catch(() => 'aborted');
+    await arrived;
+    abort.abort();
+    await closed;
+    const ran = once(events, 'waiter-ran');
+    releaseHolder();
+    assert.equal((await holder).status, 200);
+    assert.equal(await waiter, 'aborted');
+    await ran;
+    const next = await get(`${url}/count`, cookie);
+    assert.equal(next.status, 200, 'the lock of the abandoned request was released');
+    assert.equal(next.body, 2);
   });
 
   it('holds back a response written in pieces until the session is saved', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
@@ -112,6 +113,99 @@ describe('node:http adapter', () => {
     const cookie = cookieFrom(await get(url), 'sid');
     await assert.rejects(get(`${url}/partial`, cookie));
     assert.equal((await get(url, cookie)).body, 3, 'the partial request saved before it failed; the lock is free');
+  });
+
+  it('saves nothing of a handler that throws right after starting its response (at once or a few microtasks later)', async () => {
+    const { url } = await serve((req, res) => {
+      if (req.url === '/init') {
+        req.session.data.balance = 100;
+        res.end('ok');
+        return;
+      }
+      if (req.url === '/show') {
+        res.end(String(req.session.data.balance));
+        return;
+      }
+      req.session.data.balance -= 30;
+      if (req.url === '/write-head') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        throw new Error('thrown after writeHead (expected by the test)');
+      }
+      if (req.url === '/end') {
+        res.end('done');
+        throw new Error('thrown after end (expected by the test)');
+      }
+      res.write('row1\n');
+      return Promise.resolve()
+        .then(() => {})
+        .then(() => {
+          throw new Error('thrown microtasks after write (expected by the test)');
+        });
+    });
+    const cookie = cookieFrom(await get(`${url}/init`), 'sid');
+    for (const [path, status, body] of [
+      ['/write-head', 500, 'Internal Server Error\n'],
+      ['/write', 500, 'Internal Server Error\n'],
+      ['/end', 200, 'done'],
+    ] as const) {
+      const response = await get(`${url}${path}`, cookie);
+      assert.equal(response.status, status, path);
+      assert.equal(response.body, body, path);
+      assert.equal((await get(`${url}/show`, cookie)).body, 100, `${path}: the failed request saved nothing`);
+    }
+  });
+
+  it('releases the lock of a request whose client left while it waited for the lock', async () => {
+    const events = new EventEmitter();
+    let releaseHolder = () => {};
+    const held = new Promise<void>((resolve) => {
+      releaseHolder = resolve;
+    });
+    const listener = withSession(
+      async (req, res) => {
+        if (req.url === '/holder') {
+          events.emit('holding');
+          await held;
+        } else if (req.url === '/waiter') {
+          events.emit('waiter-ran');
+          if (req.destroyed || res.destroyed) return; // no answer for a client that went away
+        }
+        req.session.data.n = (req.session.data.n ?? 0) + 1;
+        res.end(String(req.session.data.n));
+      },
+      { key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 1000, log: () => {} },
+    );
+    const server = await listen(
+      http.createServer((req, res) => {
+        if (req.url === '/waiter') {
+          res.once('close', () => events.emit('waiter-closed'));
+          events.emit('waiter-arrived');
+        }
+        listener(req, res);
+      }),
+    );
+    servers.push(server);
+    const { url } = server;
+    const cookie = cookieFrom(await get(url), 'sid');
+
+    const holding = once(events, 'holding');
+    const holder = get(`${url}/holder`, cookie);
+    await holding;
+    const arrived = once(events, 'waiter-arrived');
+    const closed = once(events, 'waiter-closed');
+    const abort = new AbortController();
+    const waiter = fetch(`${url}/waiter`, { headers: { cookie }, signal: abort.signal }).catch(() => 'aborted');
+    await arrived;
+    abort.abort();
+    await closed;
+    const ran = once(events, 'waiter-ran');
+    releaseHolder();
+    assert.equal((await holder).body, 2);
+    assert.equal(await waiter, 'aborted');
+    await ran;
+    const next = await get(url, cookie);
+    assert.equal(next.status, 200, 'the lock of the abandoned request was released');
+    assert.equal(next.body, 3);
   });
 
   it('lets a complete response go when the handler throws after ending it', async () => {
