@@ -20,17 +20,31 @@ export function checkOptionsObject(options: unknown): void {
   }
 }
 
-/** A non-negative number of milliseconds (or seconds); `Infinity` only with `infinite`. */
+/**
+ * The largest data `ttl` in milliseconds (2^53 - 1, about 285,000 years): an exact integer,
+ * written in digits, that Redis accepts for `PEXPIRE`. Longer ttls are refused; ttls derived
+ * from a Session `timeout` are capped to it.
+ */
+export const MAX_TTL = Number.MAX_SAFE_INTEGER;
+
+/**
+ * A non-negative number of milliseconds (or seconds), at least `min` and at most `max`;
+ * `Infinity` only with `infinite` (whatever `max`).
+ */
 export function checkMilliseconds(
   name: string,
   value: unknown,
   fallback: number,
-  { min = 0, infinite = false }: { min?: number; infinite?: boolean } = {},
+  { min = 0, max = Infinity, infinite = false }: { min?: number; max?: number; infinite?: boolean } = {},
 ): number {
   if (value === undefined) return fallback;
-  const ok = typeof value === 'number' && value >= min && (Number.isFinite(value) || (infinite && value === Infinity));
+  const ok =
+    typeof value === 'number' &&
+    value >= min &&
+    ((Number.isFinite(value) && value <= max) || (infinite && value === Infinity));
   if (!ok) {
-    throw new TypeError(`${name} must be a number ${min > 0 ? `>= ${min}` : '>= 0'}, received ${describe(value)}`);
+    const range = `${min > 0 ? `>= ${min}` : '>= 0'}${Number.isFinite(max) ? ` and <= ${max}` : ''}`;
+    throw new TypeError(`${name} must be a number ${range}, received ${describe(value)}`);
   }
   return value as number;
 }

@@ -13,6 +13,7 @@ import {
   checkOptionsObject,
   checkString,
   describe,
+  MAX_TTL,
 } from './options.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 import { IdSigner, isSessionId } from './session-id.js';
@@ -218,7 +219,9 @@ function backendClass(options: SessionOptions): NamespaceManagerClass {
 function storageOptions(options: SessionOptions, timeout: number | undefined, resolution: number) {
   const storage: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(options)) if (!SESSION_ONLY.has(name)) storage[name] = value;
-  if (timeout !== undefined && storage.ttl === undefined) storage.ttl = timeout + resolution + 60_000;
+  if (timeout !== undefined && storage.ttl === undefined) {
+    storage.ttl = Math.min(timeout + resolution + 60_000, MAX_TTL);
+  }
   return storage;
 }
 

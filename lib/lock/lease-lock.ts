@@ -17,6 +17,14 @@ export interface LeaseOptions {
   log?: ((line: string) => void) | undefined;
 }
 
+/** The longest delay `setInterval` takes (2^31 - 1 ms, about 24.8 days); a longer one becomes 1 ms. */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
+/** Renews a third of the way into the lease, at least every 1 ms and at most every {@link MAX_TIMER_DELAY}. */
+function renewalInterval(stale: number): number {
+  return Math.min(Math.max(1, stale / 3), MAX_TIMER_DELAY);
+}
+
 export abstract class LeaseLock {
   protected readonly lease: LeaseOptions;
   #token: string | undefined;
@@ -41,7 +49,7 @@ export abstract class LeaseLock {
     this.#token = token;
     this.#expiresAt = started + this.lease.stale;
     this.#lost = undefined;
-    this.#timer = setInterval(() => void this.#renew(), Math.max(1, this.lease.stale / 3));
+    this.#timer = setInterval(() => void this.#renew(), renewalInterval(this.lease.stale));
     this.#timer.unref();
     return true;
   }

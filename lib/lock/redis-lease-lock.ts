@@ -57,10 +57,24 @@ export class RedisLeaseLock extends LeaseLock {
     }
   }
 
+  /**
+   * `SET key token NX PX stale`. When it fails (no reply within commandTimeout, a dropped
+   * connection), Redis may still have run it, or run it later, leaving a lease nobody renews
+   * or releases that would block the namespace for `stale`. So a compare-and-delete of
+   * `token` follows it, unawaited: sent after the SET (on the same connection, or on the next
+   * one if that one dropped), it runs after the SET if the SET runs at all, and deletes only
+   * this lease.
+   */
   protected override async claim(token: string): Promise<boolean> {
-    const reply = await this.#redis.command('take a lock on', (client) =>
-      client.set(this.#key, token, 'PX', this.#leaseMs(), 'NX'),
-    );
+    let reply: unknown;
+    try {
+      reply = await this.#redis.command('take a lock on', (client) =>
+        client.set(this.#key, token, 'PX', this.#leaseMs(), 'NX'),
+      );
+    } catch (error) {
+      this.unclaim(token).catch(() => {});
+      throw error;
+    }
     return reply === 'OK';
   }
 

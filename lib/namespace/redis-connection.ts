@@ -6,7 +6,6 @@
  * never sent later.
  * @module
  */
-import { once } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
 import { StorageError } from '../errors.js';
 
@@ -31,7 +30,13 @@ const clientIds = new WeakMap<RedisClient, number>();
 const definedScripts = new WeakMap<RedisClient, Set<string>>();
 /** How many commands wait on each client: a shared client reconnects only while one does. */
 const waiting = new WeakMap<RedisClient, number>();
+/** The longest commandTimeout of the connections that used each shared client: how long closing it waits for QUIT. */
+const closeTimeouts = new WeakMap<Redis, number>();
+/** Each connecting client's next 'ready' (or 'error'), shared by every command that waits for it. */
+const readiness = new WeakMap<RedisClient, Promise<void>>();
 let nextClientId = 0;
+/** How long closing a shared client waits for QUIT when no connection recorded its commandTimeout. */
+const DEFAULT_CLOSE_TIMEOUT = 5000;
 
 /** Commands to one Redis server or cluster, each bounded by a timeout. */
 export class RedisConnection {
@@ -111,15 +116,20 @@ export class RedisConnection {
   async #readyClient(deadline: number): Promise<RedisClient> {
     const client = await this.#client();
     if (client.status === 'ready') return client;
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), deadline - Date.now());
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(`no reply within ${this.#timeout} ms (commandTimeout) while the connection was ${client.status}`),
+          ),
+        deadline - Date.now(),
+      );
+    });
     waiting.set(client, (waiting.get(client) ?? 0) + 1);
     try {
-      await whenReady(client, controller.signal);
+      await Promise.race([whenReady(client), timedOut]);
       return client;
-    } catch (error) {
-      if (!controller.signal.aborted) throw error;
-      throw new Error(`no reply within ${this.#timeout} ms (commandTimeout) while the connection was ${client.status}`);
     } finally {
       clearTimeout(timer);
       waiting.set(client, (waiting.get(client) as number) - 1);
@@ -142,7 +152,7 @@ export class RedisConnection {
 
   #client(): Promise<RedisClient> {
     const source = this.#source;
-    return source instanceof URL ? sharedClient(source) : Promise.resolve(source);
+    return source instanceof URL ? sharedClient(source, this.#timeout) : Promise.resolve(source);
   }
 }
 
@@ -157,7 +167,12 @@ export function isWrongType(error: unknown): boolean {
   return cause instanceof Error && cause.message.startsWith('WRONGTYPE');
 }
 
-/** Closes the clients this process opened for `url`s (never an application's own client). */
+/**
+ * Closes the clients this process opened for `url`s (never an application's own client):
+ * each is sent QUIT and, unless Redis answers within the longest commandTimeout of the
+ * managers that used it, disconnected. Until then the connection keeps the process alive,
+ * so code after `await closeConnections()` runs even when nothing else is pending.
+ */
 export async function closeSharedClients(): Promise<void> {
   const clients = [...sharedClients.values()];
   sharedClients.clear();
@@ -165,23 +180,49 @@ export async function closeSharedClients(): Promise<void> {
   await Promise.all(
     clients.map(async (opening) => {
       const client = await opening.catch(() => undefined);
-      if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());
-      else client?.disconnect();
+      if (client) await closeClient(client);
     }),
   );
 }
 
-async function sharedClient(url: URL): Promise<Redis> {
+async function closeClient(client: Redis): Promise<void> {
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  // The idle connection is unref'd (see openClient): ref it, or a process with nothing else
+  // to do would exit while QUIT waits for its reply, and the caller's code after it never runs.
+  client.stream.ref();
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, closeTimeouts.get(client) ?? DEFAULT_CLOSE_TIMEOUT, false);
+  });
+  const quit = client.quit().then(
+    () => true,
+    () => false,
+  );
+  try {
+    if (!(await Promise.race([quit, gaveUp]))) client.disconnect();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function sharedClient(url: URL, timeout: number): Promise<Redis> {
   const existing = sharedClients.get(url.href);
   if (existing) {
     const client = await existing.catch(() => undefined);
-    if (client && client.status !== 'end') return client;
+    if (client && client.status !== 'end') {
+      closeTimeouts.set(client, Math.max(closeTimeouts.get(client) ?? 0, timeout));
+      return client;
+    }
     if (sharedClients.get(url.href) === existing) sharedClients.delete(url.href);
-    return sharedClient(url);
+    return sharedClient(url, timeout);
   }
   const opening = openClient(url);
   sharedClients.set(url.href, opening);
   const client = await opening;
+  closeTimeouts.set(client, Math.max(closeTimeouts.get(client) ?? 0, timeout));
   if (sharedClients.get(url.href) === opening) readyClients.set(url.href, client);
   return client;
 }
@@ -212,11 +253,34 @@ async function openClient(url: URL): Promise<Redis> {
   return client;
 }
 
-async function whenReady(client: RedisClient, signal: AbortSignal): Promise<void> {
-  if (client.status === 'ready') return;
-  if (client.status === 'end') throw new Error('the client has been closed');
+/**
+ * Resolves when `client` is next 'ready', rejects at its next 'error'. The commands that wait
+ * share one pair of listeners per client (one each would pass the emitter's listener limit).
+ */
+function whenReady(client: RedisClient): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  if (client.status === 'end') return Promise.reject(new Error('the client has been closed'));
   if (client.status === 'wait') client.connect().catch(() => {});
-  await once(client, 'ready', { signal });
+  let next = readiness.get(client);
+  if (!next) {
+    next = new Promise<void>((resolve, reject) => {
+      const settle = (error?: Error) => {
+        client.off('ready', onReady);
+        client.off('error', onError);
+        readiness.delete(client);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onReady = () => settle();
+      const onError = (error: Error) => settle(error);
+      client.on('ready', onReady);
+      client.on('error', onError);
+    });
+    // Every command that waited may have timed out before it settles.
+    next.catch(() => {});
+    readiness.set(client, next);
+  }
+  return next;
 }
 
 function defineScript(client: RedisClient, script: LuaScript): void {

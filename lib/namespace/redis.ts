@@ -2,15 +2,17 @@
  * The redis backend, for sessions shared by several machines. A namespace is a hash
  * (`<prefix>{<namespace>}:data`, one field per key) and a lease key beside it
  * (`<prefix>{<namespace>}:lock`); the `{namespace}` hash tag keeps both in one slot, so
- * every script works on Redis Cluster. A read is one command, a commit one Lua script that
- * checks the lease and writes ({@link RedisLeaseLock}). ioredis is an optional peer
- * dependency, imported only when this backend is first used.
+ * every script works on Redis Cluster (a namespace that is empty or starts with `}`, which
+ * would make an empty hash tag, gets an escaped one: `<prefix>{%<escaped>}%:data`). A read
+ * is one command, a commit one Lua script that checks the lease and writes
+ * ({@link RedisLeaseLock}). ioredis is an optional peer dependency, imported only when this
+ * backend is first used.
  * @module
  */
 import type { Cluster, Redis } from 'ioredis';
 import { SessionCorruptError } from '../errors.js';
 import { fencedScript, RedisLeaseLock } from '../lock/redis-lease-lock.js';
-import { checkMilliseconds, checkString, describe } from '../options.js';
+import { checkMilliseconds, checkString, describe, MAX_TTL } from '../options.js';
 import {
   type EncodedChanges,
   type EncodedEntries,
@@ -50,6 +52,7 @@ export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions {
   /**
    * Milliseconds after which stored data expires unless written again: each commit sets it
    * anew. Give the session timeout plus a margin, so abandoned sessions disappear without a sweep.
+   * At most 2^53 - 1 (`Number.MAX_SAFE_INTEGER`).
    * @default Infinity (data never expires)
    */
   ttl?: number;
@@ -119,11 +122,10 @@ export class RedisNamespaceManager extends NamespaceManager {
     const commandTimeout = checkMilliseconds('commandTimeout', options.commandTimeout, DEFAULT_COMMAND_TIMEOUT, {
       min: 1,
     });
-    const ttl = checkMilliseconds('ttl', options.ttl, Infinity, { min: 1, infinite: true });
+    const ttl = checkMilliseconds('ttl', options.ttl, Infinity, { min: 1, max: MAX_TTL, infinite: true });
     this.#ttl = ttl === Infinity ? '' : String(Math.ceil(ttl));
     this.#redis = new RedisConnection(clientOrUrl(options), commandTimeout);
-    this.dataKey = `${prefix}{${namespace}}:data`;
-    this.leaseKey = `${prefix}{${namespace}}:lock`;
+    [this.dataKey, this.leaseKey] = namespaceKeys(prefix, namespace);
     this.#lease = new RedisLeaseLock(this.#redis, this.leaseKey, {
       stale: this.lockStale,
       name: namespace,
@@ -200,6 +202,23 @@ function checkPrefix(prefix: unknown): string {
     throw new TypeError(`prefix must not contain { or } (the namespace is the hash tag), received ${describe(prefix)}`);
   }
   return checked;
+}
+
+/**
+ * The data key and lease key of `namespace`: `<prefix>{<namespace>}:data` and `:lock`, whose
+ * hash tag (what Redis Cluster hashes: from the first `{` to the next `}`) is the namespace,
+ * or its part before a `}`. A namespace that is empty or starts with `}` would leave that tag
+ * empty, and Cluster would hash the two whole keys to different slots; its tag is then `%`
+ * and the namespace with `%` and `}` percent-encoded, and its keys end in `}%:data` and
+ * `}%:lock`, which no other namespace's keys do (theirs end in `}:data`, `}:lock`):
+ * `''` → `<prefix>{%}%:data`, `'}a'` → `<prefix>{%%7Da}%:data`.
+ */
+function namespaceKeys(prefix: string, namespace: string): [data: string, lease: string] {
+  const base =
+    namespace === '' || namespace.startsWith('}')
+      ? `${prefix}{%${namespace.replace(/[%}]/g, (c) => (c === '%' ? '%25' : '%7D'))}}%`
+      : `${prefix}{${namespace}}`;
+  return [`${base}:data`, `${base}:lock`];
 }
 
 function clientOrUrl(options: RedisNamespaceManagerOptions): RedisClient | URL {

@@ -13,6 +13,8 @@ import {
   SessionCorruptError,
   StorageError,
 } from '../../lib/index.js';
+import { RedisLeaseLock } from '../../lib/lock/redis-lease-lock.js';
+import { RedisConnection } from '../../lib/namespace/redis-connection.js';
 import { releaseRedisServer, useRedisServer } from '../fixtures/backends.js';
 import { RedisServer, redisSkipReason } from '../fixtures/redis-server.js';
 
@@ -59,6 +61,24 @@ function specs(): void {
         ns.delete('b');
       });
       assert.equal(await raw.exists(ns.dataKey), 0, 'deleting the last key deletes the hash');
+    });
+
+    it('keeps the keys of every namespace whose hash tag is not empty as they were, a } inside included', () => {
+      for (const name of ['user-42', 'a}b', '{x}', '%', '%7D']) {
+        const ns = create(name);
+        assert.equal(ns.dataKey, `${prefix}{${name}}:data`);
+        assert.equal(ns.leaseKey, `${prefix}{${name}}:lock`);
+      }
+    });
+
+    it('caps the ttl derived from a huge Session timeout to one Redis accepts, so saves succeed', async () => {
+      const options = { type: 'redis', url: server.url, prefix, key: 'sid', timeout: 1e18 } as const;
+      const session = await Session.open({ headers: {} }, options);
+      session.data.n = 1;
+      await session.save();
+      assert.ok((await raw.pttl(create(session.id).dataKey)) > 0, 'the data expires');
+      const cookie = (session.cookieHeader as string).split(';')[0] as string;
+      assert.equal((await Session.open({ headers: { cookie } }, options)).data.n, 1);
     });
 
     it('sets the ttl on stored data and refreshes it on every write, not on reads', async () => {
@@ -239,6 +259,30 @@ function specs(): void {
     });
   });
 
+  describe('connecting', () => {
+    it('lets many commands wait for one connection with one pair of listeners, not one per command', async () => {
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning);
+      process.on('warning', onWarning);
+      const client = new Redis(server.url, { lazyConnect: true });
+      const listeners = () => client.listenerCount('ready') + client.listenerCount('error');
+      const idle = listeners();
+      try {
+        const managers = Array.from(
+          { length: 30 },
+          (_, i) => new RedisNamespaceManager(`burst-${i}-${randomUUID()}`, { client, prefix }),
+        );
+        await Promise.all(managers.map((ns) => ns.withReadLock(() => ns.get('k'))));
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning').map(String), []);
+        assert.equal(listeners(), idle, 'none left behind');
+      } finally {
+        process.off('warning', onWarning);
+        await client.quit();
+      }
+    });
+  });
+
   describe('several clients (machines)', () => {
     let clients: Redis[];
     before(() => {
@@ -298,6 +342,31 @@ function specs(): void {
     });
   });
 
+  describe('leases', () => {
+    it('renews a lease longer than the longest timer delay (2^31 - 1 ms) at most that often, not every millisecond', async () => {
+      let renewals = 0;
+      class CountingLeaseLock extends RedisLeaseLock {
+        protected override extend(token: string): Promise<boolean> {
+          renewals++;
+          return super.extend(token);
+        }
+      }
+      const key = `${prefix}{long-lease-${randomUUID()}}:lock`;
+      const lock = new CountingLeaseLock(new RedisConnection(new URL(server.url), 5000), key, {
+        stale: 3 * 2 ** 31,
+        name: 'long lease',
+      });
+      assert.equal(await lock.tryAcquire(), true);
+      try {
+        assert.ok((await raw.pttl(key)) > 2 ** 31, 'the lease is as long as asked');
+        await sleep(200);
+        assert.equal(renewals, 0);
+      } finally {
+        await lock.release();
+      }
+    });
+  });
+
   describe('Redis Cluster', () => {
     let clusterServer: RedisServer;
     let cluster: Cluster;
@@ -326,6 +395,24 @@ function specs(): void {
       assert.equal(await ns.withReadLock(() => ns.get('n')), 25);
       await ns.remove();
       assert.deepEqual(await ns.withReadLock(() => ns.keys()), []);
+    });
+
+    it('keeps both keys of any namespace in one slot, empty or starting with } included, each namespace apart', async () => {
+      const names = ['', '}', '}abc', '%', '%7D', '%%7Dabc', '%}', 'a}b', '{x}', '{}', 'user-42'];
+      const slot = (key: string) => clusterServer.command('CLUSTER', 'KEYSLOT', key);
+      const managers = names.map((name) => new RedisNamespaceManager(name, { client: cluster, prefix }));
+      for (const ns of managers) {
+        assert.equal(await slot(ns.dataKey), await slot(ns.leaseKey), JSON.stringify(ns.namespace));
+        await ns.withWriteLock(() => ns.set('name', ns.namespace));
+      }
+      const keys = managers.flatMap((ns) => [ns.dataKey, ns.leaseKey]);
+      assert.equal(new Set(keys).size, keys.length, 'no two namespaces share a key');
+      for (const ns of managers) {
+        const reader = new RedisNamespaceManager(ns.namespace, { client: cluster, prefix });
+        assert.deepEqual(await reader.withReadLock(() => reader.keys()), ['name']);
+        assert.equal(await reader.withReadLock(() => reader.get('name')), ns.namespace);
+        await reader.remove();
+      }
     });
   });
 
@@ -387,6 +474,53 @@ function specs(): void {
         () => own.resume(),
         /no reply within 500 ms/,
       ));
+
+    it('leaves no lease behind when a lock request timed out on a hung server that runs it later', async () => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (error: unknown) => unhandled.push(error);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const options = { url: own.url, prefix, commandTimeout: 300 };
+        const ns = new RedisNamespaceManager(`strand-${randomUUID()}`, options);
+        await eventually(() => ns.withWriteLock(() => ns.set('k', 1)));
+        own.pause();
+        try {
+          await assert.rejects(ns.acquireWriteLock(), StorageError);
+        } finally {
+          own.resume();
+        }
+        // Answered on the same connection after whatever was sent before it.
+        const other = new RedisNamespaceManager(`strand-other-${randomUUID()}`, options);
+        await eventually(() => other.withReadLock(() => {}));
+        assert.equal(await own.command('EXISTS', ns.leaseKey), ':0\r\n', 'the lease Redis took late is gone');
+        const reader = new RedisNamespaceManager(ns.namespace, { ...options, lockTimeout: 0 });
+        assert.equal(await reader.withReadLock(() => reader.get('k')), 1);
+        assert.deepEqual(unhandled, []);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
+
+    it('closeConnections() disconnects a client whose QUIT a hung server does not answer within commandTimeout', async () => {
+      const ns = new RedisNamespaceManager(`close-${randomUUID()}`, { url: own.url, prefix, commandTimeout: 300 });
+      await eventually(() => ns.withWriteLock(() => ns.set('k', 1)));
+      own.pause();
+      let resumed = false;
+      // Only so that a close that waits for Redis ends the test instead of hanging it.
+      const resume = setTimeout(() => {
+        resumed = true;
+        own.resume();
+      }, 15_000);
+      try {
+        await RedisNamespaceManager.closeConnections();
+        assert.equal(resumed, false, 'closeConnections() waited for the hung server to answer');
+      } finally {
+        clearTimeout(resume);
+        own.resume();
+      }
+      await eventually(() => ns.withReadLock(() => ns.get('k')));
+      assert.equal(await ns.withReadLock(() => ns.get('k')), 1, 'a later use opens a new connection');
+    });
   });
 
   describe('loading and options', () => {
@@ -403,11 +537,27 @@ function specs(): void {
       assert.deepEqual(JSON.parse(output.toString()), [false, true]);
     });
 
+    it('keeps the process alive until closeConnections() has closed the connection, so code after it runs', () => {
+      const script = `
+        const { RedisNamespaceManager } = await import(${JSON.stringify(new URL('../../lib/index.ts', import.meta.url).href)});
+        async function main() {
+          const ns = new RedisNamespaceManager('shutdown', { url: ${JSON.stringify(server.url)}, prefix: ${JSON.stringify(prefix)} });
+          await ns.withWriteLock(() => ns.set('k', 1));
+          await RedisNamespaceManager.closeConnections();
+          console.log('after closeConnections');
+        }
+        main().catch((error) => console.log(String(error)));`;
+      const output = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+      assert.equal(output.toString(), 'after closeConnections\n');
+    });
+
     it('throws a TypeError naming the option and the value for bad options', () => {
       const cases: [RedisNamespaceManagerOptions, RegExp][] = [
         [{ prefix: 'a{b}' }, /prefix.*"a\{b\}"/],
         [{ commandTimeout: 0 }, /commandTimeout.*0/],
         [{ ttl: -5 }, /ttl.*-5/],
+        [{ ttl: 1e21 }, /ttl must be a number >= 1 and <= 9007199254740991, received 1e\+21/],
+        [{ ttl: 2 ** 53 }, /ttl.*9007199254740992/],
         [{ url: 'http://localhost' }, /url.*"http:\/\/localhost"/],
         [{ client: 'redis://localhost' as unknown as Redis }, /client.*"redis:\/\/localhost"/],
         [{ client: raw, url: server.url }, /client or url/],
