@@ -23,26 +23,73 @@ export function lstatOrUndefined(file: string): fs.Stats | undefined {
   return fs.lstatSync(file, { throwIfNoEntry: false });
 }
 
-/** A descriptor of `file` opened for reading, or `undefined` when it does not exist; other errors throw like `fs`. */
-export function openIfExists(file: string): number | undefined {
+/** Opening flags of {@link openIfExists}: reading, and never waiting for a writer (a FIFO) or a device. */
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+/** O_NOFOLLOW, where the platform has it. */
+const NO_FOLLOW = fs.constants.O_NOFOLLOW ?? 0;
+
+/**
+ * A descriptor of the regular file `file` opened for reading, or `undefined` when it does
+ * not exist; other errors throw like `fs`. Anything but a regular file (a FIFO, a device, a
+ * directory) throws an error naming what it is, without blocking: a FIFO is opened
+ * non-blocking, so a FIFO without a writer does not freeze the process, and a device is
+ * never read. With `followSymlinks: false` a symbolic link in place of `file` throws
+ * too (its target is never opened).
+ */
+export function openIfExists(
+  file: string,
+  { followSymlinks = true }: { followSymlinks?: boolean } = {},
+): number | undefined {
+  let fd: number;
   try {
-    return fs.openSync(file, 'r');
+    fd = fs.openSync(file, READ_FLAGS | (followSymlinks ? 0 : NO_FOLLOW));
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP' && !followSymlinks && lstatOrUndefined(file)?.isSymbolicLink()) {
+      throw notRegularFile('a symbolic link', 'ELOOP');
+    }
     throw error;
   }
+  try {
+    const stats = fs.fstatSync(fd);
+    if (!stats.isFile()) throw notRegularFile(kindOf(stats), stats.isDirectory() ? 'EISDIR' : 'EFTYPE');
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
+  return fd;
+}
+
+/**
+ * The error of {@link openIfExists} for something other than a regular file: `code` is
+ * `EISDIR` for a directory, `ELOOP` for a symbolic link not followed, `EFTYPE` otherwise.
+ */
+function notRegularFile(kind: string, code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`it is ${kind}, not a regular file`), { code });
+}
+
+function kindOf(stats: fs.Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isSocket()) return 'a socket';
+  return 'an unknown kind of file';
 }
 
 /** Room for a typical namespace file, reused by every {@link readWholeFile} (a larger file gets its own). */
 const readBuffer = Buffer.allocUnsafe(16 * 1024);
 
 /**
- * The whole content of `file` (a copy), or `undefined` when it does not exist; other errors
- * throw like `fs`. Unlike `fs.readFileSync` it does not ask the size first: small files are
- * read in one call.
+ * The whole content of the regular file `file` (a copy), or `undefined` when it does not
+ * exist; other errors throw like `fs`, and so does anything but a regular file, a symbolic
+ * link included (see {@link openIfExists}: a FIFO or a link to a device never blocks or
+ * reads without end). Unlike `fs.readFileSync` it does not ask the size first: small files
+ * are read in one call.
  */
 export function readWholeFile(file: string): Buffer | undefined {
-  const fd = openIfExists(file);
+  const fd = openIfExists(file, { followSymlinks: false });
   if (fd === undefined) return undefined;
   try {
     let buffer = readBuffer;
@@ -95,7 +142,10 @@ export const TEMP_DIRECTORY = '.tmp';
  * Replaces `file` with `bytes` atomically: writes a uniquely named temporary file (in
  * `tempDir`, on the same file system), runs `beforeRename` (a last ownership check), then
  * renames it into place. Readers see the old content or the new, never a mix; on any
- * failure the old content stays.
+ * failure before the rename (a full disk, a file size limit, …) the old content stays, the
+ * temporary file is removed and {@link StorageError} is thrown. With `durable` the file and
+ * then its directory are fsynced; when the directory cannot be, the StorageError names the
+ * directory: the new content is in place then, but may not survive a machine crash.
  */
 export function writeFileAtomically(
   file: string,
@@ -107,7 +157,7 @@ export function writeFileAtomically(
     ensureDirectory(tempDir);
     const fd = fs.openSync(temp, 'wx', 0o600);
     try {
-      fs.writeSync(fd, bytes);
+      writeAll(fd, bytes, 0);
       if (durable) fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -121,25 +171,47 @@ export function writeFileAtomically(
     if (error instanceof SessionlockError) throw error;
     throw new StorageError(file, 'write', { cause: error });
   }
-  if (durable) syncDirectory(path.dirname(file));
+  if (durable) {
+    const dir = path.dirname(file);
+    try {
+      syncDirectory(dir);
+    } catch (error) {
+      throw new StorageError(dir, 'fsync the directory', { cause: error });
+    }
+  }
 }
 
 /**
- * Writes `bytes` over `file` at `offset` in one call, without changing its size or inode
- * (fsynced with `durable`). The file must exist.
+ * Writes `bytes` over `file` at `offset`, without changing its size or inode (fsynced with
+ * `durable`). The file must exist. {@link StorageError} when not all of `bytes` could be
+ * written: the bytes at `offset` may then be part old, part new.
  */
 export function overwriteFileAt(file: string, offset: number, bytes: Buffer, { durable }: { durable: boolean }): void {
   try {
     const fd = fs.openSync(file, 'r+');
     try {
-      const written = fs.writeSync(fd, bytes, 0, bytes.length, offset);
-      if (written !== bytes.length) throw new Error(`wrote ${written} of ${bytes.length} bytes`);
+      writeAll(fd, bytes, offset);
       if (durable) fs.fdatasyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
   } catch (error) {
     throw new StorageError(file, 'write', { cause: error });
+  }
+}
+
+/**
+ * Writes all of `bytes` to `fd` at `position`. A write may write less than asked (the
+ * disk or a quota filled up, the file size limit was reached): the rest is written by
+ * further calls, the first of which reports the error (ENOSPC, EDQUOT, EFBIG); one that
+ * writes nothing without an error throws as well.
+ */
+function writeAll(fd: number, bytes: Buffer, position: number): void {
+  let done = 0;
+  while (done < bytes.length) {
+    const written = fs.writeSync(fd, bytes, done, bytes.length - done, position + done);
+    if (written <= 0) throw new Error(`wrote ${done} of ${bytes.length} bytes: the last write made no progress`);
+    done += written;
   }
 }
 

@@ -94,7 +94,11 @@ function timeoutOf({ values }: Invocation): number {
   if (!match) {
     throw new UsageError(`--timeout must be seconds, or a number with s, m, h or d; received ${JSON.stringify(text)}`);
   }
-  return Number(match[1]) * (UNITS[match[2] as string] as number);
+  const seconds = Number(match[1]) * (UNITS[match[2] as string] as number);
+  if (!Number.isFinite(seconds * 1000)) {
+    throw new UsageError(`--timeout is too large to be a time; received ${JSON.stringify(text)}`);
+  }
+  return seconds;
 }
 
 function lockStaleOf({ values }: Invocation): number | undefined {

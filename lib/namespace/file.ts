@@ -106,7 +106,11 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
     removeTemporaryFiles(this.#tempDir, this.file);
   }
 
-  /** The namespace file's newest intact version; `undefined` when there is no file. */
+  /**
+   * The namespace file's newest intact version; `undefined` when there is no file.
+   * {@link StorageError} when it cannot be read or is no regular file (a FIFO, a device, a
+   * symbolic link: links are not followed, as the sweep and the CLI do not follow them).
+   */
   #read(): NamespaceFile | undefined {
     let bytes: Buffer | undefined;
     try {

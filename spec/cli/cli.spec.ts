@@ -3,6 +3,7 @@
  * file and dbm sessions made with the library, with a child process holding a lock.
  */
 import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +11,7 @@ import { type DirectoryResult, dir } from 'tmp-promise';
 import { TEMP_DIRECTORY } from '../../lib/files.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
-import { ensureBuilt, runCli } from '../fixtures/cli.js';
+import { CLI, ensureBuilt, runCli } from '../fixtures/cli.js';
 import { age, createSession, exists, type FileType, HOUR } from '../fixtures/data-dir.js';
 import { spawnWorker } from '../fixtures/processes.js';
 
@@ -24,6 +25,28 @@ function assertOneLineError(stderr: string, pattern: RegExp): void {
   assert.match(stderr.trimEnd(), pattern);
   assert.equal(stderr.trimEnd().split('\n').length, 1, `one line expected, got:\n${stderr}`);
   assert.doesNotMatch(stderr, /\n\s+at /);
+}
+
+/**
+ * Runs `node dist/cli.js ...args` like runCli, but kills it with SIGKILL if it has not
+ * finished after a minute: a command stuck in a blocking system call (which SIGTERM does
+ * not interrupt) then fails its test instead of hanging the suite.
+ */
+function runCliOrKill(args: string[]): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+  const env = { ...process.env };
+  delete env.SESSIONLOCK_DATA_DIR;
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env, timeout: 60_000, killSignal: 'SIGKILL' },
+      (_error, _stdout, stderr) => resolve({ code: child.exitCode, signal: child.signalCode, stderr }),
+    );
+  });
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 describe('sessionlock (CLI)', () => {
@@ -165,6 +188,46 @@ describe('sessionlock (CLI)', () => {
       });
     }
 
+    it('reports a FIFO or a link to a device in place of a session (exit 1) instead of blocking on it', {
+      skip: process.platform === 'win32',
+    }, async () => {
+      const dataDir = freshDir();
+      const at = (name: string) => path.join(dataDir, name);
+      execFileSync('mkfifo', [at('fifosession000000.json'), at('fifosession000001.mdb')]);
+      fs.symlinkSync('/dev/zero', at('zerosession000000.json'));
+      fs.symlinkSync('/dev/zero', at('zerosession000001.mdb'));
+      for (const name of [
+        'fifosession000000.json',
+        'fifosession000001.mdb',
+        'zerosession000000.json',
+        'zerosession000001.mdb',
+      ]) {
+        const run = await runCliOrKill(['inspect', name.replace(/\..*/, ''), '-d', dataDir]);
+        assert.equal(run.signal, null, `inspect blocked on ${name} and was killed`);
+        assert.equal(run.code, 1, run.stderr);
+        assertOneLineError(
+          run.stderr,
+          new RegExp(`^sessionlock inspect: Cannot read ${escapeRegExp(at(name))}: it is .+, not a regular file$`),
+        );
+      }
+      const fifo = await runCliOrKill(['inspect', 'fifosession000000', '-d', dataDir]);
+      assert.match(fifo.stderr, /: it is a FIFO, not a regular file$/m);
+      const link = await runCliOrKill(['inspect', 'zerosession000000', '-d', dataDir]);
+      assert.match(
+        link.stderr,
+        /: it is a symbolic link, not a regular file$/m,
+        'the file backend does not follow links',
+      );
+
+      for (const args of [['list'], ['sweep', '--timeout', '0']]) {
+        const run = await runCliOrKill([...args, '-d', dataDir]);
+        assert.equal(run.signal, null, `${args[0]} blocked`);
+        assert.equal(run.code, 0, run.stderr);
+      }
+      for (const name of fs.readdirSync(dataDir)) assert.ok(!fs.lstatSync(at(name)).isFile(), `${name} was left alone`);
+      assert.equal(fs.readdirSync(dataDir).length, 4);
+    });
+
     it('reports an unknown id (exit 1) and a missing id (exit 2)', async () => {
       const dataDir = freshDir();
       const unknown = await runCli(['inspect', 'nosuchsession0000', '-d', dataDir]);
@@ -224,7 +287,7 @@ describe('sessionlock (CLI)', () => {
   });
 
   describe('usage and runtime errors', () => {
-    const cases: { args: string[]; code: number; message: RegExp }[] = [
+    const cases: { args: string[]; code: number; message: RegExp; title?: string }[] = [
       { args: [], code: 2, message: /^sessionlock: missing command/ },
       {
         args: ['frobnicate'],
@@ -256,14 +319,27 @@ describe('sessionlock (CLI)', () => {
       { args: ['sweep', '-d', '.'], code: 2, message: /^sessionlock sweep: --timeout <seconds> is required/ },
       { args: ['sweep', '-d', '.', '--timeout', 'soon'], code: 2, message: /--timeout must be seconds/ },
       {
+        args: ['sweep', '-d', '.', '--timeout', `${'9'.repeat(400)}d`],
+        title: 'sweep -d . --timeout 99…9d (400 nines: Infinity)',
+        code: 2,
+        message:
+          /^sessionlock sweep: --timeout is too large to be a time; received "9{400}d" \(see sessionlock sweep --help\)$/,
+      },
+      {
+        args: ['sweep', '-d', '.', '--timeout', `1${'0'.repeat(306)}`],
+        title: 'sweep -d . --timeout 10…0 (1e306 s: Infinity ms)',
+        code: 2,
+        message: /^sessionlock sweep: --timeout is too large to be a time/,
+      },
+      {
         args: ['sweep', '-d', '.', '--timeout', '60', '--lock-stale', '5'],
         code: 2,
         message: /--lock-stale must be .* >= 2000/,
       },
       { args: ['help', 'frobnicate'], code: 2, message: /unknown command "frobnicate"/ },
     ];
-    for (const { args, code, message } of cases) {
-      it(`sessionlock ${args.join(' ')} → exit ${code}`, async () => {
+    for (const { args, code, message, title } of cases) {
+      it(`sessionlock ${title ?? args.join(' ')} → exit ${code}`, async () => {
         const run = await runCli(args);
         assert.equal(run.code, code, run.stderr);
         assert.equal(run.stdout, '');

@@ -21,6 +21,22 @@ function tryRun(command: string, args: string[]): boolean {
   }
 }
 
+/** Fills the file system of `dir` (with a file named `filler`), then frees `leave` bytes of it again. */
+function fillDisk(dir: string, leave = 0): void {
+  const filler = fs.openSync(path.join(dir, 'filler'), 'a');
+  let size = 0;
+  try {
+    for (;;) size += fs.writeSync(filler, Buffer.alloc(16 * 1024));
+  } catch {
+    // the disk is full now
+  }
+  try {
+    if (leave > 0) fs.ftruncateSync(filler, Math.max(0, size - leave));
+  } finally {
+    fs.closeSync(filler);
+  }
+}
+
 for (const type of ['file', 'dbm'] as const) {
   describe(`${type} backend under disk faults`, () => {
     let root: string;
@@ -45,15 +61,7 @@ for (const type of ['file', 'dbm'] as const) {
       try {
         const ns = manager(mount);
         await ns.withWriteLock(() => ns.set('kept', 'committed before the disk filled'));
-        fs.writeFileSync(path.join(mount, 'filler'), Buffer.alloc(1));
-        const filler = fs.openSync(path.join(mount, 'filler'), 'a');
-        try {
-          for (;;) fs.writeSync(filler, Buffer.alloc(16 * 1024));
-        } catch {
-          // the disk is full now
-        } finally {
-          fs.closeSync(filler);
-        }
+        fillDisk(mount);
         await assert.rejects(
           ns.withWriteLock(() => ns.set('big', 'x'.repeat(200_000))),
           (error: unknown) =>
@@ -64,6 +72,41 @@ for (const type of ['file', 'dbm'] as const) {
         fs.unlinkSync(path.join(mount, 'filler'));
         await ns.withWriteLock(() => ns.set('after', 'space came back'));
         assert.equal((await readAll(manager(mount))).after, 'space came back');
+      } finally {
+        tryRun('umount', ['-l', mount]);
+      }
+    });
+
+    it('rejects a commit that only partly fits on the disk with StorageError and keeps the committed data', async (t) => {
+      const mount = path.join(root, 'nearly-full-disk');
+      fs.mkdirSync(mount);
+      if (!tryRun('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mount])) {
+        t.skip('cannot mount a small tmpfs here (needs root and mount permission)');
+        return;
+      }
+      try {
+        const ns = manager(mount);
+        await ns.withWriteLock(() => ns.set('kept', 'committed before the disk filled'));
+        // 64 KB left: the first write of the new file's 1 MB writes that much and returns a
+        // short count, the next one fails with ENOSPC.
+        fillDisk(mount, 64 * 1024);
+        await assert.rejects(
+          ns.withWriteLock(() => ns.set('big', 'x'.repeat(200_000))),
+          (error: unknown) =>
+            error instanceof StorageError &&
+            // LMDB reports its own short write as EIO
+            (type === 'dbm' || (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC'),
+        );
+        assert.equal(ns.lockState, 'none');
+        assert.deepEqual(await readAll(manager(mount)), { kept: 'committed before the disk filled' });
+        if (type === 'file')
+          assert.deepEqual(fs.readdirSync(path.join(mount, '.tmp')), [], 'no temporary file is left');
+        fs.unlinkSync(path.join(mount, 'filler'));
+        await ns.withWriteLock(() => ns.set('after', 'space came back'));
+        assert.deepEqual(await readAll(manager(mount)), {
+          kept: 'committed before the disk filled',
+          after: 'space came back',
+        });
       } finally {
         tryRun('umount', ['-l', mount]);
       }
