@@ -10,7 +10,7 @@ import { SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
 import { checkCount } from '../options.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
-import { type EnvironmentHandle, LmdbEnvironments, lmdbLockFile } from './lmdb-environments.js';
+import { type EnvironmentHandle, LmdbEnvironments, lmdbCorruption, lmdbLockFile } from './lmdb-environments.js';
 import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
 /** Options of {@link DBMNamespaceManager}. */
@@ -131,26 +131,32 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     return this.#withEnvironment(create, operation, (db) => db.transactionSync(() => work(db)));
   }
 
-  /** Runs `work` on this namespace's open file; LMDB errors become StorageError. */
+  /**
+   * Runs `work` on this namespace's open file. LMDB errors saying the file is damaged become
+   * SessionCorruptError, others StorageError.
+   */
   async #withEnvironment<T>(
     create: boolean,
     operation: 'read' | 'write',
     work: (db: LmdbDatabase) => T | Promise<T>,
   ): Promise<T | undefined> {
-    const handle = dbmEnvironments.acquire(this.file, {
-      create,
-      namespace: this.namespace,
-      checked: this.#hold === 'checked',
-    });
-    if (this.#hold !== 'none') this.#hold = handle ? 'checked' : 'held';
-    if (!handle) return undefined;
+    let handle: EnvironmentHandle | undefined;
     try {
+      handle = dbmEnvironments.acquire(this.file, {
+        create,
+        namespace: this.namespace,
+        checked: this.#hold === 'checked',
+      });
+      if (this.#hold !== 'none') this.#hold = handle ? 'checked' : 'held';
+      if (!handle) return undefined;
       return await work(handle.db);
     } catch (error) {
       if (error instanceof SessionlockError) throw error;
-      throw new StorageError(this.file, operation, { cause: error });
+      throw (
+        lmdbCorruption(error, this.namespace, this.file) ?? new StorageError(this.file, operation, { cause: error })
+      );
     } finally {
-      dbmEnvironments.release(handle);
+      if (handle) dbmEnvironments.release(handle);
     }
   }
 }

@@ -13,8 +13,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as lmdb from 'lmdb';
 import { open, type RootDatabase } from 'lmdb';
-import { SessionCorruptError, StorageError } from '../errors.js';
-import { ensureDirectory, openIfExists, statOrUndefined } from '../files.js';
+import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
+import { ensureDirectory, statOrUndefined } from '../files.js';
+import { checkOpenFile, openForCheck } from './lmdb-file-check.js';
 
 /** Keys are data keys (strings) or reserved numbers (the lock record). */
 export type LmdbKey = string | number;
@@ -69,6 +70,19 @@ export function lmdbOpenOptions(file: string) {
   return { path: file, noSubdir: true, encoding: 'string' as const, mapSize: MAP_SIZE, overlappingSync: false };
 }
 
+/** The LMDB errors that mean the file is damaged, not that something failed around it. */
+const CORRUPTION = /\bMDB_(INVALID|VERSION_MISMATCH|CORRUPTED|PAGE_NOTFOUND)\b/;
+
+/**
+ * A {@link SessionCorruptError} naming `namespace` when `error` is LMDB saying that `file`
+ * is damaged (not an LMDB file, another version, a page missing or of the wrong type);
+ * `undefined` for other errors.
+ */
+export function lmdbCorruption(error: unknown, namespace: string, file: string): SessionCorruptError | undefined {
+  if (!CORRUPTION.test(String(error))) return undefined;
+  return new SessionCorruptError(namespace, `${file} is not a usable LMDB file`, { cause: error });
+}
+
 export class LmdbEnvironments {
   readonly #entries = new Map<string, Entry>();
   #capacity: number;
@@ -116,7 +130,8 @@ export class LmdbEnvironments {
       else this.retire(cached);
     }
     if (!data && !create) return undefined;
-    const entry = this.#open(file, namespace);
+    const entry = this.#open(file, namespace, create);
+    if (!entry) return undefined;
     entry.users++;
     this.#entries.set(file, entry);
     this.#evictUnused();
@@ -172,31 +187,47 @@ export class LmdbEnvironments {
     await Promise.all(closing.map(closeStore));
   }
 
-  #open(file: string, namespace: string): Entry {
-    ensureDirectory(path.dirname(file));
-    const problem = lmdbFileProblem(file);
-    if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
-    let db: RootDatabase<string, LmdbKey>;
+  /**
+   * Opens `file`, or gives `undefined` when it is missing (or is removed while being
+   * opened) and not to be created. The data file is checked, and held open while LMDB
+   * opens it, through a descriptor of ours: the inode recorded is the one that was checked,
+   * and as a removed file never comes back to its path, finding it there later means LMDB
+   * opened that very file.
+   */
+  #open(file: string, namespace: string, create: boolean): Entry | undefined {
+    if (create) ensureDirectory(path.dirname(file));
+    let fd = openForCheck(file);
+    if (fd === undefined && !create) return undefined;
     try {
-      db = open<string, LmdbKey>(lmdbOpenOptions(file));
-    } catch (error) {
-      if (/MDB_INVALID|MDB_VERSION_MISMATCH|MDB_CORRUPTED/.test(String(error))) {
-        throw new SessionCorruptError(namespace, `${file} is not a usable LMDB file`, { cause: error });
+      const problem = fd === undefined ? undefined : checkOpenFile(fd, file);
+      if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
+      let db: RootDatabase<string, LmdbKey>;
+      try {
+        db = open<string, LmdbKey>(lmdbOpenOptions(file));
+      } catch (error) {
+        throw lmdbCorruption(error, namespace, file) ?? new StorageError(file, 'open', { cause: error });
       }
+      let entry: Entry | undefined;
+      try {
+        fd ??= openForCheck(file);
+        const lock = fd === undefined ? undefined : statOrUndefined(lmdbLockFile(file));
+        if (fd !== undefined && lock) {
+          const data = fs.fstatSync(fd);
+          const files = { dataIno: data.ino, dataSize: data.size, lockIno: lock.ino };
+          entry = { path: file, db, ...files, users: 0, retired: false, closed: false };
+        } else if (create) {
+          throw Object.assign(new Error(`${file} was removed while being opened`), { code: 'ENOENT' });
+        }
+      } finally {
+        if (!entry) void closeStore({ path: file, db });
+      }
+      return entry;
+    } catch (error) {
+      if (error instanceof SessionlockError) throw error;
       throw new StorageError(file, 'open', { cause: error });
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
     }
-    const data = fs.statSync(file);
-    const lock = fs.statSync(lmdbLockFile(file));
-    return {
-      path: file,
-      db,
-      dataIno: data.ino,
-      dataSize: data.size,
-      lockIno: lock.ino,
-      users: 0,
-      retired: false,
-      closed: false,
-    };
   }
 
   #evictUnused(): void {
@@ -225,40 +256,5 @@ export class LmdbEnvironments {
     if (entry.users > 0 || entry.closed) return;
     entry.closed = true;
     void closeStore(entry);
-  }
-}
-
-const META_MAGIC = 0xbeefc0de;
-const MAGIC_OFFSET = 24;
-const PAGE_SIZE_OFFSET = 48;
-
-/**
- * Why `file` cannot be an LMDB file, or `undefined` if its two meta pages look right (or it
- * is empty, which LMDB initialises). LMDB maps files into memory and trusts them: opening
- * garbage crashes the process, so files are checked before they are opened.
- */
-export function lmdbFileProblem(file: string): string | undefined {
-  let fd: number | undefined;
-  try {
-    fd = openIfExists(file);
-  } catch (error) {
-    throw new StorageError(file, 'read', { cause: error });
-  }
-  if (fd === undefined) return undefined;
-  try {
-    const size = fs.fstatSync(fd).size;
-    if (size === 0) return undefined;
-    const first = Buffer.alloc(PAGE_SIZE_OFFSET + 4);
-    if (fs.readSync(fd, first, 0, first.length, 0) < first.length) return 'is too short to be an LMDB file';
-    const pageSize = first.readUInt32LE(PAGE_SIZE_OFFSET);
-    const validPageSize = pageSize >= 512 && pageSize <= 65536 && (pageSize & (pageSize - 1)) === 0;
-    if (first.readUInt32LE(MAGIC_OFFSET) !== META_MAGIC || !validPageSize) return 'is not an LMDB file';
-    if (size < 2 * pageSize) return 'is truncated';
-    const second = Buffer.alloc(4);
-    fs.readSync(fd, second, 0, 4, pageSize + MAGIC_OFFSET);
-    if (second.readUInt32LE(0) !== META_MAGIC) return 'has a damaged meta page';
-    return undefined;
-  } finally {
-    fs.closeSync(fd);
   }
 }
