@@ -344,19 +344,22 @@ export class Session<Data extends object = Record<string, any>> {
 
   /**
    * Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when
-   * `fn` throws (its changes are then undone: the data is as it was before `fn`). Inside a lock held already (by {@link lock}, or an adapter's `lock` option)
-   * it runs and saves under that lock, and leaves it held.
+   * `fn` throws (what it changed since it started, or since it last saved, is then undone).
+   * Inside a lock held already (by {@link lock}, or an adapter's `lock` option) it runs and
+   * saves under that lock, and leaves it held.
    */
   async withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
     const held = this.#locked;
     await this.lock(options);
     try {
       const before = this.#encode();
+      const baseline = this.#baseline;
       let result: T;
       try {
         result = await fn(this);
       } catch (error) {
-        this.#restore(before);
+        if (this.#baseline === baseline) this.#restore(before);
+        else this.revert();
         throw error;
       }
       await this.saveIfModified();

@@ -225,6 +225,18 @@ export function sessionConformance(type: BackendType): void {
         assert.equal(a.locked, false);
         assert.deepEqual(a.data, { n: 1, before: true }, 'changes made before withLock stay, its own are undone');
         assert.deepEqual(a.namespace('cart'), {});
+        await assert.rejects(
+          a.withLock(async (s) => {
+            s.data.n = 2;
+            await s.save();
+            s.data.n = 3;
+            throw new Error('handler failed after saving');
+          }),
+          /after saving/,
+        );
+        assert.equal(a.data.n, 2, 'what the function saved stays; only what it changed after is undone');
+        a.data.n = 1;
+        await a.save();
         const b = await Session.open(requestWith(cookie), { ...options, lockTimeout: 5000 });
         assert.equal(b.data.n, 1, 'a throwing withLock saves nothing');
         await b.withLock((s) => {
