@@ -27,6 +27,9 @@ export function checkOptionsObject(options: unknown): void {
  */
 export const MAX_TTL = Number.MAX_SAFE_INTEGER;
 
+/** The longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days); a longer one becomes 1 ms. */
+export const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
 /**
  * A non-negative number of milliseconds (or seconds), at least `min` and at most `max`;
  * `Infinity` only with `infinite` (whatever `max`).

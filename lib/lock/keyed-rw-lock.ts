@@ -4,6 +4,7 @@
  * are not starved) and forgets keys nobody holds or awaits.
  * @module
  */
+import { MAX_TIMER_DELAY } from '../options.js';
 
 /** Gives a held lock back. Calling it twice is a no-op. */
 export type Release = () => void;
@@ -145,14 +146,13 @@ function hasWriter(state: KeyState): boolean {
   return state.writer || state.queue.some((waiter) => waiter.mode === 'write');
 }
 
-const MAX_TIMER = 2 ** 31 - 1;
 /** How many keys the lock may remember before it forgets the idle ones. */
 const MIN_SWEEP_AT = 1024;
 
 /** Runs `fn` at `deadline` (epoch ms); no timer at all for a deadline beyond what timers can hold. */
 function timeoutAt(deadline: number, fn: () => void): NodeJS.Timeout | undefined {
   const delay = Math.max(0, deadline - Date.now());
-  return delay > MAX_TIMER ? undefined : setTimeout(fn, delay);
+  return delay > MAX_TIMER_DELAY ? undefined : setTimeout(fn, delay);
 }
 
 /** The lock every NamespaceManager in this process shares. */

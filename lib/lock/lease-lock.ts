@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LockCompromisedError } from '../errors.js';
+import { MAX_TIMER_DELAY } from '../options.js';
 
 export interface LeaseOptions {
   /** Lease length in milliseconds (the `lockStale` option). */
@@ -16,9 +17,6 @@ export interface LeaseOptions {
   name: string;
   log?: ((line: string) => void) | undefined;
 }
-
-/** The longest delay `setInterval` takes (2^31 - 1 ms, about 24.8 days); a longer one becomes 1 ms. */
-const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
 /** Renews a third of the way into the lease, at least every 1 ms and at most every {@link MAX_TIMER_DELAY}. */
 function renewalInterval(stale: number): number {

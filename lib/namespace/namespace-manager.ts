@@ -9,7 +9,7 @@ import { cipherFor, type ValueCipher } from '../cipher.js';
 import { LockCompromisedError, LockStateError, LockTimeoutError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
-import { checkFunction, checkMilliseconds, checkOptionsObject, describe } from '../options.js';
+import { checkFunction, checkMilliseconds, checkOptionsObject, describe, MAX_TIMER_DELAY } from '../options.js';
 import { encodeValue, jsonSerializer, type Serializer } from '../serializer.js';
 import { NamespaceView, sealed, type ValueCodec } from './view.js';
 
@@ -76,8 +76,6 @@ export const UNSUPPORTED: unique symbol = Symbol('unsupported');
 export type NamespaceLockState = 'none' | LockMode;
 
 const DEFAULT_LOCK_TIMEOUT = 30_000;
-/** The longest delay a Node timer holds (~24.8 days): the most `lockStale` may be, as leases are renewed on timers. */
-const MAX_TIMER = 2 ** 31 - 1;
 /** The default `lockStale`, in milliseconds. */
 export const DEFAULT_LOCK_STALE = 10_000;
 const MAX_KEY_BYTES = 1024;
@@ -130,7 +128,10 @@ export abstract class NamespaceManager {
     checkOptionsObject(options);
     this.namespace = namespace;
     this.lockTimeout = checkMilliseconds('lockTimeout', options.lockTimeout, DEFAULT_LOCK_TIMEOUT, { infinite: true });
-    this.lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, { min: 1, max: MAX_TIMER });
+    this.lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, {
+      min: 1,
+      max: MAX_TIMER_DELAY,
+    });
     this.serializer = options.serializer ?? jsonSerializer;
     if (typeof this.serializer?.stringify !== 'function' || typeof this.serializer.parse !== 'function') {
       throw new TypeError('serializer must have stringify(value) and parse(text) methods');
