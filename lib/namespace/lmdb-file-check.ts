@@ -52,10 +52,10 @@ export function lmdbFileProblem(file: string): string | undefined {
   }
 }
 
-/** A descriptor of `file` for reading, `undefined` when missing; anything else throws {@link StorageError}. */
+/** A descriptor of the regular file `file` (not through a symbolic link) for reading, `undefined` when missing; anything else throws {@link StorageError}. */
 export function openForCheck(file: string): number | undefined {
   try {
-    return openIfExists(file);
+    return openIfExists(file, { followSymlinks: false });
   } catch (error) {
     throw new StorageError(file, 'read', { cause: error });
   }
