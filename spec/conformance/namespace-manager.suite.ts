@@ -336,6 +336,25 @@ export function namespaceManagerConformance(type: BackendType): void {
         const reader = backend.create(name);
         await reader.withReadLock(() => assert.equal(reader.get('n'), 1000));
       });
+
+      it('keeps every applyChanges of 4 processes × 150, each writing its own keys without the lock', {
+        skip: !crossProcess(type),
+      }, async () => {
+        const name = fresh();
+        const workers = Array.from({ length: 4 }, (_, w) =>
+          spawnWorker({
+            type,
+            options: backend.options,
+            namespace: name,
+            task: { kind: 'apply', count: 150, prefix: `w${w}-` },
+          }),
+        );
+        await Promise.all(workers.map((worker) => worker.next('done')));
+        const reader = backend.create(name);
+        const keys = await reader.withReadLock(() => reader.keys());
+        assert.equal(keys.length, 600);
+        for (let w = 0; w < 4; w++) assert.ok(keys.includes(`w${w}-149`), `worker ${w}'s last change is there`);
+      });
     });
 
     describe('readers', () => {
