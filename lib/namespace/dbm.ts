@@ -37,7 +37,10 @@ export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
 
 /**
  * Keeps each namespace in its own LMDB file under `dataDir`. Exclusive across processes on
- * one machine; reads never wait for a lock unless a writer holds it.
+ * one machine; reads never wait for a lock unless a writer holds it. Known issue: with
+ * lmdb-js 3.5.6 a write in one process has now and then been seen to miss another process's
+ * last commit (README, "Backends"); deployments of several processes that need every update
+ * should use the file or redis backend until that is understood.
  */
 export class DBMNamespaceManager extends FileLockedNamespaceManager {
   /**

@@ -16,7 +16,7 @@ import {
 } from '../../lib/index.js';
 import { decodeRecord, readNamespaceFile } from '../../lib/namespace/file-format.js';
 import { lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
-import { TEST_LOCK_STALE } from '../fixtures/backends.js';
+import { lmdbCrossProcessIssue, TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { spawnScript, spawnWorker } from '../fixtures/processes.js';
 
 for (const type of ['file', 'dbm'] as const) {
@@ -140,9 +140,9 @@ describe('lmdb under the options the dbm backend uses', () => {
 
   // A known lmdb-js 3.5.6 defect (README, "Backends"): on a loaded machine this fails now and
   // then (an increment lost, or writers dying with MDB_BAD_TXN or SIGSEGV). It stays, marked
-  // todo, so every run still reports it; the backend's own cross-process tests hold it to exact.
+  // todo, so every run still reports it.
   it('keeps every commit of 4 processes × 500 transactions that read before they write, 5 rounds', {
-    todo: 'lmdb-js 3.5.6 loses a commit between processes now and then under load',
+    ...lmdbCrossProcessIssue('dbm'),
   }, async () => {
     const { path: dataDir, cleanup } = await dir({ unsafeCleanup: true });
     try {
