@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import { after, describe, it } from 'node:test';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { sessionlock } from '../../lib/adapters/express.js';
 import { MemoryStore, StorageError } from '../../lib/index.js';
 import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
+import { goneWaiter } from '../fixtures/gone-waiter.js';
 import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 import { instrumentedMemory } from '../fixtures/instrumented-storage.js';
@@ -123,18 +123,11 @@ describe('Express adapter', () => {
   });
 
   it('releases the lock of a request whose client left while it waited for the lock', async () => {
-    const events = new EventEmitter();
-    let releaseHolder = () => {};
-    const held = new Promise<void>((resolve) => {
-      releaseHolder = resolve;
-    });
+    const scenario = goneWaiter();
     const app = express();
     app.set('env', 'test');
     app.use((req, res, next) => {
-      if (req.path === '/waiter') {
-        res.once('close', () => events.emit('waiter-closed'));
-        events.emit('waiter-arrived');
-      }
+      scenario.observe(req, res);
       next();
     });
     app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 1000, log: () => {} }));
@@ -143,33 +136,15 @@ describe('Express adapter', () => {
       res.json(req.session.data.n);
     });
     app.get('/holder', async (_req, res) => {
-      events.emit('holding');
-      await held;
+      await scenario.hold();
       res.send('held');
     });
     app.get('/waiter', (req, res) => {
-      events.emit('waiter-ran');
-      if (req.destroyed || res.destroyed) return; // no answer for a client that went away
-      res.send('waited');
+      if (!scenario.gone(req, res)) res.send('waited');
     });
     const url = await serve(app);
     const cookie = cookieFrom(await get(`${url}/count`), 'sid');
-
-    const holding = once(events, 'holding');
-    const holder = get(`${url}/holder`, cookie);
-    await holding;
-    const arrived = once(events, 'waiter-arrived');
-    const closed = once(events, 'waiter-closed');
-    const abort = new AbortController();
-    const waiter = fetch(`${url}/waiter`, { headers: { cookie }, signal: abort.signal }).catch(() => 'aborted');
-    await arrived;
-    abort.abort();
-    await closed;
-    const ran = once(events, 'waiter-ran');
-    releaseHolder();
-    assert.equal((await holder).status, 200);
-    assert.equal(await waiter, 'aborted');
-    await ran;
+    assert.equal((await scenario.run(url, cookie)).status, 200);
     const next = await get(`${url}/count`, cookie);
     assert.equal(next.status, 200, 'the lock of the abandoned request was released');
     assert.equal(next.body, 2);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { type SessionHandler, withSession } from '../../lib/adapters/http.js';
 import { MemoryStore } from '../../lib/index.js';
 import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
+import { goneWaiter } from '../fixtures/gone-waiter.js';
 import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
@@ -156,20 +156,11 @@ describe('node:http adapter', () => {
   });
 
   it('releases the lock of a request whose client left while it waited for the lock', async () => {
-    const events = new EventEmitter();
-    let releaseHolder = () => {};
-    const held = new Promise<void>((resolve) => {
-      releaseHolder = resolve;
-    });
+    const scenario = goneWaiter();
     const listener = withSession(
       async (req, res) => {
-        if (req.url === '/holder') {
-          events.emit('holding');
-          await held;
-        } else if (req.url === '/waiter') {
-          events.emit('waiter-ran');
-          if (req.destroyed || res.destroyed) return; // no answer for a client that went away
-        }
+        if (req.url === '/holder') await scenario.hold();
+        else if (req.url === '/waiter' && scenario.gone(req, res)) return; // no answer for a client that went away
         req.session.data.n = (req.session.data.n ?? 0) + 1;
         res.end(String(req.session.data.n));
       },
@@ -177,32 +168,14 @@ describe('node:http adapter', () => {
     );
     const server = await listen(
       http.createServer((req, res) => {
-        if (req.url === '/waiter') {
-          res.once('close', () => events.emit('waiter-closed'));
-          events.emit('waiter-arrived');
-        }
+        scenario.observe(req, res);
         listener(req, res);
       }),
     );
     servers.push(server);
     const { url } = server;
     const cookie = cookieFrom(await get(url), 'sid');
-
-    const holding = once(events, 'holding');
-    const holder = get(`${url}/holder`, cookie);
-    await holding;
-    const arrived = once(events, 'waiter-arrived');
-    const closed = once(events, 'waiter-closed');
-    const abort = new AbortController();
-    const waiter = fetch(`${url}/waiter`, { headers: { cookie }, signal: abort.signal }).catch(() => 'aborted');
-    await arrived;
-    abort.abort();
-    await closed;
-    const ran = once(events, 'waiter-ran');
-    releaseHolder();
-    assert.equal((await holder).body, 2);
-    assert.equal(await waiter, 'aborted');
-    await ran;
+    assert.equal((await scenario.run(url, cookie)).body, 2);
     const next = await get(url, cookie);
     assert.equal(next.status, 200, 'the lock of the abandoned request was released');
     assert.equal(next.body, 3);

@@ -7,13 +7,16 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { dir } from 'tmp-promise';
 import {
   LockCompromisedError,
   LockStateError,
   LockTimeoutError,
+  type NamespaceManager,
   SerializationError,
   SessionCorruptError,
   SessionlockError,
+  StorageError,
 } from '../../lib/index.js';
 import {
   type BackendFixture,
@@ -546,6 +549,37 @@ export function namespaceManagerConformance(type: BackendType): void {
         if (backend.sandbox && backend.dataDir) {
           const outside = listTree(backend.sandbox).filter((file) => !file.startsWith(backend.dataDir as string));
           assert.deepEqual(outside, []);
+        }
+      });
+    });
+
+    describe('a symbolic link planted at a namespace path', { skip: type !== 'file' && type !== 'dbm' }, () => {
+      it('is not followed, even to an intact namespace file: StorageError, and its target is left alone', async () => {
+        const outside = await dir({ unsafeCleanup: true });
+        try {
+          const fileOf = (ns: NamespaceManager) => (ns as unknown as { file: string }).file;
+          const target = backend.create('linked', { dataDir: outside.path });
+          await target.withWriteLock(() => target.set('kept', 1));
+          const before = fs.readFileSync(fileOf(target));
+          const link = backend.create('linked');
+          fs.symlinkSync(fileOf(target), fileOf(link));
+
+          const refused = (error: unknown) =>
+            error instanceof StorageError &&
+            error.message === `Cannot read ${fileOf(link)}: it is a symbolic link, not a regular file`;
+          await assert.rejects(
+            link.withReadLock(() => link.get('kept')),
+            refused,
+          );
+          await assert.rejects(
+            link.withWriteLock(() => link.set('kept', 2)),
+            refused,
+          );
+          assert.equal(link.lockState, 'none');
+          assert.ok(fs.lstatSync(fileOf(link)).isSymbolicLink());
+          assert.deepEqual(fs.readFileSync(fileOf(target)), before, 'nothing was written through the link');
+        } finally {
+          await outside.cleanup();
         }
       });
     });

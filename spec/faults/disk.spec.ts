@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { dir } from 'tmp-promise';
 import { createNamespaceManager, LockCompromisedError, type NamespaceManager, StorageError } from '../../lib/index.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
@@ -50,15 +50,23 @@ for (const type of ['file', 'dbm'] as const) {
       createNamespaceManager(type, name, { dataDir, lockStale: TEST_LOCK_STALE });
     const readAll = async (ns: NamespaceManager) =>
       ns.withReadLock(() => Object.fromEntries(ns.keys().map((k) => [k, ns.get(k)])));
-
-    it('rejects writes on a full disk with StorageError and keeps the committed data', async (t) => {
-      const mount = path.join(root, 'small-disk');
+    /** Runs `fn` on a fresh 512 KB tmpfs, unmounted afterwards; skips `t` where mounting is not allowed. */
+    const onSmallDisk = async (t: TestContext, name: string, fn: (mount: string) => Promise<void>) => {
+      const mount = path.join(root, name);
       fs.mkdirSync(mount);
       if (!tryRun('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mount])) {
         t.skip('cannot mount a small tmpfs here (needs root and mount permission)');
         return;
       }
       try {
+        await fn(mount);
+      } finally {
+        tryRun('umount', ['-l', mount]);
+      }
+    };
+
+    it('rejects writes on a full disk with StorageError and keeps the committed data', (t) =>
+      onSmallDisk(t, 'small-disk', async (mount) => {
         const ns = manager(mount);
         await ns.withWriteLock(() => ns.set('kept', 'committed before the disk filled'));
         fillDisk(mount);
@@ -72,19 +80,10 @@ for (const type of ['file', 'dbm'] as const) {
         fs.unlinkSync(path.join(mount, 'filler'));
         await ns.withWriteLock(() => ns.set('after', 'space came back'));
         assert.equal((await readAll(manager(mount))).after, 'space came back');
-      } finally {
-        tryRun('umount', ['-l', mount]);
-      }
-    });
+      }));
 
-    it('rejects a commit that only partly fits on the disk with StorageError and keeps the committed data', async (t) => {
-      const mount = path.join(root, 'nearly-full-disk');
-      fs.mkdirSync(mount);
-      if (!tryRun('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mount])) {
-        t.skip('cannot mount a small tmpfs here (needs root and mount permission)');
-        return;
-      }
-      try {
+    it('rejects a commit that only partly fits on the disk with StorageError and keeps the committed data', (t) =>
+      onSmallDisk(t, 'nearly-full-disk', async (mount) => {
         const ns = manager(mount);
         await ns.withWriteLock(() => ns.set('kept', 'committed before the disk filled'));
         // 64 KB left: the first write of the new file's 1 MB writes that much and returns a
@@ -107,10 +106,7 @@ for (const type of ['file', 'dbm'] as const) {
           kept: 'committed before the disk filled',
           after: 'space came back',
         });
-      } finally {
-        tryRun('umount', ['-l', mount]);
-      }
-    });
+      }));
 
     it('rejects writes to a data directory it may not write with StorageError naming the path', async (t) => {
       const dataDir = path.join(root, 'read-only');

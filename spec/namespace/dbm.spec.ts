@@ -101,32 +101,6 @@ describe('dbm backend with damaged files', () => {
       (error: unknown) => error instanceof StorageError && (error.cause as NodeJS.ErrnoException).code === 'EISDIR',
     );
   });
-
-  it('does not follow a symbolic link in place of the namespace file: StorageError, its target left alone', async () => {
-    const outside = await dir({ unsafeCleanup: true });
-    try {
-      const target = new DBMNamespaceManager('linked', { dataDir: outside.path, lockStale: TEST_LOCK_STALE });
-      await target.withWriteLock(() => target.set('kept', 1));
-      await DBMNamespaceManager.closeFiles();
-      const before = fs.readFileSync(target.file);
-      const link = create('linked');
-      fs.symlinkSync(target.file, link.file);
-      const refused = (error: unknown) =>
-        error instanceof StorageError && /it is a symbolic link, not a regular file/.test(String(error.cause));
-      await assert.rejects(
-        link.withReadLock(() => link.get('kept')),
-        refused,
-      );
-      await assert.rejects(
-        link.withWriteLock(() => link.set('kept', 2)),
-        refused,
-      );
-      assert.equal(link.lockState, 'none');
-      assert.deepEqual(fs.readFileSync(target.file), before, 'nothing was written through the link');
-    } finally {
-      await outside.cleanup();
-    }
-  });
 });
 
 /** mm_last_pg of the meta page with the higher txnid (offsets of lmdb 3.5, 64-bit; see lmdb-file-check.ts). */

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type DirectoryResult, dir } from 'tmp-promise';
-import { FileNamespaceManager, StorageError } from '../../lib/index.js';
+import { FileNamespaceManager } from '../../lib/index.js';
 import { namespaceManagerConformance } from '../conformance/namespace-manager.suite.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { spawnWorker } from '../fixtures/processes.js';
@@ -22,8 +22,7 @@ describe('file backend: something other than a regular file at a namespace path'
     fs.mkdirSync(dataDir);
   });
   after(() => tmp.cleanup());
-  const manager = (namespace: string, at = dataDir) =>
-    new FileNamespaceManager(namespace, { dataDir: at, lockStale: TEST_LOCK_STALE });
+  const manager = (namespace: string) => new FileNamespaceManager(namespace, { dataDir, lockStale: TEST_LOCK_STALE });
 
   it('a FIFO: taking the lock rejects with StorageError naming it, without blocking the process', async () => {
     const fifo = manager('fifo-namespace').file;
@@ -47,29 +46,5 @@ describe('file backend: something other than a regular file at a namespace path'
       await worker.exited;
     }
     assert.ok(fs.lstatSync(fifo).isFIFO(), 'the FIFO is left alone');
-  });
-
-  it('a symbolic link, even to an intact namespace file, is not followed: StorageError, and its target is left alone', async () => {
-    const outside = path.join(tmp.path, 'outside');
-    const target = manager('linked', outside);
-    await target.withWriteLock(() => target.set('kept', 1));
-    const before = fs.readFileSync(target.file);
-    const link = manager('linked');
-    fs.symlinkSync(target.file, link.file);
-
-    const refused = (error: unknown) =>
-      error instanceof StorageError &&
-      error.message === `Cannot read ${link.file}: it is a symbolic link, not a regular file`;
-    await assert.rejects(
-      link.withReadLock(() => link.get('kept')),
-      refused,
-    );
-    await assert.rejects(
-      link.withWriteLock(() => link.set('kept', 2)),
-      refused,
-    );
-    assert.equal(link.lockState, 'none');
-    assert.ok(fs.lstatSync(link.file).isSymbolicLink());
-    assert.deepEqual(fs.readFileSync(target.file), before, 'nothing was written through the link');
   });
 });

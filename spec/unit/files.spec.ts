@@ -6,18 +6,12 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dir } from 'tmp-promise';
 import { readWholeFile } from '../../lib/files.js';
+import { type ChildRun, childRun } from '../fixtures/processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FILES = new URL('../../lib/files.ts', import.meta.url).href;
 const POSIX = process.platform !== 'win32';
 const NOBODY = 65_534;
-
-interface ChildRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 /**
  * Runs `module` (ES module text, top-level await allowed, lib's TypeScript importable through
@@ -38,18 +32,7 @@ function runModule(module: string, { shell = '', uid }: { shell?: string; uid?: 
       ...(uid === undefined ? {} : { uid, gid: uid }),
     },
   );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  return childRun(child);
 }
 
 /** The JSON the child printed last; fails unless it exited by itself with status 0. */
