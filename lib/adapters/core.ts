@@ -134,17 +134,14 @@ export async function finishSession(
  */
 export async function releaseSession(session: Session | undefined, config: AdapterConfig): Promise<void> {
   if (!session?.locked || finishing.has(session)) return;
-  try {
-    await session.abandon('its request ended before the handler was done, so its lock was released');
-  } catch (error) {
-    config.report(error, `could not unlock session ${session.id}`);
-  }
+  await unlock(session, config, 'its request ended before the handler was done, so its lock was released');
 }
 
-async function unlock(session: Session, config: AdapterConfig): Promise<void> {
+/** Unlocks `session` if it is locked (abandoning it when `abandonReason` is given); reports a failure instead of throwing. */
+async function unlock(session: Session, config: AdapterConfig, abandonReason?: string): Promise<void> {
   if (!session.locked) return;
   try {
-    await session.unlock();
+    await (abandonReason === undefined ? session.unlock() : session.abandon(abandonReason));
   } catch (error) {
     config.report(error, `could not unlock session ${session.id}`);
   }

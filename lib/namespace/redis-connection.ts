@@ -30,7 +30,7 @@ const clientIds = new WeakMap<RedisClient, number>();
 const definedScripts = new WeakMap<RedisClient, Set<string>>();
 /** How many commands wait on each client: a shared client reconnects only while one does. */
 const waiting = new WeakMap<RedisClient, number>();
-/** The longest commandTimeout of the connections that used each shared client: how long closing it waits for QUIT. */
+/** The longest commandTimeout of the connections that waited for each shared client to connect: how long closing it waits for QUIT. */
 const closeTimeouts = new WeakMap<Redis, number>();
 /** Each connecting client's next 'ready' (or 'error'), shared by every command that waits for it. */
 const readiness = new WeakMap<RedisClient, Promise<void>>();
@@ -96,19 +96,18 @@ export class RedisConnection {
     send: (client: RedisClient) => Promise<T>,
     timeout: number,
   ): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no reply within ${this.#timeout} ms (commandTimeout)`)), timeout);
-    });
-    waiting.set(client, (waiting.get(client) ?? 0) + 1);
     try {
-      batchWritesThisTurn(client);
-      return await Promise.race([send(client), timedOut]);
+      return await waitingOn(
+        client,
+        () => {
+          batchWritesThisTurn(client);
+          return send(client);
+        },
+        timeout,
+        () => `no reply within ${this.#timeout} ms (commandTimeout)`,
+      );
     } catch (error) {
       throw new StorageError(this.address, `${action} redis at`, { cause: error });
-    } finally {
-      clearTimeout(timer);
-      waiting.set(client, (waiting.get(client) as number) - 1);
     }
   }
 
@@ -116,24 +115,13 @@ export class RedisConnection {
   async #readyClient(deadline: number): Promise<RedisClient> {
     const client = await this.#client();
     if (client.status === 'ready') return client;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(`no reply within ${this.#timeout} ms (commandTimeout) while the connection was ${client.status}`),
-          ),
-        deadline - Date.now(),
-      );
-    });
-    waiting.set(client, (waiting.get(client) ?? 0) + 1);
-    try {
-      await Promise.race([whenReady(client), timedOut]);
-      return client;
-    } finally {
-      clearTimeout(timer);
-      waiting.set(client, (waiting.get(client) as number) - 1);
-    }
+    await waitingOn(
+      client,
+      () => whenReady(client),
+      deadline - Date.now(),
+      () => `no reply within ${this.#timeout} ms (commandTimeout) while the connection was ${client.status}`,
+    );
+    return client;
   }
 
   /** Runs `script` with `keys` and `args`, like {@link command}. */
@@ -170,8 +158,8 @@ export function isWrongType(error: unknown): boolean {
 /**
  * Closes the clients this process opened for `url`s (never an application's own client):
  * each is sent QUIT and, unless Redis answers within the longest commandTimeout of the
- * managers that used it, disconnected. Until then the connection keeps the process alive,
- * so code after `await closeConnections()` runs even when nothing else is pending.
+ * managers that waited for it to connect, disconnected. Until then the connection keeps the
+ * process alive, so code after `await closeConnections()` runs even when nothing else is pending.
  */
 export async function closeSharedClients(): Promise<void> {
   const clients = [...sharedClients.values()];
@@ -251,6 +239,29 @@ async function openClient(url: URL): Promise<Redis> {
   // An idle connection does not keep the process alive; a command in flight does (its timer).
   client.on('connect', () => client.stream.unref());
   return client;
+}
+
+/**
+ * Runs `operation` against a timer of `ms` (then rejecting with `message()`), counted
+ * meanwhile among the commands waiting on `client`.
+ */
+async function waitingOn<T>(
+  client: RedisClient,
+  operation: () => Promise<T>,
+  ms: number,
+  message: () => string,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message())), ms);
+  });
+  waiting.set(client, (waiting.get(client) ?? 0) + 1);
+  try {
+    return await Promise.race([operation(), timedOut]);
+  } finally {
+    clearTimeout(timer);
+    waiting.set(client, (waiting.get(client) as number) - 1);
+  }
 }
 
 /**
