@@ -10,7 +10,14 @@ import { SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
 import { checkCount } from '../options.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
-import { type EnvironmentHandle, LmdbEnvironments, lmdbCorruption, lmdbLockFile } from './lmdb-environments.js';
+import {
+  type EnvironmentHandle,
+  LmdbEnvironments,
+  lmdbCorruption,
+  lmdbLockFile,
+  StaleStartError,
+  writeTransaction,
+} from './lmdb-environments.js';
 import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
 /** Options of {@link DBMNamespaceManager}. */
@@ -31,16 +38,18 @@ export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOp
 /** The extension of namespace files. */
 export const DBM_EXTENSION = '.mdb';
 const DEFAULT_MAX_OPEN_FILES = 512;
+/** How many times a write transaction is retried after LMDB began it from an older commit. */
+const STALE_START_ATTEMPTS = 5;
 
 /** The process-wide cache of open LMDB files. */
 export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
 
 /**
  * Keeps each namespace in its own LMDB file under `dataDir`. Exclusive across processes on
- * one machine; reads never wait for a lock unless a writer holds it. Known issue: with
- * lmdb-js 3.5.6 a write in one process has now and then been seen to miss another process's
- * last commit (README, "Backends"); deployments of several processes that need every update
- * should use the file or redis backend until that is understood.
+ * one machine; reads never wait for a lock unless a writer holds it. Every write transaction
+ * first checks that LMDB began it from the newest commit, which the LMDB in lmdb-js 3.5.6 does
+ * not always do when another process opens the file at the same moment (README, "Backends");
+ * when it did not, the file is reopened and the transaction tried again.
  */
 export class DBMNamespaceManager extends FileLockedNamespaceManager {
   /**
@@ -72,7 +81,7 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
     if (!asOwner) {
       if (this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
-      const entries = await this.#withEnvironment(false, 'read', (db) => {
+      const entries = await this.#withEnvironment(false, 'read', ({ db }) => {
         db.resetReadTxn();
         return readEntries(db);
       });
@@ -131,35 +140,47 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
    * synchronous: lmdb-js's asynchronous ones were slower here, above all on a freshly opened file.
    */
   #transaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T) {
-    return this.#withEnvironment(create, operation, (db) => db.transactionSync(() => work(db)));
+    return this.#withEnvironment(create, operation, (handle) => writeTransaction(handle, () => work(handle.db)));
   }
 
   /**
-   * Runs `work` on this namespace's open file. LMDB errors saying the file is damaged become
-   * SessionCorruptError, others StorageError.
+   * Runs `work` on this namespace's open file, again on the reopened file when LMDB began a
+   * write transaction from an older commit (see `writeTransaction`). LMDB errors saying the
+   * file is damaged become SessionCorruptError, others StorageError.
    */
   async #withEnvironment<T>(
     create: boolean,
     operation: 'read' | 'write',
-    work: (db: LmdbDatabase) => T | Promise<T>,
+    work: (handle: EnvironmentHandle) => T,
   ): Promise<T | undefined> {
-    let handle: EnvironmentHandle | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.#attempt(create, work);
+      } catch (error) {
+        if (error instanceof StaleStartError && attempt < STALE_START_ATTEMPTS) {
+          await dbmEnvironments.reopen(this.file);
+          continue;
+        }
+        if (error instanceof SessionlockError) throw error;
+        throw (
+          lmdbCorruption(error, this.namespace, this.file) ?? new StorageError(this.file, operation, { cause: error })
+        );
+      }
+    }
+  }
+
+  #attempt<T>(create: boolean, work: (handle: EnvironmentHandle) => T): T | undefined {
+    const handle = dbmEnvironments.acquire(this.file, {
+      create,
+      namespace: this.namespace,
+      checked: this.#hold === 'checked',
+    });
+    if (this.#hold !== 'none') this.#hold = handle ? 'checked' : 'held';
+    if (!handle) return undefined;
     try {
-      handle = dbmEnvironments.acquire(this.file, {
-        create,
-        namespace: this.namespace,
-        checked: this.#hold === 'checked',
-      });
-      if (this.#hold !== 'none') this.#hold = handle ? 'checked' : 'held';
-      if (!handle) return undefined;
-      return await work(handle.db);
-    } catch (error) {
-      if (error instanceof SessionlockError) throw error;
-      throw (
-        lmdbCorruption(error, this.namespace, this.file) ?? new StorageError(this.file, operation, { cause: error })
-      );
+      return work(handle);
     } finally {
-      if (handle) dbmEnvironments.release(handle);
+      dbmEnvironments.release(handle);
     }
   }
 }

@@ -7,6 +7,9 @@
  * every use first checks that the files at the path are still the ones opened (by inode,
  * and by size: LMDB never shrinks a file, and reading a mapped file that was truncated
  * would crash the process); if not, the stale handle is retired and the path opened afresh.
+ *
+ * Write transactions go through {@link writeTransaction}, which refuses to build on anything
+ * but the newest commit (see there for the lmdb-js defect it guards against).
  * @module
  */
 import fs from 'node:fs';
@@ -27,6 +30,9 @@ export interface EnvironmentHandle {
 }
 
 interface Entry extends EnvironmentHandle {
+  /** Resolves once the environment is closed (or abandoned). */
+  readonly gone: Promise<void>;
+  markGone(): void;
   dataIno: number;
   /** The largest size seen; LMDB files never shrink, so a smaller one means the file was rewritten by something else. */
   dataSize: number;
@@ -83,8 +89,52 @@ export function lmdbCorruption(error: unknown, namespace: string, file: string):
   return new SessionCorruptError(namespace, `${file} is not a usable LMDB file`, { cause: error });
 }
 
+/**
+ * Thrown by {@link writeTransaction} when LMDB began the transaction from an older commit than
+ * the newest in the file. Nothing was written; the caller reopens the file and tries again.
+ */
+export class StaleStartError extends Error {
+  constructor(
+    readonly file: string,
+    readonly started: number,
+    readonly newest: number,
+  ) {
+    super(`LMDB began a write transaction of ${file} from commit ${started}, but the newest is ${newest}`);
+    this.name = 'StaleStartError';
+  }
+}
+
+interface EnvironmentInfo {
+  readonly env: { info(): { lastTxnId: number } };
+}
+
+/**
+ * Runs `work` in a synchronous write transaction of the handle's file, provided LMDB began it
+ * from the newest commit; otherwise throws {@link StaleStartError} before `work` runs.
+ *
+ * The guard is needed with the LMDB that lmdb-js 3.5.6 ships. LMDB keeps the id of the newest
+ * commit in the lock file every process shares, and begins each write transaction from the
+ * commit that id names. That LMDB also writes the id while it opens a file (`mdb_env_open2`),
+ * copying it from the meta pages it read a moment before, without taking LMDB's writer lock.
+ * When another process commits in between, the shared id goes back: the next write transaction,
+ * in whichever process, would build on an older commit and undo the newer ones (and may reuse
+ * pages they still use). The meta pages themselves still name the newest commit, so the
+ * transaction's starting point is compared with them; reopening the file puts the id right.
+ */
+export function writeTransaction<T>(handle: EnvironmentHandle, work: () => T): T {
+  const { db } = handle;
+  return db.transactionSync(() => {
+    const started = db.getWriteTxnId() - 1;
+    const newest = (db as unknown as EnvironmentInfo).env.info().lastTxnId;
+    if (started !== newest) throw new StaleStartError(handle.path, started, newest);
+    return work();
+  });
+}
+
 export class LmdbEnvironments {
   readonly #entries = new Map<string, Entry>();
+  /** Entries no longer handed out whose environments are not closed yet. */
+  readonly #leaving = new Set<Entry>();
   #capacity: number;
 
   constructor(capacity: number) {
@@ -135,7 +185,24 @@ export class LmdbEnvironments {
     entry.users++;
     this.#entries.set(file, entry);
     this.#evictUnused();
+    try {
+      writeTransaction(entry, () => undefined);
+    } catch (error) {
+      this.release(entry);
+      this.retire(entry);
+      throw error;
+    }
     return entry as EnvironmentHandle;
+  }
+
+  /**
+   * Stops handing out the open environment of `file` and resolves once every environment this
+   * process had open on that path is closed, so that the next {@link acquire} opens the file
+   * afresh. Give back the handles in use first; other users give theirs back when done.
+   */
+  async reopen(file: string): Promise<void> {
+    this.forget(file);
+    await Promise.all([...this.#leaving].filter((entry) => entry.path === file).map((entry) => entry.gone));
   }
 
   /** Hands out an open environment, making it the most recently used. */
@@ -167,7 +234,7 @@ export class LmdbEnvironments {
   retire(handle: EnvironmentHandle): void {
     const entry = handle as Entry;
     entry.retired = true;
-    if (this.#entries.get(entry.path) === entry) this.#entries.delete(entry.path);
+    this.#remove(entry);
     this.#closeIfUnused(entry);
   }
 
@@ -180,11 +247,8 @@ export class LmdbEnvironments {
   /** Closes every unused environment (tests, shutdown). */
   async closeAll(): Promise<void> {
     const closing = [...this.#entries.values()].filter((entry) => entry.users === 0 && !entry.closed);
-    for (const entry of closing) {
-      this.#entries.delete(entry.path);
-      entry.closed = true;
-    }
-    await Promise.all(closing.map(closeStore));
+    for (const entry of closing) this.#remove(entry);
+    await Promise.all(closing.map((entry) => this.#close(entry)));
   }
 
   /**
@@ -214,7 +278,11 @@ export class LmdbEnvironments {
         if (fd !== undefined && lock) {
           const data = fs.fstatSync(fd);
           const files = { dataIno: data.ino, dataSize: data.size, lockIno: lock.ino };
-          entry = { path: file, db, ...files, users: 0, retired: false, closed: false };
+          let markGone = () => {};
+          const gone = new Promise<void>((resolve) => {
+            markGone = resolve;
+          });
+          entry = { path: file, db, gone, markGone, ...files, users: 0, retired: false, closed: false };
         } else if (create) {
           throw Object.assign(new Error(`${file} was removed while being opened`), { code: 'ENOENT' });
         }
@@ -235,7 +303,7 @@ export class LmdbEnvironments {
     for (const entry of this.#entries.values()) {
       if (this.#entries.size <= this.#capacity) break;
       if (entry.users > 0) continue;
-      this.#entries.delete(entry.path);
+      this.#remove(entry);
       this.#closeIfUnused(entry);
     }
   }
@@ -248,13 +316,27 @@ export class LmdbEnvironments {
   #abandon(entry: Entry): void {
     entry.retired = true;
     entry.closed = true;
-    this.#entries.delete(entry.path);
+    this.#remove(entry);
+    this.#leaving.delete(entry);
+    entry.markGone();
     process.emitWarning(`sessionlock: ${entry.path} was truncated while open; its handle is abandoned`);
+  }
+
+  /** Stops handing out `entry`; it counts as leaving until its environment is closed. */
+  #remove(entry: Entry): void {
+    if (this.#entries.get(entry.path) === entry) this.#entries.delete(entry.path);
+    if (!entry.closed) this.#leaving.add(entry);
   }
 
   #closeIfUnused(entry: Entry): void {
     if (entry.users > 0 || entry.closed) return;
+    void this.#close(entry);
+  }
+
+  async #close(entry: Entry): Promise<void> {
     entry.closed = true;
-    void closeStore(entry);
+    await closeStore(entry);
+    this.#leaving.delete(entry);
+    entry.markGone();
   }
 }

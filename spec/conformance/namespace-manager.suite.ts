@@ -18,13 +18,7 @@ import {
   SessionlockError,
   StorageError,
 } from '../../lib/index.js';
-import {
-  type BackendFixture,
-  type BackendType,
-  createFixture,
-  lmdbCrossProcessIssue,
-  TEST_LOCK_STALE,
-} from '../fixtures/backends.js';
+import { type BackendFixture, type BackendType, createFixture, TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { isWholeBlob } from '../fixtures/blob.js';
 import { spawnWorker } from '../fixtures/processes.js';
 import { stateAfter } from '../fixtures/promise-state.js';
@@ -331,7 +325,6 @@ export function namespaceManagerConformance(type: BackendType): void {
 
       it('is exact for 4 processes × 250 increments under acquireWriteLock/releaseWriteLock', {
         skip: !crossProcess(type),
-        ...lmdbCrossProcessIssue(type),
       }, async () => {
         const name = fresh();
         const workers = Array.from({ length: 4 }, () =>
@@ -349,7 +342,6 @@ export function namespaceManagerConformance(type: BackendType): void {
 
       it('keeps every applyChanges of 4 processes × 150, each writing its own keys without the lock', {
         skip: !crossProcess(type),
-        ...lmdbCrossProcessIssue(type),
       }, async () => {
         const name = fresh();
         const workers = Array.from({ length: 4 }, (_, w) =>

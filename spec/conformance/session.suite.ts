@@ -17,7 +17,7 @@ import {
   SessionCorruptError,
   type SessionOptions,
 } from '../../lib/index.js';
-import { type BackendFixture, type BackendType, createFixture, lmdbCrossProcessIssue } from '../fixtures/backends.js';
+import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
 import { spawnScript } from '../fixtures/processes.js';
 import { stateAfter } from '../fixtures/promise-state.js';
 
@@ -281,7 +281,6 @@ export function sessionConformance(type: BackendType): void {
 
       it('is exact for 4 processes × 250 withLock increments', {
         skip: type === 'memory',
-        ...lmdbCrossProcessIssue(type),
       }, async () => {
         const { cookie } = await storedSession({ n: 0 });
         const childOptions = { ...backend.options, type, key: 'sid' };

@@ -1,28 +1,32 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import { DBMNamespaceManager, SessionCorruptError, StorageError } from '../../lib/index.js';
-import { lmdbLockFile, lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
+import { dbmEnvironments } from '../../lib/namespace/dbm.js';
+import { type EnvironmentHandle, lmdbLockFile, lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
 import { lmdbFileProblem } from '../../lib/namespace/lmdb-file-check.js';
 import { namespaceManagerConformance } from '../conformance/namespace-manager.suite.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
-import { spawnWorker } from '../fixtures/processes.js';
+import { spawnScript, spawnWorker } from '../fixtures/processes.js';
 
 namespaceManagerConformance('dbm');
 
+let dataDir: string;
+let cleanup: () => Promise<void>;
+before(async () => {
+  ({ path: dataDir, cleanup } = await dir({ unsafeCleanup: true }));
+});
+after(async () => {
+  await DBMNamespaceManager.closeFiles();
+  await cleanup();
+});
+
 describe('dbm backend with damaged files', () => {
-  let dataDir: string;
-  let cleanup: () => Promise<void>;
-  before(async () => {
-    ({ path: dataDir, cleanup } = await dir({ unsafeCleanup: true }));
-  });
-  after(async () => {
-    await DBMNamespaceManager.closeFiles();
-    await cleanup();
-  });
   const options = () => ({ dataDir, lockStale: TEST_LOCK_STALE });
   const create = (namespace: string) => new DBMNamespaceManager(namespace, options());
 
@@ -101,6 +105,58 @@ describe('dbm backend with damaged files', () => {
       (error: unknown) => error instanceof StorageError && (error.cause as NodeJS.ErrnoException).code === 'EISDIR',
     );
   });
+});
+
+describe('dbm backend when LMDB names an older commit as the newest', () => {
+  const rewinder = fileURLToPath(new URL('../fixtures/lmdb-rewind.ts', import.meta.url));
+  const newestCommit = (handle: EnvironmentHandle) =>
+    (handle.db as unknown as { env: { info(): { lastTxnId: number } } }).env.info().lastTxnId;
+
+  /** Sets the lock file's newest commit one back, from another process, and returns what a plain LMDB write transaction then begins from. */
+  async function rewind(file: string): Promise<{ newest: number; began: number; value: string | undefined }> {
+    const handle = dbmEnvironments.acquire(file, { create: false, namespace: 'rewound' });
+    assert.ok(handle);
+    try {
+      const newest = newestCommit(handle);
+      const rewinding = spawnScript(rewinder, { lockFile: lmdbLockFile(file), from: newest, to: newest - 1 });
+      await rewinding.next('done');
+      await rewinding.exited;
+      const { db } = handle;
+      const [began, value] = db.transactionSync(() => [db.getWriteTxnId() - 1, db.get('n')] as const);
+      return { newest, began, value };
+    } finally {
+      dbmEnvironments.release(handle);
+    }
+  }
+
+  const writes = [
+    {
+      name: 'under the write lock',
+      write: (ns: DBMNamespaceManager) => ns.withWriteLock(() => ns.set('n', (ns.get('n') as number) + 1)),
+      expected: { n: 3 },
+    },
+    {
+      name: 'in applyChanges',
+      write: (ns: DBMNamespaceManager) => ns.applyChanges(new Map([['m', 1]]), { requireKey: 'n' }),
+      expected: { n: 2, m: 1 },
+    },
+  ];
+  for (const { name, write, expected } of writes) {
+    it(`keeps the newest commit ${name} after another process's open set LMDB's record of it back`, async () => {
+      const ns = new DBMNamespaceManager(`rewound-${randomUUID()}`, { dataDir, lockStale: TEST_LOCK_STALE });
+      await ns.withWriteLock(() => ns.set('n', 1));
+      await ns.withWriteLock(() => ns.set('n', 2));
+      const { newest, began, value } = await rewind(ns.file);
+      assert.equal(began, newest - 1, 'a plain write transaction now begins from the commit before the newest');
+      assert.equal(value, JSON.stringify(1), '… and sees the value that commit had');
+      await write(ns);
+      const reader = new DBMNamespaceManager(ns.namespace, { dataDir });
+      assert.deepEqual(
+        await reader.withReadLock(() => Object.fromEntries(reader.keys().map((key) => [key, reader.get(key)]))),
+        expected,
+      );
+    });
+  }
 });
 
 /** mm_last_pg of the meta page with the higher txnid (offsets of lmdb 3.5, 64-bit; see lmdb-file-check.ts). */
