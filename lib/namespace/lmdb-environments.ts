@@ -48,6 +48,8 @@ export function lmdbLockFile(dataFile: string): string {
 }
 
 const MAP_SIZE = 64 * 1024 * 1024;
+/** Session data is for the server's eyes only. */
+const SESSION_FILE_MODE = 0o600;
 
 /**
  * Closes an environment and drops it from lmdb's `allDbs`, a registry of every store ever
@@ -69,12 +71,20 @@ const openedStores = (lmdb as unknown as { allDbs?: Map<string, unknown> }).allD
  * it returns, so a commit also survives the machine crashing, without lmdb-js's overlapping
  * sync: after a writer was killed mid-commit with overlapping sync on, closing the file in
  * another process spun forever in `mdb_env_sync` (spec/namespace/on-disk.spec.ts and the
- * crash soak guard both). `noSync` and `noMetaSync` once lost commits between processes here
- * too; that is what {@link writeTransaction} guards against (with it, unsynced commits lost
- * none in 180 rounds of the stress that README "Backends" describes).
+ * crash soak guard both). `noSync` and `noMetaSync` once lost commits between processes
+ * here too; that is what {@link writeTransaction} guards against (with it, unsynced commits
+ * lost none in 180 rounds of the stress that README "Backends" describes). Files are created
+ * readable by their owner only, as the file backend's are (lmdb-js would make them 0664).
  */
 export function lmdbOpenOptions(file: string) {
-  return { path: file, noSubdir: true, encoding: 'string' as const, mapSize: MAP_SIZE, overlappingSync: false };
+  return {
+    path: file,
+    noSubdir: true,
+    encoding: 'string' as const,
+    mapSize: MAP_SIZE,
+    overlappingSync: false,
+    permissionsMode: SESSION_FILE_MODE,
+  };
 }
 
 /** The LMDB errors that mean the file is damaged, not that something failed around it. */

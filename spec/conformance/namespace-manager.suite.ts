@@ -545,6 +545,19 @@ export function namespaceManagerConformance(type: BackendType): void {
       });
     });
 
+    it('creates its files readable and writable by their owner only', {
+      skip: type !== 'file' && type !== 'dbm',
+    }, async () => {
+      const ns = backend.create(fresh());
+      await ns.withWriteLock(() => ns.set('secret', 1));
+      const file = (ns as unknown as { file: string }).file;
+      const created = fs.readdirSync(path.dirname(file)).filter((name) => name.startsWith(path.basename(file)));
+      assert.ok(created.length > 0);
+      for (const name of created) {
+        assert.equal(fs.statSync(path.join(path.dirname(file), name)).mode & 0o777, 0o600, name);
+      }
+    });
+
     describe('a symbolic link planted at a namespace path', { skip: type !== 'file' && type !== 'dbm' }, () => {
       it('is not followed, even to an intact namespace file: StorageError, and its target is left alone', async () => {
         const outside = await dir({ unsafeCleanup: true });
