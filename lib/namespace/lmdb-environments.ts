@@ -18,7 +18,7 @@ import * as lmdb from 'lmdb';
 import { open, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
 import { ensureDirectory, statOrUndefined } from '../files.js';
-import { checkOpenFile, openForCheck } from './lmdb-file-check.js';
+import { checkOpenFile, openForCheck, openOrCreateForCheck } from './lmdb-file-check.js';
 
 /** Keys are data keys (strings) or reserved numbers (the lock record). */
 export type LmdbKey = string | number;
@@ -50,6 +50,10 @@ export function lmdbLockFile(dataFile: string): string {
 const MAP_SIZE = 64 * 1024 * 1024;
 /** Session data is for the server's eyes only. */
 const SESSION_FILE_MODE = 0o600;
+/** Given by `#open` when another file took the path while LMDB opened it. */
+const REPLACED = Symbol('replaced');
+/** How many times a file replaced while being opened is opened again. */
+const OPEN_ATTEMPTS = 3;
 
 /**
  * Closes an environment and drops it from lmdb's `allDbs`, a registry of every store ever
@@ -191,7 +195,15 @@ export class LmdbEnvironments {
       else this.retire(cached);
     }
     if (!data && !create) return undefined;
-    const entry = this.#open(file, namespace, create);
+    let entry = this.#open(file, namespace, create);
+    for (let attempt = 1; entry === REPLACED; attempt++) {
+      if (attempt === OPEN_ATTEMPTS) {
+        throw new StorageError(file, 'open', {
+          cause: new Error(`it was replaced while being opened, ${attempt} times`),
+        });
+      }
+      entry = this.#open(file, namespace, create);
+    }
     if (!entry) return undefined;
     entry.users++;
     this.#entries.set(file, entry);
@@ -263,18 +275,18 @@ export class LmdbEnvironments {
   }
 
   /**
-   * Opens `file`, or gives `undefined` when it is missing (or is removed while being
-   * opened) and not to be created. The data file is checked, and held open while LMDB
-   * opens it, through a descriptor of ours: the inode recorded is the one that was checked,
-   * and as a removed file never comes back to its path, finding it there later means LMDB
-   * opened that very file.
+   * Opens `file`, or gives `undefined` when it is missing and not to be created. The data
+   * file is opened (created empty if `create`), checked, and held open through a descriptor
+   * of ours while LMDB opens the path. If that file is still at the path afterwards, LMDB
+   * opened that very file (a removed file never comes back to its path), and its inode is the
+   * one recorded; if another file took its place meanwhile, the result is {@link REPLACED}.
    */
-  #open(file: string, namespace: string, create: boolean): Entry | undefined {
+  #open(file: string, namespace: string, create: boolean): Entry | undefined | typeof REPLACED {
     if (create) ensureDirectory(path.dirname(file));
-    let fd = openForCheck(file);
-    if (fd === undefined && !create) return undefined;
+    const fd = create ? openOrCreateForCheck(file, SESSION_FILE_MODE) : openForCheck(file);
+    if (fd === undefined) return undefined;
     try {
-      const problem = fd === undefined ? undefined : checkOpenFile(fd, file);
+      const problem = checkOpenFile(fd, file);
       if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
       let db: RootDatabase<string, LmdbKey>;
       try {
@@ -284,28 +296,25 @@ export class LmdbEnvironments {
       }
       let entry: Entry | undefined;
       try {
-        fd ??= openForCheck(file);
-        const lock = fd === undefined ? undefined : statOrUndefined(lmdbLockFile(file));
-        if (fd !== undefined && lock) {
-          const data = fs.fstatSync(fd);
+        const data = fs.fstatSync(fd);
+        const lock = statOrUndefined(lmdbLockFile(file));
+        if (lock && statOrUndefined(file)?.ino === data.ino) {
           const files = { dataIno: data.ino, dataSize: data.size, lockIno: lock.ino };
           let markGone = () => {};
           const gone = new Promise<void>((resolve) => {
             markGone = resolve;
           });
           entry = { path: file, db, gone, markGone, ...files, users: 0, retired: false, closed: false };
-        } else if (create) {
-          throw Object.assign(new Error(`${file} was removed while being opened`), { code: 'ENOENT' });
         }
       } finally {
         if (!entry) void closeStore({ path: file, db });
       }
-      return entry;
+      return entry ?? REPLACED;
     } catch (error) {
       if (error instanceof SessionlockError) throw error;
       throw new StorageError(file, 'open', { cause: error });
     } finally {
-      if (fd !== undefined) fs.closeSync(fd);
+      fs.closeSync(fd);
     }
   }
 

@@ -61,6 +61,24 @@ export function openForCheck(file: string): number | undefined {
   }
 }
 
+/**
+ * Like {@link openForCheck}, but a missing file is first created empty with `mode` (LMDB
+ * initialises an empty file as a new one). Throws {@link StorageError} if it cannot be created
+ * or keeps disappearing.
+ */
+export function openOrCreateForCheck(file: string, mode: number): number {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const fd = openForCheck(file);
+    if (fd !== undefined) return fd;
+    try {
+      fs.closeSync(fs.openSync(file, 'wx', mode));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(file, 'create', { cause: error });
+    }
+  }
+  throw new StorageError(file, 'create', { cause: new Error('it was removed as soon as it was created, three times') });
+}
+
 /** {@link lmdbFileProblem} of `file` open as `fd`. */
 export function checkOpenFile(fd: number, file: string): string | undefined {
   try {
