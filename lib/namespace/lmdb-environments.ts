@@ -176,7 +176,9 @@ export class LmdbEnvironments {
    * gives `undefined` (nothing is created by reading). Garbage in the file throws
    * {@link SessionCorruptError} naming `namespace`. `checked`: the caller knows the files at
    * the path are still the ones it was last given (it holds the write lock and got them under
-   * it), so an open environment is handed out without looking at the files again.
+   * it), so an open environment is handed out without looking at the files again. A file just
+   * opened gets an empty {@link writeTransaction} first, so that an id of the newest commit
+   * its opening set back is caught at once: {@link StaleStartError} (call {@link reopen}).
    */
   acquire(
     file: string,
