@@ -123,6 +123,11 @@ interface EnvironmentInfo {
   readonly env: { info(): { lastTxnId: number } };
 }
 
+/** The id of the newest commit in the file's meta pages (lmdb-js's `env.info()`, not declared in its types). */
+export function newestCommit(db: EnvironmentHandle['db']): number {
+  return (db as unknown as EnvironmentInfo).env.info().lastTxnId;
+}
+
 /**
  * Runs `work` in a synchronous write transaction of the handle's file, provided LMDB began it
  * from the newest commit; otherwise throws {@link StaleStartError} before `work` runs.
@@ -140,7 +145,7 @@ export function writeTransaction<T>(handle: EnvironmentHandle, work: () => T): T
   const { db } = handle;
   return db.transactionSync(() => {
     const started = db.getWriteTxnId() - 1;
-    const newest = (db as unknown as EnvironmentInfo).env.info().lastTxnId;
+    const newest = newestCommit(db);
     if (started !== newest) throw new StaleStartError(handle.path, started, newest);
     return work();
   });

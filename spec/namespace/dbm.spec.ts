@@ -8,7 +8,7 @@ import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import { DBMNamespaceManager, SessionCorruptError, StorageError } from '../../lib/index.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
-import { type EnvironmentHandle, lmdbLockFile, lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
+import { lmdbLockFile, lmdbOpenOptions, newestCommit } from '../../lib/namespace/lmdb-environments.js';
 import { lmdbFileProblem } from '../../lib/namespace/lmdb-file-check.js';
 import { namespaceManagerConformance } from '../conformance/namespace-manager.suite.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
@@ -109,15 +109,13 @@ describe('dbm backend with damaged files', () => {
 
 describe('dbm backend when LMDB names an older commit as the newest', () => {
   const rewinder = fileURLToPath(new URL('../fixtures/lmdb-rewind.ts', import.meta.url));
-  const newestCommit = (handle: EnvironmentHandle) =>
-    (handle.db as unknown as { env: { info(): { lastTxnId: number } } }).env.info().lastTxnId;
 
   /** Sets the lock file's newest commit one back, from another process, and returns what a plain LMDB write transaction then begins from. */
   async function rewind(file: string): Promise<{ newest: number; began: number; value: string | undefined }> {
     const handle = dbmEnvironments.acquire(file, { create: false, namespace: 'rewound' });
     assert.ok(handle);
     try {
-      const newest = newestCommit(handle);
+      const newest = newestCommit(handle.db);
       const rewinding = spawnScript(rewinder, { lockFile: lmdbLockFile(file), from: newest, to: newest - 1 });
       await rewinding.next('done');
       await rewinding.exited;
