@@ -10,14 +10,8 @@ import { SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
 import { checkCount } from '../options.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
-import {
-  type EnvironmentHandle,
-  LmdbEnvironments,
-  lmdbCorruption,
-  lmdbLockFile,
-  StaleStartError,
-  writeTransaction,
-} from './lmdb-environments.js';
+import { type EnvironmentHandle, LmdbEnvironments, lmdbCorruption, lmdbLockFile } from './lmdb-environments.js';
+import { readNewest, StaleStartError, stampCommit, writeTransaction } from './lmdb-transactions.js';
 import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
 /** Options of {@link DBMNamespaceManager}. */
@@ -47,9 +41,10 @@ export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
 /**
  * Keeps each namespace in its own LMDB file under `dataDir`. Exclusive across processes on
  * one machine; reads never wait for a lock unless a writer holds it. Every write transaction
- * first checks that LMDB began it from the newest commit, which the LMDB in lmdb-js 3.5.6 does
- * not always do when another process opens the file at the same moment (README, "Backends");
- * when it did not, the file is reopened and the transaction tried again.
+ * first checks that LMDB began it from the newest commit, and every read that its snapshot
+ * holds it, which the LMDB in lmdb-js 3.5.6 does not always ensure when another process opens
+ * the file at the same moment (README, "Backends"); when it did not, the file is reopened and
+ * the transaction tried again.
  */
 export class DBMNamespaceManager extends FileLockedNamespaceManager {
   /**
@@ -75,16 +70,16 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
   }
 
   /**
-   * A reader takes a snapshot. The lock holder reads inside a write transaction instead, which
-   * waits for any commit already under way, so it sees every change made before it took the lock.
+   * A reader takes a snapshot of the newest commit. The lock holder reads inside a write
+   * transaction instead, which waits for any commit already under way, so it sees every change
+   * made before it took the lock.
    */
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
     if (!asOwner) {
       if (this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
-      const entries = await this.#withEnvironment(false, 'read', ({ db }) => {
-        db.resetReadTxn();
-        return readEntries(db);
-      });
+      const entries = await this.#withEnvironment(false, 'read', (handle) =>
+        readNewest(handle, () => readEntries(handle.db)),
+      );
       return entries ?? new Map();
     }
     return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
@@ -194,6 +189,8 @@ function readEntries(db: LmdbDatabase): EncodedEntries {
 }
 
 function applyTo(db: LmdbDatabase, changes: EncodedChanges): void {
+  if (changes.size === 0) return;
+  stampCommit(db);
   for (const [key, raw] of changes) {
     if (raw === undefined) db.removeSync(key);
     else db.putSync(key, raw);

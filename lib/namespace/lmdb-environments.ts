@@ -8,7 +8,7 @@
  * and by size: LMDB never shrinks a file, and reading a mapped file that was truncated
  * would crash the process); if not, the stale handle is retired and the path opened afresh.
  *
- * Write transactions go through {@link writeTransaction}, which refuses to build on anything
+ * Transactions go through ./lmdb-transactions, which refuses to build on or read anything
  * but the newest commit (see there for the lmdb-js defect it guards against).
  * @module
  */
@@ -19,8 +19,9 @@ import { open, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
 import { ensureDirectory, statOrUndefined } from '../files.js';
 import { checkOpenFile, openForCheck, openOrCreateForCheck } from './lmdb-file-check.js';
+import { writeTransaction } from './lmdb-transactions.js';
 
-/** Keys are data keys (strings) or reserved numbers (the lock record). */
+/** Keys are data keys (strings) or reserved numbers (the commit stamp). */
 export type LmdbKey = string | number;
 
 /** An open environment. Give it back with {@link LmdbEnvironments.release}. */
@@ -102,53 +103,6 @@ const CORRUPTION = /\bMDB_(INVALID|VERSION_MISMATCH|CORRUPTED|PAGE_NOTFOUND)\b/;
 export function lmdbCorruption(error: unknown, namespace: string, file: string): SessionCorruptError | undefined {
   if (!CORRUPTION.test(String(error))) return undefined;
   return new SessionCorruptError(namespace, `${file} is not a usable LMDB file`, { cause: error });
-}
-
-/**
- * Thrown by {@link writeTransaction} when LMDB began the transaction from an older commit than
- * the newest in the file. Nothing was written; the caller reopens the file and tries again.
- */
-export class StaleStartError extends Error {
-  constructor(
-    readonly file: string,
-    readonly started: number,
-    readonly newest: number,
-  ) {
-    super(`LMDB began a write transaction of ${file} from commit ${started}, but the newest is ${newest}`);
-    this.name = 'StaleStartError';
-  }
-}
-
-interface EnvironmentInfo {
-  readonly env: { info(): { lastTxnId: number } };
-}
-
-/** The id of the newest commit in the file's meta pages (lmdb-js's `env.info()`, not declared in its types). */
-export function newestCommit(db: EnvironmentHandle['db']): number {
-  return (db as unknown as EnvironmentInfo).env.info().lastTxnId;
-}
-
-/**
- * Runs `work` in a synchronous write transaction of the handle's file, provided LMDB began it
- * from the newest commit; otherwise throws {@link StaleStartError} before `work` runs.
- *
- * The guard is needed with the LMDB that lmdb-js 3.5.6 ships. LMDB keeps the id of the newest
- * commit in the lock file every process shares, and begins each write transaction from the
- * commit that id names. That LMDB also writes the id while it opens a file (`mdb_env_open2`),
- * copying it from the meta pages it read a moment before, without taking LMDB's writer lock.
- * When another process commits in between, the shared id goes back: the next write transaction,
- * in whichever process, would build on an older commit and undo the newer ones (and may reuse
- * pages they still use). The meta pages themselves still name the newest commit, so the
- * transaction's starting point is compared with them; reopening the file puts the id right.
- */
-export function writeTransaction<T>(handle: EnvironmentHandle, work: () => T): T {
-  const { db } = handle;
-  return db.transactionSync(() => {
-    const started = db.getWriteTxnId() - 1;
-    const newest = newestCommit(db);
-    if (started !== newest) throw new StaleStartError(handle.path, started, newest);
-    return work();
-  });
 }
 
 export class LmdbEnvironments {

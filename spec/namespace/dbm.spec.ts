@@ -8,8 +8,9 @@ import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import { DBMNamespaceManager, SessionCorruptError, StorageError } from '../../lib/index.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
-import { lmdbLockFile, lmdbOpenOptions, newestCommit } from '../../lib/namespace/lmdb-environments.js';
+import { lmdbLockFile, lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
 import { lmdbFileProblem } from '../../lib/namespace/lmdb-file-check.js';
+import { newestCommit } from '../../lib/namespace/lmdb-transactions.js';
 import { namespaceManagerConformance } from '../conformance/namespace-manager.suite.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { spawnScript, spawnWorker } from '../fixtures/processes.js';
@@ -110,8 +111,13 @@ describe('dbm backend with damaged files', () => {
 describe('dbm backend when LMDB names an older commit as the newest', () => {
   const rewinder = fileURLToPath(new URL('../fixtures/lmdb-rewind.ts', import.meta.url));
 
-  /** Sets the lock file's newest commit one back, from another process, and returns what a plain LMDB write transaction then begins from. */
-  async function rewind(file: string): Promise<{ newest: number; began: number; value: string | undefined }> {
+  /**
+   * Sets the lock file's newest commit one back, from another process, and returns what a
+   * plain LMDB write transaction then begins from and sees, and what a plain read snapshot sees.
+   */
+  async function rewind(
+    file: string,
+  ): Promise<{ newest: number; began: number; value: string | undefined; read: string | undefined }> {
     const handle = dbmEnvironments.acquire(file, { create: false, namespace: 'rewound' });
     assert.ok(handle);
     try {
@@ -121,7 +127,8 @@ describe('dbm backend when LMDB names an older commit as the newest', () => {
       await rewinding.exited;
       const { db } = handle;
       const [began, value] = db.transactionSync(() => [db.getWriteTxnId() - 1, db.get('n')] as const);
-      return { newest, began, value };
+      db.resetReadTxn();
+      return { newest, began, value, read: db.get('n') };
     } finally {
       dbmEnvironments.release(handle);
     }
@@ -155,6 +162,34 @@ describe('dbm backend when LMDB names an older commit as the newest', () => {
       );
     });
   }
+
+  it("reads the newest commit without the lock after another process's open set LMDB's record of it back", async () => {
+    const ns = new DBMNamespaceManager(`rewound-${randomUUID()}`, { dataDir, lockStale: TEST_LOCK_STALE });
+    await ns.withWriteLock(() => ns.set('n', 1));
+    await ns.withWriteLock(() => ns.set('n', 2));
+    const { read } = await rewind(ns.file);
+    assert.equal(read, JSON.stringify(1), 'a plain read snapshot now sees the commit before the newest');
+    const reader = new DBMNamespaceManager(ns.namespace, { dataDir });
+    assert.equal(await reader.withReadLock(() => reader.get('n')), 2);
+    assert.equal(await reader.withReadLock(() => reader.get('n')), 2, 'and again, from the reopened file');
+  });
+
+  it('reads a file whose commits carry no commit stamp (written before stamps existed), and stamps its next commit', async () => {
+    const ns = new DBMNamespaceManager(`unstamped-${randomUUID()}`, { dataDir, lockStale: TEST_LOCK_STALE });
+    const db = open<string, string | number>(lmdbOpenOptions(ns.file));
+    db.transactionSync(() => db.putSync('n', JSON.stringify(5)));
+    db.transactionSync(() => db.putSync('m', JSON.stringify(6)));
+    await db.close();
+    assert.deepEqual(await ns.withReadLock(() => [ns.get('n'), ns.get('m')]), [5, 6]);
+    await ns.withWriteLock(() => ns.set('n', 7));
+    const reopened = open<string, string | number>(lmdbOpenOptions(ns.file));
+    try {
+      assert.equal(Number(reopened.get(0)), newestCommit(reopened), 'the commit carries its own id');
+    } finally {
+      await reopened.close();
+    }
+    assert.deepEqual(await ns.withReadLock(() => ns.keys().sort()), ['m', 'n']);
+  });
 });
 
 /** mm_last_pg of the meta page with the higher txnid (offsets of lmdb 3.5, 64-bit; see lmdb-file-check.ts). */
