@@ -2,15 +2,21 @@
  * The dbm backend: Myghty's "each user's session in its own DBM file", on LMDB. One LMDB
  * file per namespace under `dataDir`, each key an LMDB entry, so a commit writes only the
  * keys that changed, in one synced LMDB transaction. The cross-process write lock is the same
- * proper-lockfile lock the file backend uses; reads take no lock: LMDB gives each read a
- * consistent snapshot.
+ * proper-lockfile lock the file backend uses; reads take no lock (but to open a file): LMDB
+ * gives each read a consistent snapshot.
  * @module
  */
 import { SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
 import { checkCount } from '../options.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
-import { type EnvironmentHandle, LmdbEnvironments, lmdbCorruption, lmdbLockFile } from './lmdb-environments.js';
+import {
+  type EnvironmentHandle,
+  LmdbEnvironments,
+  lmdbCorruption,
+  lmdbLockFile,
+  NOT_OPEN,
+} from './lmdb-environments.js';
 import { readNewest, StaleStartError, stampCommit, writeTransaction } from './lmdb-transactions.js';
 import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
@@ -32,8 +38,11 @@ export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOp
 /** The extension of namespace files. */
 export const DBM_EXTENSION = '.mdb';
 const DEFAULT_MAX_OPEN_FILES = 512;
-/** How many times a write transaction is retried after LMDB began it from an older commit. */
-const STALE_START_ATTEMPTS = 5;
+/**
+ * How many times an operation runs on its file: again after LMDB began a write transaction
+ * from an older commit (the file is reopened), or after the file was opened under the lock.
+ */
+const ATTEMPTS = 5;
 
 /** The process-wide cache of open LMDB files. */
 export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
@@ -80,7 +89,7 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
       const entries = await this.#withEnvironment(false, 'read', (handle) =>
         readNewest(handle, () => readEntries(handle.db)),
       );
-      return entries ?? new Map();
+      return entries ?? new Map<string, string>();
     }
     return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
   }
@@ -140,19 +149,30 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
 
   /**
    * Runs `work` on this namespace's open file, again on the reopened file when LMDB began a
-   * write transaction from an older commit (see `writeTransaction`). LMDB errors saying the
-   * file is damaged become SessionCorruptError, others StorageError.
+   * write transaction from an older commit (see `writeTransaction`). A file is only opened
+   * under its write lock, which every removal holds: lmdb-js 3.5.6 corrupts its own memory
+   * (and the process crashes) when a file disappears while LMDB opens it. Without the lock,
+   * the file is opened by {@link #openUnderLock} first, or `HELD_ELSEWHERE` is returned when
+   * another process holds the lock. LMDB errors saying the file is damaged become
+   * SessionCorruptError, others StorageError.
    */
   async #withEnvironment<T>(
     create: boolean,
     operation: 'read' | 'write',
     work: (handle: EnvironmentHandle) => T,
-  ): Promise<T | undefined> {
+  ): Promise<T | undefined | typeof HELD_ELSEWHERE> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return this.#attempt(create, work);
+        const result = this.#attempt(create, work);
+        if (result !== NOT_OPEN) return result;
+        if (attempt === ATTEMPTS) {
+          throw new StorageError(this.file, 'open', {
+            cause: new Error(`it was replaced after opening, ${attempt} times`),
+          });
+        }
+        if (!(await this.#openUnderLock(create))) return HELD_ELSEWHERE;
       } catch (error) {
-        if (error instanceof StaleStartError && attempt < STALE_START_ATTEMPTS) {
+        if (error instanceof StaleStartError && attempt < ATTEMPTS) {
           await dbmEnvironments.reopen(this.file);
           continue;
         }
@@ -164,12 +184,26 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     }
   }
 
-  #attempt<T>(create: boolean, work: (handle: EnvironmentHandle) => T): T | undefined {
+  /** Opens the file (without running anything on it) while holding its write lock; false when another process holds the lock. */
+  async #openUnderLock(create: boolean): Promise<boolean> {
+    if (!(await this.fileLock.tryAcquire())) return false;
+    try {
+      const handle = dbmEnvironments.acquire(this.file, { create, namespace: this.namespace });
+      if (handle) dbmEnvironments.release(handle);
+    } finally {
+      await this.fileLock.release();
+    }
+    return true;
+  }
+
+  #attempt<T>(create: boolean, work: (handle: EnvironmentHandle) => T): T | undefined | typeof NOT_OPEN {
     const handle = dbmEnvironments.acquire(this.file, {
       create,
       namespace: this.namespace,
       checked: this.#hold === 'checked',
+      open: this.#hold !== 'none',
     });
+    if (handle === NOT_OPEN) return NOT_OPEN;
     if (this.#hold !== 'none') this.#hold = handle ? 'checked' : 'held';
     if (!handle) return undefined;
     try {

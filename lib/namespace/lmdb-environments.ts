@@ -51,6 +51,11 @@ export function lmdbLockFile(dataFile: string): string {
 const MAP_SIZE = 64 * 1024 * 1024;
 /** Session data is for the server's eyes only. */
 const SESSION_FILE_MODE = 0o600;
+/**
+ * Given by {@link LmdbEnvironments.acquire} called with `open: false` when the file would have
+ * to be opened: the caller takes the file's write lock and calls again with `open: true`.
+ */
+export const NOT_OPEN: unique symbol = Symbol('not open');
 /** Given by `#open` when another file took the path while LMDB opened it. */
 const REPLACED = Symbol('replaced');
 /** How many times a file replaced while being opened is opened again. */
@@ -105,6 +110,12 @@ export function lmdbCorruption(error: unknown, namespace: string, file: string):
   return new SessionCorruptError(namespace, `${file} is not a usable LMDB file`, { cause: error });
 }
 
+interface AcquireOptions {
+  create: boolean;
+  namespace: string;
+  checked?: boolean;
+}
+
 export class LmdbEnvironments {
   readonly #entries = new Map<string, Entry>();
   /** Entries no longer handed out whose environments are not closed yet. */
@@ -138,11 +149,14 @@ export class LmdbEnvironments {
    * it), so an open environment is handed out without looking at the files again. A file just
    * opened gets an empty {@link writeTransaction} first, so that an id of the newest commit
    * its opening set back is caught at once: {@link StaleStartError} (call {@link reopen}).
+   * `open: false`: a file not open yet is not opened; {@link NOT_OPEN} is returned instead.
    */
+  acquire(file: string, options: AcquireOptions & { open?: true }): EnvironmentHandle | undefined;
+  acquire(file: string, options: AcquireOptions & { open: boolean }): EnvironmentHandle | undefined | typeof NOT_OPEN;
   acquire(
     file: string,
-    { create, namespace, checked = false }: { create: boolean; namespace: string; checked?: boolean },
-  ) {
+    { create, namespace, checked = false, open = true }: AcquireOptions & { open?: boolean },
+  ): EnvironmentHandle | undefined | typeof NOT_OPEN {
     const cached = this.#entries.get(file);
     if (checked && cached) return this.#use(cached);
     const data = statOrUndefined(file);
@@ -156,6 +170,7 @@ export class LmdbEnvironments {
       else this.retire(cached);
     }
     if (!data && !create) return undefined;
+    if (!open) return NOT_OPEN;
     let entry = this.#open(file, namespace, create);
     for (let attempt = 1; entry === REPLACED; attempt++) {
       if (attempt === OPEN_ATTEMPTS) {

@@ -192,6 +192,30 @@ describe('dbm backend when LMDB names an older commit as the newest', () => {
   });
 });
 
+describe('dbm backend while another process removes the namespace', () => {
+  const worker = fileURLToPath(new URL('../fixtures/dbm-remove-race-worker.ts', import.meta.url));
+
+  it('opens its file without crashing or failing while another process writes and removes it (3 rounds of 2.5 s)', async () => {
+    for (let round = 0; round < 3; round++) {
+      const raceDir = path.join(dataDir, `race-${round}`);
+      const roles = ['writer', 'reader', 'reader'] as const;
+      const workers = roles.map((role) => spawnScript(worker, { role, dataDir: raceDir, ms: 2500 }));
+      const reports = await Promise.all(
+        workers.map(async (w) => {
+          const report = await w.next<{ rounds: number; errorCount: number; errors: string[] }>('done');
+          await w.exited;
+          return { ...report, signal: w.child.signalCode };
+        }),
+      );
+      for (const [i, report] of reports.entries()) {
+        assert.equal(report.signal, null, `${roles[i]} was killed by a signal`);
+        assert.deepEqual(report.errors, [], `${roles[i]} met errors`);
+        assert.ok(report.rounds > 0);
+      }
+    }
+  });
+});
+
 /** mm_last_pg of the meta page with the higher txnid (offsets of lmdb 3.5, 64-bit; see lmdb-file-check.ts). */
 function newestLastPage(file: string): number {
   const bytes = fs.readFileSync(file);
