@@ -167,7 +167,7 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
         if (result !== NOT_OPEN) return result;
         if (attempt === ATTEMPTS) {
           throw new StorageError(this.file, 'open', {
-            cause: new Error(`it was replaced after opening, ${attempt} times`),
+            cause: new Error(`it was replaced or reopened each time it was opened, ${attempt} times`),
           });
         }
         if (!(await this.#openUnderLock(create))) return HELD_ELSEWHERE;
