@@ -89,7 +89,7 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
       const entries = await this.#withEnvironment(false, 'read', (handle) =>
         readNewest(handle, () => readEntries(handle.db)),
       );
-      return entries ?? new Map<string, string>();
+      return entries ?? new Map();
     }
     return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
   }

@@ -110,6 +110,8 @@ describe('dbm backend with damaged files', () => {
 
 describe('dbm backend when LMDB names an older commit as the newest', () => {
   const rewinder = fileURLToPath(new URL('../fixtures/lmdb-rewind.ts', import.meta.url));
+  const fresh = (prefix: string) =>
+    new DBMNamespaceManager(`${prefix}-${randomUUID()}`, { dataDir, lockStale: TEST_LOCK_STALE });
 
   /**
    * Sets the lock file's newest commit one back, from another process, and returns what a
@@ -148,7 +150,7 @@ describe('dbm backend when LMDB names an older commit as the newest', () => {
   ];
   for (const { name, write, expected } of writes) {
     it(`keeps the newest commit ${name} after another process's open set LMDB's record of it back`, async () => {
-      const ns = new DBMNamespaceManager(`rewound-${randomUUID()}`, { dataDir, lockStale: TEST_LOCK_STALE });
+      const ns = fresh('rewound');
       await ns.withWriteLock(() => ns.set('n', 1));
       await ns.withWriteLock(() => ns.set('n', 2));
       const { newest, began, value } = await rewind(ns.file);
@@ -164,7 +166,7 @@ describe('dbm backend when LMDB names an older commit as the newest', () => {
   }
 
   it("reads the newest commit without the lock after another process's open set LMDB's record of it back", async () => {
-    const ns = new DBMNamespaceManager(`rewound-${randomUUID()}`, { dataDir, lockStale: TEST_LOCK_STALE });
+    const ns = fresh('rewound');
     await ns.withWriteLock(() => ns.set('n', 1));
     await ns.withWriteLock(() => ns.set('n', 2));
     const { read } = await rewind(ns.file);
@@ -175,7 +177,7 @@ describe('dbm backend when LMDB names an older commit as the newest', () => {
   });
 
   it('reads a file whose commits carry no commit stamp (written before stamps existed), and stamps its next commit', async () => {
-    const ns = new DBMNamespaceManager(`unstamped-${randomUUID()}`, { dataDir, lockStale: TEST_LOCK_STALE });
+    const ns = fresh('unstamped');
     const db = open<string, string | number>(lmdbOpenOptions(ns.file));
     db.transactionSync(() => db.putSync('n', JSON.stringify(5)));
     db.transactionSync(() => db.putSync('m', JSON.stringify(6)));
