@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StorageError } from './errors.js';
 import { lstatOrUndefined, TEMP_DIRECTORY, TEMP_SUFFIX } from './files.js';
+import { ASIDE_SUFFIX } from './lock/file-lock.js';
 import { DBM_EXTENSION } from './namespace/dbm.js';
 import { FILE_EXTENSION } from './namespace/file.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
@@ -16,7 +17,8 @@ import type { SweepType } from './sweep.js';
 
 /**
  * An entry of a data directory that belongs to a file or dbm namespace: its data file, its
- * lock file (`<data>.lock`, see FileLock) and takeover mutex (`<data>.lock.takeover`),
+ * lock file (`<data>.lock`, see FileLock) and takeover mutex (`<data>.lock.takeover`), either
+ * of them as a takeover renames it aside (`<lock entry>.<hex>.aside`, kind `takeover`),
  * a temporary file of the file backend (`.tmp/<data>.<hex>.tmp`, or beside the data file as
  * older versions wrote them), or LMDB's `<data>-lock` file.
  * @internal
@@ -37,6 +39,7 @@ export interface DataDirEntry {
 const EXTENSIONS: Readonly<Record<SweepType, string>> = { file: FILE_EXTENSION, dbm: DBM_EXTENSION };
 const HASHED_NAME = /^\+[0-9a-f]{64}$/;
 const TEMP_NAME = new RegExp(`^(.+${escapeRegExp(FILE_EXTENSION)})\\.[0-9a-f]+${escapeRegExp(TEMP_SUFFIX)}$`);
+const ASIDE_NAME = new RegExp(`^(.+)\\.[0-9a-f]+${escapeRegExp(ASIDE_SUFFIX)}$`);
 
 /**
  * Streams the entries of `dataDir` that belong to file or dbm namespaces (of `type`, or
@@ -87,6 +90,12 @@ async function* streamDirectory(dir: string): AsyncGenerator<string> {
 function classify(dir: string, name: string): DataDirEntry | undefined {
   const temp = TEMP_NAME.exec(name)?.[1];
   if (temp) return entryOf(dir, name, 'temp', 'file', temp);
+  const setAside = ASIDE_NAME.exec(name)?.[1];
+  if (setAside) {
+    const entry = classify(dir, setAside);
+    const isLock = entry?.kind === 'lock' || entry?.kind === 'takeover';
+    return isLock ? { ...entry, name, path: path.join(dir, name), kind: 'takeover' } : undefined;
+  }
   for (const type of ['file', 'dbm'] as const) {
     const extension = EXTENSIONS[type];
     const kinds: [DataDirEntry['kind'], string][] = [

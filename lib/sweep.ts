@@ -10,7 +10,7 @@ import type fs from 'node:fs';
 import { type DataDirEntry, scanDataDir } from './data-dir.js';
 import { LockTimeoutError, SessionCorruptError, StorageError } from './errors.js';
 import { lstatOrUndefined, removeFile } from './files.js';
-import { FileLock, MIN_FILE_LOCK_STALE, removeLockEntry } from './lock/file-lock.js';
+import { FileLock, MIN_FILE_LOCK_STALE, removeStaleLockEntry } from './lock/file-lock.js';
 import { DBMNamespaceManager } from './namespace/dbm.js';
 import { FileNamespaceManager } from './namespace/file.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
@@ -59,7 +59,7 @@ export interface SweepOptions {
 
 /** What {@link sweep} removed: an idle session, or a left-over lock or temporary file. */
 export interface SweptEntry {
-  /** `'session'`, `'lock'` (a lock or takeover directory), `'temp'` (a temporary file) or `'lmdb-lock'`. */
+  /** `'session'`, `'lock'` (a lock file or directory, a takeover mutex, or one set aside by a takeover), `'temp'` (a temporary file) or `'lmdb-lock'`. */
   kind: 'session' | 'lock' | 'temp' | 'lmdb-lock';
   /** The backend the file belongs to. */
   type: SweepType;
@@ -89,7 +89,7 @@ export interface SweepResult {
   skippedUnnamed: number;
   /** Left-over files removed (with `dryRun`: that would be). */
   orphans: {
-    /** Lock and takeover directories whose holder stopped renewing them. */
+    /** Lock files and directories, takeover mutexes and entries a takeover set aside, whose holder stopped renewing them. */
     locks: number;
     /** Temporary files of interrupted writes. */
     temps: number;
@@ -202,7 +202,8 @@ async function judge(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): 
     case 'lock':
       return isLockEntry(stat) && abandoned ? clearStaleLock(entry, config) : 'ignored';
     case 'takeover':
-      return isLockEntry(stat) && abandoned ? removeUnlessDry(config, () => removeLockEntry(entry.path)) : 'ignored';
+      if (!isLockEntry(stat) || !abandoned) return 'ignored';
+      return config.dryRun || removeStaleLockEntry(entry.path, config.lockStale) ? 'removed' : 'ignored';
     case 'temp':
       return stat.isFile() && abandoned ? removeUnlessDry(config, () => removeFile(entry.path)) : 'ignored';
     case 'lmdb-lock':

@@ -8,20 +8,24 @@
  *   version is honoured and, once stale, removed like a file;
  * - stale takeover happens here, under a `<file>.lock.takeover` mutex, so two processes that
  *   see the same stale lock cannot both remove it and both get in (proper-lockfile's own
- *   takeover is switched off);
+ *   takeover is switched off); a stale lock or mutex is removed only after it was renamed
+ *   aside and found stale there, so a takeover that comes too late puts back the fresh lock it
+ *   moved instead of removing it;
  * - {@link FileLock.verify} checks, synchronously and right before a commit, that the lock
- *   is still ours and its lease unexpired (a fence: a holder that lost it writes nothing);
+ *   file is still the one we created (its inode and mtime) and its lease unexpired (a fence:
+ *   a holder that lost it writes nothing);
  * - proper-lockfile runs on a file-system adapter that performs each call synchronously:
  *   one small metadata call costs microseconds, far less than a trip through libuv's
  *   thread pool, and its mtime bookkeeping cannot interleave with `verify()`.
  * @module
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { LockCompromisedError, StorageError } from '../errors.js';
-import { ensureDirectory, statOrUndefined } from '../files.js';
+import { ensureDirectory, lstatOrUndefined, statOrUndefined } from '../files.js';
 
 interface HeldLockRecord {
   mtime: Date;
@@ -85,6 +89,8 @@ export class FileLock {
   readonly #options: FileLockOptions;
   #release: (() => Promise<void>) | undefined;
   #lost: string | undefined;
+  /** The inode of the lock file we created: another with the same mtime is still not ours. */
+  #ino: number | undefined;
 
   /** A lock for `target` (an absolute path; the file need not exist). */
   constructor(target: string, options: FileLockOptions) {
@@ -106,7 +112,7 @@ export class FileLock {
         stale: Number.POSITIVE_INFINITY,
         update: Math.max(1000, this.#options.stale / 4),
         retries: 0,
-        fs: syncFs,
+        fs: { ...syncFs, mkdir: viaSync((file: string) => this.#created(file)) },
         onCompromised: (error: Error) => {
           this.#lost = error.message;
           this.#options.log?.(`lock of ${this.#options.name} compromised: ${error.message}`);
@@ -123,6 +129,10 @@ export class FileLock {
       }
       throw new StorageError(this.#lockPath, 'create the lock', { cause: error });
     }
+  }
+
+  #created(file: string): void {
+    this.#ino = createLockFile(file);
   }
 
   /** Throws {@link LockCompromisedError} unless the lock is held by us with an unexpired lease. */
@@ -172,7 +182,9 @@ export class FileLock {
     }
     const stat = statOrUndefined(this.#lockPath);
     if (!stat) return 'its lock file was removed';
-    if (stat.mtime.getTime() !== record.mtime.getTime()) return 'another process took it over';
+    if (stat.ino !== this.#ino || stat.mtime.getTime() !== record.mtime.getTime()) {
+      return 'another process took it over';
+    }
     return undefined;
   }
 
@@ -182,15 +194,14 @@ export class FileLock {
    */
   #takeOverIfStale(): boolean {
     const seen = statOrUndefined(this.#lockPath);
-    if (!seen || Date.now() - seen.mtimeMs < this.#options.stale) return false;
+    if (!seen || !isStale(seen, this.#options.stale)) return false;
     const guard = `${this.#lockPath}.takeover`;
     if (!this.#takeGuard(guard)) return false;
     try {
-      const now = statOrUndefined(this.#lockPath);
-      if (!now || now.ino !== seen.ino || Date.now() - now.mtimeMs < this.#options.stale) return false;
-      removeLockEntry(this.#lockPath);
+      const removed = removeStaleLockEntry(this.#lockPath, this.#options.stale);
+      if (!removed) return false;
       this.#options.log?.(
-        `took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - now.mtimeMs)} ms old)`,
+        `took over the stale lock of ${this.#options.name} (${Math.round(Date.now() - removed.mtimeMs)} ms old)`,
       );
       this.#options.onTakeover?.();
       return true;
@@ -202,16 +213,77 @@ export class FileLock {
   /** Takes the takeover mutex; one left by a process that died during a takeover is removed once it is stale. */
   #takeGuard(guard: string): boolean {
     if (tryCreateLockFile(guard)) return true;
-    const other = statOrUndefined(guard);
-    if (!other || Date.now() - other.mtimeMs < this.#options.stale) return false;
-    removeLockEntry(guard);
-    return tryCreateLockFile(guard);
+    return removeStaleLockEntry(guard, this.#options.stale) !== undefined && tryCreateLockFile(guard);
   }
 }
 
-/** Creates the empty lock file `file`; throws `EEXIST` when a lock (file or directory) is there. */
-function createLockFile(file: string): void {
-  fs.closeSync(fs.openSync(file, 'wx', 0o600));
+function isStale(stat: fs.Stats, stale: number): boolean {
+  return Date.now() - stat.mtimeMs >= stale;
+}
+
+/** The suffix of a lock entry renamed aside by {@link removeStaleLockEntry}, for the sweep to recognise. */
+export const ASIDE_SUFFIX = '.aside';
+
+/**
+ * Removes the lock entry (a lock file, a takeover mutex, or an older version's lock
+ * directory) if it is stale, and returns the stats of what it removed. A file is first renamed
+ * aside and judged there, so one that a faster process created in place of the stale entry
+ * the caller saw is never removed: it is linked back (if yet another process made a new entry
+ * meanwhile, that one stays, and the fence of the holder whose entry was moved refuses its
+ * commits). Directories, which only older versions make, are judged and removed in place.
+ */
+export function removeStaleLockEntry(entry: string, stale: number): fs.Stats | undefined {
+  const seen = lstatOrUndefined(entry);
+  if (!seen || !isStale(seen, stale)) return undefined;
+  if (seen.isDirectory()) {
+    removeLockEntry(entry);
+    return seen;
+  }
+  const aside = `${entry}.${randomBytes(6).toString('hex')}${ASIDE_SUFFIX}`;
+  try {
+    fs.renameSync(entry, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StorageError(entry, 'move aside', { cause: error });
+  }
+  const moved = fs.lstatSync(aside);
+  if (isStale(moved, stale)) {
+    removeLockEntry(aside);
+    return moved;
+  }
+  putBack(aside, entry);
+  return undefined;
+}
+
+/**
+ * Links an entry moved aside back to its place and drops the aside name; if a new entry is
+ * there by now, that one stays. Where links are not possible (a directory, some file
+ * systems), renames it back instead.
+ */
+function putBack(aside: string, entry: string): void {
+  try {
+    fs.linkSync(aside, entry);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      try {
+        fs.renameSync(aside, entry);
+        return;
+      } catch (renameError) {
+        throw new StorageError(entry, 'put back', { cause: renameError });
+      }
+    }
+  }
+  removeLockEntry(aside);
+}
+
+/** Creates the empty lock file `file` and returns its inode; throws `EEXIST` when a lock (file or directory) is there. */
+function createLockFile(file: string): number {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    return fs.fstatSync(fd).ino;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function tryCreateLockFile(file: string): boolean {

@@ -142,7 +142,7 @@ describe('sweep', () => {
     });
   }
 
-  it('removes left-over locks, takeover mutexes, temporary files and LMDB lock files, only once abandoned', async () => {
+  it('removes left-over locks, takeover mutexes, entries set aside, temporary files and LMDB lock files, only once abandoned', async () => {
     freshDir();
     const at = (name: string) => path.join(dataDir, name);
     // locks are files; directories are what older versions made
@@ -155,9 +155,13 @@ describe('sweep', () => {
       temp('gone4.json.0123456789ab.tmp'),
       'gone5.mdb-lock',
       'gone6.json.00aa00aa00aa.tmp',
+      'gone7.json.lock.0123456789ab.aside',
+      'gone8.mdb.lock.takeover.ba9876543210.aside',
     ];
     const freshFiles = [
       'busy1.json.lock',
+      'busy5.json.lock.0123456789ab.aside',
+      'other.txt.lock.0123456789ab.aside',
       temp('busy3.json.ba9876543210.tmp'),
       'busy4.mdb-lock',
       temp('unrelated.txt'),
@@ -174,9 +178,9 @@ describe('sweep', () => {
     const result = await sweep({ ...options(dataDir), onRemove: (entry) => void removed.push(entry.kind) });
     assert.deepEqual(
       result,
-      emptyResult({ scanned: 1, skippedRecent: 1, orphans: { locks: 3, temps: 2, lmdbLocks: 1 } }),
+      emptyResult({ scanned: 1, skippedRecent: 1, orphans: { locks: 5, temps: 2, lmdbLocks: 1 } }),
     );
-    assert.deepEqual(removed.sort(), ['lmdb-lock', 'lock', 'lock', 'lock', 'temp', 'temp']);
+    assert.deepEqual(removed.sort(), ['lmdb-lock', 'lock', 'lock', 'lock', 'lock', 'lock', 'temp', 'temp']);
     for (const name of [...staleDirs, ...staleFiles]) assert.equal(await exists(at(name)), false, name);
     for (const name of [...freshDirs, ...freshFiles]) assert.equal(await exists(at(name)), true, name);
     assert.equal(await exists(`${live.file}-lock`), true);
