@@ -13,6 +13,7 @@
  * @module
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as lmdb from 'lmdb';
 import { open, type RootDatabase } from 'lmdb';
@@ -76,6 +77,23 @@ async function closeStore(entry: EnvironmentHandle): Promise<void> {
 
 /** lmdb's registry of opened stores: exported by lmdb 3, though not declared in its types. */
 const openedStores = (lmdb as unknown as { allDbs?: Map<string, unknown> }).allDbs;
+/** Descriptors LMDB's open takes: the lock file, the data file, and a synced one for meta pages. */
+const LMDB_OPEN_DESCRIPTORS = 3;
+
+/**
+ * Throws (EMFILE or ENFILE) unless this process can open as many files as LMDB's open will:
+ * lmdb-js 3.5.6 frees memory twice, and the process crashes, when LMDB's open fails part-way.
+ * A thread that opens files at the same moment can still take the last descriptors first.
+ */
+function ensureDescriptorsForLmdb(): void {
+  const probes: number[] = [];
+  try {
+    while (probes.length < LMDB_OPEN_DESCRIPTORS) probes.push(fs.openSync(os.devNull, 'r'));
+  } finally {
+    for (const fd of probes) fs.closeSync(fd);
+  }
+}
+
 /**
  * The lmdb `open()` options for a namespace file. Every commit is synced (fdatasync) before
  * it returns, so a commit also survives the machine crashing, without lmdb-js's overlapping
@@ -266,6 +284,7 @@ export class LmdbEnvironments {
       if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
       let db: RootDatabase<string, LmdbKey>;
       try {
+        ensureDescriptorsForLmdb();
         db = open<string, LmdbKey>(lmdbOpenOptions(file));
       } catch (error) {
         throw lmdbCorruption(error, namespace, file) ?? new StorageError(file, 'open', { cause: error });

@@ -13,7 +13,7 @@ import { lmdbFileProblem } from '../../lib/namespace/lmdb-file-check.js';
 import { newestCommit } from '../../lib/namespace/lmdb-transactions.js';
 import { namespaceManagerConformance } from '../conformance/namespace-manager.suite.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
-import { spawnScript, spawnWorker } from '../fixtures/processes.js';
+import { resultOf, runNode, spawnScript, spawnWorker } from '../fixtures/processes.js';
 
 namespaceManagerConformance('dbm');
 
@@ -216,6 +216,21 @@ describe('dbm backend while another process removes the namespace', () => {
       }
     }
   });
+});
+
+describe('dbm backend when the process runs out of file descriptors', () => {
+  const worker = fileURLToPath(new URL('../fixtures/dbm-descriptors-worker.ts', import.meta.url));
+
+  // lmdb-js 3.5.6 crashed the process (a double free) when 1 or 2 were left for LMDB's own three.
+  for (const free of [1, 2, 3, 4]) {
+    const outcome = free < 4 ? 'gives a StorageError (EMFILE), not a crash' : 'succeeds';
+    it(`with ${free} descriptor(s) left, opening a file ${outcome}; it works once they are back`, async () => {
+      const input = { dataDir: path.join(dataDir, `descriptors-${free}`), free };
+      const run = await runNode([worker, JSON.stringify(input)], { shell: 'ulimit -n 256 &&' });
+      const error = free < 4 ? { name: 'StorageError', code: 'EMFILE' } : undefined;
+      assert.deepEqual(resultOf(run), { ...(error ? { error } : {}), recovered: true });
+    });
+  }
 });
 
 /** mm_last_pg of the meta page with the higher txnid (offsets of lmdb 3.5, 64-bit; see lmdb-file-check.ts). */

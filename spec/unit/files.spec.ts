@@ -1,45 +1,22 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { dir } from 'tmp-promise';
 import { readWholeFile } from '../../lib/files.js';
-import { type ChildRun, childRun } from '../fixtures/processes.js';
+import { type ChildRun, resultOf, runNode } from '../fixtures/processes.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FILES = new URL('../../lib/files.ts', import.meta.url).href;
 const POSIX = process.platform !== 'win32';
 const NOBODY = 65_534;
 
 /**
  * Runs `module` (ES module text, top-level await allowed, lib's TypeScript importable through
- * tsx) in a child `node`, started by `sh -c '<shell> exec node …'` (so `shell` can set
- * limits such as `ulimit -f`). The child is killed with SIGKILL if it has not finished
- * after a minute (its work takes a second or two): a child stuck in a blocking system call (which no other signal
- * interrupts) then fails its test instead of hanging the suite.
+ * tsx) in a child `node` (see {@link runNode}: `shell` can set limits such as `ulimit -f`).
  */
-function runModule(module: string, { shell = '', uid }: { shell?: string; uid?: number } = {}): Promise<ChildRun> {
-  const child = spawn(
-    'sh',
-    ['-c', `${shell} exec "$0" "$@"`, process.execPath, '--import', 'tsx', '--input-type=module', '-e', module],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 60_000,
-      killSignal: 'SIGKILL',
-      ...(uid === undefined ? {} : { uid, gid: uid }),
-    },
-  );
-  return childRun(child);
-}
-
-/** The JSON the child printed last; fails unless it exited by itself with status 0. */
-function resultOf<T>(run: ChildRun): T {
-  assert.equal(run.signal, null, `the child was killed (${run.signal}): it blocked\n${run.stderr}`);
-  assert.equal(run.code, 0, run.stderr);
-  return JSON.parse(run.stdout.trimEnd().split('\n').at(-1) as string) as T;
+function runModule(module: string, options: { shell?: string; uid?: number } = {}): Promise<ChildRun> {
+  return runNode(['--input-type=module', '-e', module], options);
 }
 
 /** What a child reports of an error, or of a value. */
