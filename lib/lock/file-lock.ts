@@ -39,6 +39,13 @@ const require = createRequire(import.meta.url);
  */
 const { getLocks } = require('proper-lockfile/lib/lockfile.js') as { getLocks(): Record<string, HeldLockRecord> };
 
+/**
+ * Node ignores SIGXFSZ, so a write past the file size limit (`ulimit -f`) fails with `EFBIG`
+ * (a StorageError). proper-lockfile's signal-exit listens for it and, while its listeners are
+ * the only ones, re-raises it, which ends the process; one more listener keeps Node's way.
+ */
+if (process.platform !== 'win32') process.on('SIGXFSZ', () => {});
+
 type Callback = (error: NodeJS.ErrnoException | null, result?: unknown) => void;
 
 function viaSync<A extends unknown[]>(call: (...args: A) => unknown) {

@@ -17,7 +17,7 @@ import {
 import { decodeRecord, readNamespaceFile } from '../../lib/namespace/file-format.js';
 import { lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
-import { spawnScript, spawnWorker } from '../fixtures/processes.js';
+import { resultOf, runNode, spawnScript, spawnWorker } from '../fixtures/processes.js';
 
 for (const type of ['file', 'dbm'] as const) {
   describe(`${type} backend on disk`, () => {
@@ -118,6 +118,16 @@ for (const type of ['file', 'dbm'] as const) {
         assert.equal(fs.existsSync(`${lock}.takeover`), false);
       });
     }
+
+    it('a commit past the file size limit (ulimit -f) gives a StorageError; the process lives on with the previous commit', async () => {
+      // proper-lockfile's signal-exit used to re-raise the SIGXFSZ that came with EFBIG, ending the process.
+      const worker = fileURLToPath(new URL('../fixtures/file-size-limit-worker.ts', import.meta.url));
+      const input = { type, dataDir: path.join(root, `size-limit-${randomUUID()}`) };
+      const run = await runNode([worker, JSON.stringify(input)], { shell: 'ulimit -f 1024 &&' });
+      const { error, value } = resultOf<{ error?: { name: string }; value: unknown }>(run);
+      assert.equal(error?.name, 'StorageError');
+      assert.equal(value, 'small');
+    });
 
     it('holds its lock as a file, and a live lock directory of an older version excludes it', async () => {
       const ns = create(`mixed-${randomUUID()}`);
