@@ -31,22 +31,18 @@ const NO_FOLLOW = fs.constants.O_NOFOLLOW ?? 0;
 /**
  * A descriptor of the regular file `file` opened for reading, or `undefined` when it does
  * not exist; other errors throw like `fs`. Anything but a regular file (a FIFO, a device, a
- * directory) throws an error naming what it is, without blocking: a FIFO is opened
- * non-blocking, so a FIFO without a writer does not freeze the process, and a device is
- * never read. With `followSymlinks: false` a symbolic link in place of `file` throws
- * too (its target is never opened).
+ * directory, a symbolic link) throws an error naming what it is, without blocking: a FIFO is
+ * opened non-blocking, so a FIFO without a writer does not freeze the process, a device is
+ * never read, and a link's target is never opened.
  */
-export function openIfExists(
-  file: string,
-  { followSymlinks = true }: { followSymlinks?: boolean } = {},
-): number | undefined {
+export function openIfExists(file: string): number | undefined {
   let fd: number;
   try {
-    fd = fs.openSync(file, READ_FLAGS | (followSymlinks ? 0 : NO_FOLLOW));
+    fd = fs.openSync(file, READ_FLAGS | NO_FOLLOW);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP' && !followSymlinks && lstatOrUndefined(file)?.isSymbolicLink()) {
+    if (code === 'ELOOP' && lstatOrUndefined(file)?.isSymbolicLink()) {
       throw notRegularFile('a symbolic link', 'ELOOP');
     }
     throw error;
@@ -63,7 +59,7 @@ export function openIfExists(
 
 /**
  * The error of {@link openIfExists} for something other than a regular file: `code` is
- * `EISDIR` for a directory, `ELOOP` for a symbolic link not followed, `EFTYPE` otherwise.
+ * `EISDIR` for a directory, `ELOOP` for a symbolic link, `EFTYPE` otherwise.
  */
 function notRegularFile(kind: string, code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`it is ${kind}, not a regular file`), { code });
@@ -89,7 +85,7 @@ const readBuffer = Buffer.allocUnsafe(16 * 1024);
  * are read in one call.
  */
 export function readWholeFile(file: string): Buffer | undefined {
-  const fd = openIfExists(file, { followSymlinks: false });
+  const fd = openIfExists(file);
   if (fd === undefined) return undefined;
   try {
     let buffer = readBuffer;

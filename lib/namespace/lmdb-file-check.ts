@@ -55,7 +55,7 @@ export function lmdbFileProblem(file: string): string | undefined {
 /** A descriptor of the regular file `file` (not through a symbolic link) for reading, `undefined` when missing; anything else throws {@link StorageError}. */
 export function openForCheck(file: string): number | undefined {
   try {
-    return openIfExists(file, { followSymlinks: false });
+    return openIfExists(file);
   } catch (error) {
     throw new StorageError(file, 'read', { cause: error });
   }

@@ -87,6 +87,7 @@ describe('readWholeFile', async () => {
           openFifo: open('fifo'),
           openZeroLink: open('zero-link'),
           openRegularLink: open('regular-link'),
+          openDevice: outcome(() => typeof openIfExists('/dev/zero')),
           openDirectory: open('.'),
         }));`),
     );
@@ -97,13 +98,15 @@ describe('readWholeFile', async () => {
       message: 'it is a symbolic link, not a regular file',
     });
     assert.deepEqual(results.regular, { ok: 'regular content' });
-    // openIfExists (the dbm backend's file check) follows links by default, but opens regular files only
+    // openIfExists (the dbm backend's file check) refuses the same, and a device named directly
     assert.deepEqual(pick(results.openFifo), { code: 'EFTYPE', message: 'it is a FIFO, not a regular file' });
-    assert.deepEqual(pick(results.openZeroLink), {
+    for (const link of [results.openZeroLink, results.openRegularLink]) {
+      assert.deepEqual(pick(link), { code: 'ELOOP', message: 'it is a symbolic link, not a regular file' });
+    }
+    assert.deepEqual(pick(results.openDevice), {
       code: 'EFTYPE',
       message: 'it is a character device, not a regular file',
     });
-    assert.deepEqual(results.openRegularLink, { ok: 'number' });
     assert.deepEqual(pick(results.openDirectory), { code: 'EISDIR', message: 'it is a directory, not a regular file' });
   });
 });
