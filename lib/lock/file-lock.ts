@@ -138,6 +138,7 @@ export class FileLock {
     }
   }
 
+  /** proper-lockfile's `mkdir`: creates the lock file and remembers its inode for the fence. */
   #created(file: string): void {
     this.#ino = createLockFile(file);
   }
@@ -253,7 +254,8 @@ export function removeStaleLockEntry(entry: string, stale: number): fs.Stats | u
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new StorageError(entry, 'move aside', { cause: error });
   }
-  const moved = fs.lstatSync(aside);
+  const moved = lstatOrUndefined(aside);
+  if (!moved) return undefined;
   if (isStale(moved, stale)) {
     removeLockEntry(aside);
     return moved;
