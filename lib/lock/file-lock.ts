@@ -62,9 +62,16 @@ function viaSync<A extends unknown[]>(call: (...args: A) => unknown) {
   };
 }
 
-/** proper-lockfile's `mkdir` and `rmdir`, performed on a lock file. */
+/** The inode of each lock file proper-lockfile created here, until the FileLock that asked takes it. */
+const createdInodes = new Map<string, number>();
+
+/**
+ * proper-lockfile's `mkdir` and `rmdir`, performed on a lock file. One object for every lock:
+ * proper-lockfile caches the file system's mtime precision on it (otherwise each lock taken
+ * would cost a `utimes` to find it out again).
+ */
 const syncFs = {
-  mkdir: viaSync(createLockFile),
+  mkdir: viaSync((file: string) => void createdInodes.set(file, createLockFile(file))),
   rmdir: viaSync(deleteLockEntry),
   stat: viaSync(fs.statSync),
   utimes: viaSync(fs.utimesSync),
@@ -119,13 +126,15 @@ export class FileLock {
         stale: Number.POSITIVE_INFINITY,
         update: Math.max(1000, this.#options.stale / 4),
         retries: 0,
-        fs: { ...syncFs, mkdir: viaSync((file: string) => this.#created(file)) },
+        fs: syncFs,
         onCompromised: (error: Error) => {
           this.#lost = error.message;
           this.#options.log?.(`lock of ${this.#options.name} compromised: ${error.message}`);
         },
       } as lockfile.LockOptions);
       this.#lost = undefined;
+      this.#ino = createdInodes.get(this.#lockPath);
+      createdInodes.delete(this.#lockPath);
       return true;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
@@ -136,11 +145,6 @@ export class FileLock {
       }
       throw new StorageError(this.#lockPath, 'create the lock', { cause: error });
     }
-  }
-
-  /** proper-lockfile's `mkdir`: creates the lock file and remembers its inode for the fence. */
-  #created(file: string): void {
-    this.#ino = createLockFile(file);
   }
 
   /** Throws {@link LockCompromisedError} unless the lock is held by us with an unexpired lease. */
