@@ -218,7 +218,7 @@ describe('dbm backend while another process removes the namespace', () => {
   });
 });
 
-describe('dbm backend when the process runs out of file descriptors', () => {
+describe('dbm backend when the process runs out of file descriptors', { skip: process.platform === 'win32' }, () => {
   const worker = fileURLToPath(new URL('../fixtures/dbm-descriptors-worker.ts', import.meta.url));
 
   // lmdb-js 3.5.6 crashed the process (a double free) when 1 or 2 were left for LMDB's own three.
