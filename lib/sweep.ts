@@ -8,7 +8,7 @@
  */
 import type fs from 'node:fs';
 import { type DataDirEntry, scanDataDir } from './data-dir.js';
-import { LockTimeoutError, SessionCorruptError, StorageError } from './errors.js';
+import { LockTimeoutError, StorageError } from './errors.js';
 import { lstatOrUndefined, removeFile } from './files.js';
 import { FileLock, MIN_FILE_LOCK_STALE, removeStaleLockEntry } from './lock/file-lock.js';
 import { DBMNamespaceManager } from './namespace/dbm.js';
@@ -71,7 +71,7 @@ export interface SweptEntry {
   size: number;
   /** When it was last written; for a session, its last write or recorded access. */
   modified: Date;
-  /** Whether the session's data could not be decoded (an idle corrupt session is removed too). */
+  /** Whether the session's file was damaged as a whole (no intact version; not an LMDB file). Values are not decoded; an idle damaged session is removed too. */
   corrupt: boolean;
 }
 
@@ -238,45 +238,29 @@ function removeUnlessDry(config: SweepConfig, remove: () => void): Verdict {
   return 'removed';
 }
 
-/** Removes an idle session through its manager, deciding again under its write lock. */
+/**
+ * Removes an idle session through its manager, deciding again under its write lock, which is
+ * taken without waiting and without reading the session (so encrypted sessions need no key,
+ * and corrupt ones go the same way).
+ */
 async function sweepSession(entry: DataDirEntry, config: SweepConfig): Promise<Verdict> {
   const manager = managerFor(entry, config);
   if (!manager) return 'unnamed';
   if (config.dryRun) return lockFor(entry, config).heldElsewhere() ? 'locked' : 'removed';
-  let locked: boolean;
+  let verdict: Verdict = 'removed';
   try {
-    locked = await lockWithoutWaiting(manager);
-  } catch (error) {
-    if (error instanceof SessionCorruptError) return removeCorrupt(manager, config);
-    throw error;
-  }
-  if (!locked) return 'locked';
-  try {
-    const now = lstatOrUndefined(manager.file);
-    if (!now) return 'gone';
-    if (!idle(now, config)) return 'recent';
-    await manager.remove();
-    return 'removed';
-  } finally {
-    await manager.releaseWriteLock();
-  }
-}
-
-/**
- * A corrupt session cannot be opened under its lock: remove() takes the lock without
- * opening it. Nothing but remove() changes a corrupt file, so deciding first is safe.
- */
-async function removeCorrupt(manager: NamespaceFiles, config: SweepConfig): Promise<Verdict> {
-  const stat = lstatOrUndefined(manager.file);
-  if (!stat) return 'gone';
-  if (!idle(stat, config)) return 'recent';
-  try {
-    await manager.remove();
+    await manager.removeIf(() => {
+      const now = lstatOrUndefined(manager.file);
+      if (!now) verdict = 'gone';
+      else if (!idle(now, config)) verdict = 'recent';
+      else if (manager.fileProblem()) verdict = 'corrupt';
+      return verdict === 'removed' || verdict === 'corrupt';
+    });
   } catch (error) {
     if (error instanceof LockTimeoutError) return 'locked';
     throw error;
   }
-  return 'corrupt';
+  return verdict;
 }
 
 /** Removes a stale lock file (and thereby the claim of a dead holder) under FileLock's takeover mutex. */

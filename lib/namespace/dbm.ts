@@ -17,6 +17,7 @@ import {
   lmdbLockFile,
   NOT_OPEN,
 } from './lmdb-environments.js';
+import { lmdbFileProblem } from './lmdb-file-check.js';
 import { readNewest, StaleStartError, stampCommit, writeTransaction } from './lmdb-transactions.js';
 import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
@@ -125,6 +126,11 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     dbmEnvironments.forget(this.file);
     removeFile(lmdbLockFile(this.file));
     removeFile(this.file);
+  }
+
+  /** @internal */
+  override fileProblem(): string | undefined {
+    return lmdbFileProblem(this.file);
   }
 
   protected override async tryLockStorage(): Promise<boolean> {

@@ -63,4 +63,11 @@ export abstract class FileLockedNamespaceManager extends NamespaceManager {
 
   /** Removes what a dead holder of a stale lock left behind, right after taking the lock over. */
   protected cleanUpAfterTakeover(): void {}
+
+  /**
+   * What makes this namespace's file unreadable as a whole (not one of its values), or
+   * `undefined` when it is intact or missing. Needs no `encryptKey`; the sweep reports it.
+   * @internal
+   */
+  abstract fileProblem(): string | undefined;
 }

@@ -102,6 +102,18 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
     return super.unlockStorage();
   }
 
+  /** @internal */
+  override fileProblem(): string | undefined {
+    try {
+      const file = this.#read();
+      if (file) decodeRecord(file.record, this.namespace);
+      return undefined;
+    } catch (error) {
+      if (error instanceof SessionCorruptError) return error.message;
+      throw error;
+    }
+  }
+
   protected override cleanUpAfterTakeover(): void {
     removeTemporaryFiles(this.#tempDir, this.file);
   }

@@ -287,7 +287,18 @@ export abstract class NamespaceManager {
   }
 
   /** Deletes the whole namespace from storage. Takes the write lock unless this instance holds it already. */
-  remove(): Promise<void> {
+  async remove(): Promise<void> {
+    await this.removeIf(() => true);
+  }
+
+  /**
+   * Deletes the whole namespace from storage if `condition()`, called under the write lock,
+   * returns true; resolves whether it deleted. Like {@link remove} it takes the write lock
+   * (waiting up to `lockTimeout`) unless this instance holds it already, and never reads or
+   * decodes the stored values, so a sweeper needs no `encryptKey` and a corrupt namespace can
+   * be removed too.
+   */
+  removeIf(condition: () => boolean | Promise<boolean>): Promise<boolean> {
     return this.#serialized(async () => {
       const held = this.#holds.includes('write');
       if (!held && this.#holds.length > 0) {
@@ -298,8 +309,10 @@ export abstract class NamespaceManager {
         if (!locked) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
       }
       try {
+        if (!(await condition())) return false;
         await this.removeCommitted();
         this.#view = NamespaceView.empty(this.#codec());
+        return true;
       } finally {
         if (!held) {
           this.#holds.length = 0;

@@ -73,6 +73,31 @@ export function namespaceManagerConformance(type: BackendType): void {
         await other.withReadLock(() => assert.equal(other.get('again'), true));
       });
 
+      it('removeIf() decides under the write lock, after a holder released it, and removes only when told to', async () => {
+        const name = fresh();
+        const holder = backend.create(name);
+        await holder.withWriteLock(() => holder.set('a', 1));
+        const sweeper = backend.create(name);
+        assert.equal(await sweeper.removeIf(() => false), false);
+        await sweeper.withReadLock(() => assert.equal(sweeper.get('a'), 1));
+
+        await holder.acquireWriteLock();
+        let holding = true;
+        const decisions: boolean[] = [];
+        const removing = sweeper.removeIf(() => {
+          decisions.push(holding);
+          return true;
+        });
+        assert.equal(await stateAfter(removing, 100), 'pending', 'removeIf waits for the holder');
+        holder.set('b', 2);
+        holding = false;
+        await holder.releaseWriteLock();
+        assert.equal(await removing, true);
+        assert.deepEqual(decisions, [false], 'the condition ran once, after the holder released the lock');
+        const reader = backend.create(name);
+        await reader.withReadLock(() => assert.deepEqual(reader.keys(), []));
+      });
+
       it('writes again after remove() within one hold of the write lock', async () => {
         const name = fresh();
         const ns = backend.create(name);

@@ -11,7 +11,14 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { type DirectoryResult, dir } from 'tmp-promise';
 import { TEMP_DIRECTORY } from '../../lib/files.js';
-import { FileNamespaceManager, StorageError, type SweepResult, type SweptEntry, sweep } from '../../lib/index.js';
+import {
+  FileNamespaceManager,
+  Session,
+  StorageError,
+  type SweepResult,
+  type SweptEntry,
+  sweep,
+} from '../../lib/index.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
 import { readSession } from '../../lib/session-record.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
@@ -82,6 +89,36 @@ describe('sweep', () => {
           },
         );
         assert.ok((removed[0]?.size ?? 0) > 0);
+      });
+
+      it('removes idle encrypted sessions without their key (not as corrupt), deciding under the lock', async () => {
+        freshDir();
+        const encrypted = { encryptKey: 'a key the sweep is not given' };
+        const idle = await createSession(type, dataDir, { user: 'ada' }, {}, encrypted);
+        const raced = await createSession(type, dataDir, { user: 'bob' }, {}, encrypted);
+        await age(idle.file, 2 * HOUR);
+        await age(raced.file, 2 * HOUR);
+        // Another process writes `raced` just before the sweep takes its lock.
+        const openSync = fs.openSync;
+        const write = mock.method(fs, 'openSync', (file: fs.PathLike, ...rest: unknown[]) => {
+          if (file === raced.lock && rest[0] === 'wx') fs.utimesSync(raced.file, new Date(), new Date());
+          return (openSync as (...args: unknown[]) => number)(file, ...rest);
+        });
+        const removed: SweptEntry[] = [];
+        let result: SweepResult;
+        try {
+          result = await sweep({ ...options(dataDir), onRemove: (entry) => void removed.push(entry) });
+        } finally {
+          write.mock.restore();
+        }
+        assert.deepEqual(result, emptyResult({ scanned: 2, removed: 1, skippedRecent: 1 }));
+        assert.deepEqual(
+          removed.map((entry) => [entry.id, entry.corrupt]),
+          [[idle.id, false]],
+        );
+        assert.equal(await exists(idle.file), false);
+        const kept = await Session.open(undefined, { type, dataDir, id: raced.id, useCookies: false, ...encrypted });
+        assert.equal(kept.data.user, 'bob');
       });
 
       it('never removes a session locked by another process, and removes it once its holder is gone', async () => {
@@ -281,11 +318,16 @@ describe('sweep', () => {
     await age(idle.file, 2 * HOUR);
     await age(other.file, 2 * HOUR);
     const failures: string[] = [];
-    const original = FileNamespaceManager.prototype.remove;
-    const removeMock = mock.method(FileNamespaceManager.prototype, 'remove', function (this: FileNamespaceManager) {
-      if (this.namespace === idle.id) return Promise.reject(new Error('disk on fire'));
-      return original.call(this);
-    });
+    // Fails under the session's lock, after the sweep took it.
+    const original = FileNamespaceManager.prototype.fileProblem;
+    const removeMock = mock.method(
+      FileNamespaceManager.prototype,
+      'fileProblem',
+      function (this: FileNamespaceManager) {
+        if (this.namespace === idle.id) throw new Error('disk on fire');
+        return original.call(this);
+      },
+    );
     try {
       const result = await sweep({
         ...options(dataDir),
