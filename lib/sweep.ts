@@ -238,22 +238,29 @@ function removeUnlessDry(config: SweepConfig, remove: () => void): Verdict {
   return 'removed';
 }
 
-/**
- * Removes an idle session through its manager, deciding again under its write lock, which is
- * taken without waiting and without reading the session (so encrypted sessions need no key,
- * and corrupt ones go the same way).
- */
+/** Removes an idle session through its manager, deciding again under its write lock. */
 async function sweepSession(entry: DataDirEntry, config: SweepConfig): Promise<Verdict> {
   const manager = managerFor(entry, config);
   if (!manager) return 'unnamed';
   if (config.dryRun) return lockFor(entry, config).heldElsewhere() ? 'locked' : 'removed';
-  let verdict: Verdict = 'removed';
+  return removeUnderLock(manager, () => {
+    const now = lstatOrUndefined(manager.file);
+    if (!now) return 'gone';
+    if (!idle(now, config)) return 'recent';
+    return manager.fileProblem() ? 'corrupt' : 'removed';
+  });
+}
+
+/**
+ * Removes the namespace if `decide()`, called under its write lock, says `'removed'` or
+ * `'corrupt'`. The lock is taken without waiting and without reading the namespace (so
+ * encrypted sessions need no key, and corrupt ones go the same way).
+ */
+async function removeUnderLock(manager: NamespaceFiles, decide: () => Verdict): Promise<Verdict> {
+  let verdict: Verdict = 'locked';
   try {
     await manager.removeIf(() => {
-      const now = lstatOrUndefined(manager.file);
-      if (!now) verdict = 'gone';
-      else if (!idle(now, config)) verdict = 'recent';
-      else if (manager.fileProblem()) verdict = 'corrupt';
+      verdict = decide();
       return verdict === 'removed' || verdict === 'corrupt';
     });
   } catch (error) {
@@ -277,19 +284,9 @@ async function removeLmdbLockFile(entry: DataDirEntry, config: SweepConfig): Pro
   const manager = managerFor(entry, config);
   if (!manager) return 'unnamed';
   if (config.dryRun) return 'removed';
-  if (!(await lockWithoutWaiting(manager))) return 'locked';
-  try {
-    if (lstatOrUndefined(manager.file) || !lstatOrUndefined(lmdbLockFile(manager.file))) return 'gone';
-    await manager.remove();
-    return 'removed';
-  } finally {
-    await manager.releaseWriteLock();
-  }
-}
-
-/** Takes the write lock if nobody holds it (taking over a stale one). */
-function lockWithoutWaiting(manager: NamespaceFiles): Promise<boolean> {
-  return manager.acquireWriteLock({ wait: false });
+  return removeUnderLock(manager, () =>
+    lstatOrUndefined(manager.file) || !lstatOrUndefined(lmdbLockFile(manager.file)) ? 'gone' : 'removed',
+  );
 }
 
 function managerFor(entry: DataDirEntry, config: SweepConfig): NamespaceFiles | undefined {
