@@ -10,6 +10,8 @@ import { describe } from './options.js';
 const VERSION = 'e1';
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
+/** The shortest `encryptKey` accepted. */
+export const MIN_KEY_LENGTH = 16;
 
 interface DerivedKey {
   id: string;
@@ -56,13 +58,22 @@ export class ValueCipher {
   }
 }
 
+/** Whether a stored form looks sealed by {@link ValueCipher} (for a clearer error when no key was given). */
+export function looksSealed(form: string): boolean {
+  return form.startsWith(`${VERSION}.`);
+}
+
 /** The cipher for the `encryptKey` option, or undefined without one. */
 export function cipherFor(encryptKey: unknown): ValueCipher | undefined {
   if (encryptKey === undefined) return undefined;
   const keys = typeof encryptKey === 'string' ? [encryptKey] : encryptKey;
-  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'string' && k.length >= 16)) {
+  if (
+    !Array.isArray(keys) ||
+    keys.length === 0 ||
+    !keys.every((k) => typeof k === 'string' && k.length >= MIN_KEY_LENGTH)
+  ) {
     throw new TypeError(
-      `encryptKey must be a string of 16+ characters or an array of them, received ${describe(encryptKey)}`,
+      `encryptKey must be a string of ${MIN_KEY_LENGTH}+ characters or an array of them, received ${describe(encryptKey)}`,
     );
   }
   return new ValueCipher(keys);

@@ -3,18 +3,23 @@
  * @module
  */
 import fs from 'node:fs';
+import { MIN_KEY_LENGTH } from '../cipher.js';
 import { DBM_EXTENSION, DBMNamespaceManager, dbmEnvironments } from '../namespace/dbm.js';
 import { FILE_EXTENSION, FileNamespaceManager } from '../namespace/file.js';
 import { storagePath } from '../namespace/storage-path.js';
 import { readSession } from '../session-record.js';
 import type { SweepType } from '../sweep.js';
-import { CliError, COMMON_HELP, type Command, dataDirOf, EXIT, storageTypeOf } from './args.js';
+import { CliError, COMMON_HELP, type Command, dataDirOf, EXIT, storageTypeOf, UsageError } from './args.js';
 
 const HELP = `Usage: sessionlock inspect <id> --data-dir <dir> [options]
 
 Prints one session as JSON: its id, backend, file, creation and last recorded access
 times, its data and its named namespaces. The session is read under its read lock, so
 the output is one committed state (a writer holding the lock is waited for).
+
+Encrypted sessions are read with the key in $SESSIONLOCK_ENCRYPT_KEY (the sessions'
+encryptKey; several keys, newest first, one per line). A key is never taken from the
+command line, where other users could see it.
 
 ${COMMON_HELP}
 
@@ -52,8 +57,8 @@ export const inspect: Command = {
     const dataDir = dataDirOf(invocation);
     const id = invocation.positionals[0] as string;
     const type = storageTypeOf(invocation) ?? typeOfSession(dataDir, id);
-    const manager =
-      type === 'file' ? new FileNamespaceManager(id, { dataDir }) : new DBMNamespaceManager(id, { dataDir });
+    const options = { dataDir, ...encryptKeyOf(invocation.env) };
+    const manager = type === 'file' ? new FileNamespaceManager(id, options) : new DBMNamespaceManager(id, options);
     try {
       const stored = await manager.withReadLock(() => readSession(manager));
       if (stored.created === undefined && stored.encoded.size === 0) throw notFound(id, dataDir);
@@ -95,4 +100,13 @@ function notFound(id: string, dataDir: string): CliError {
 
 function isoOrNull(time: number | undefined): string | null {
   return time === undefined ? null : new Date(time).toISOString();
+}
+
+/** `encryptKey` from $SESSIONLOCK_ENCRYPT_KEY (one key per line), or nothing; {@link UsageError} for a short key. */
+function encryptKeyOf(env: NodeJS.ProcessEnv): { encryptKey?: string[] } {
+  const keys = (env.SESSIONLOCK_ENCRYPT_KEY ?? '').split(/\r?\n/).filter((key) => key.length > 0);
+  if (keys.some((key) => key.length < MIN_KEY_LENGTH)) {
+    throw new UsageError(`each key in SESSIONLOCK_ENCRYPT_KEY must have ${MIN_KEY_LENGTH}+ characters`);
+  }
+  return keys.length > 0 ? { encryptKey: keys } : {};
 }

@@ -4,7 +4,7 @@
  * commit or a throwing `withWriteLock` can roll back.
  * @module
  */
-import type { ValueCipher } from '../cipher.js';
+import { looksSealed, type ValueCipher } from '../cipher.js';
 import { SessionCorruptError } from '../errors.js';
 import type { Serializer } from '../serializer.js';
 
@@ -62,7 +62,11 @@ export class NamespaceView {
         raw = codec.cipher ? codec.cipher.open(form, codec.namespace, key) : form;
         value = codec.serializer.parse(raw);
       } catch (error) {
-        const problem = codec.cipher ? 'cannot be decrypted and decoded' : 'cannot be decoded';
+        const problem = codec.cipher
+          ? 'cannot be decrypted and decoded'
+          : looksSealed(form)
+            ? 'is encrypted: give the encryptKey it was stored with'
+            : 'cannot be decoded';
         throw new SessionCorruptError(codec.namespace, `the value of ${JSON.stringify(key)} ${problem}`, {
           cause: error,
         });

@@ -188,6 +188,30 @@ describe('sessionlock (CLI)', () => {
       });
     }
 
+    it('decodes an encrypted session with the key in $SESSIONLOCK_ENCRYPT_KEY, and says it is encrypted without', async () => {
+      for (const type of ['file', 'dbm'] as const) {
+        const dataDir = freshDir();
+        const [current, older] = ['the current key, long enough', 'an older key, long enough'];
+        const session = await createSession(type, dataDir, { user: 'ada' }, {}, { encryptKey: older });
+        const environment = { SESSIONLOCK_ENCRYPT_KEY: `${current}\n${older}` };
+        const run = await runCli(['inspect', session.id, '-d', dataDir], environment);
+        assert.equal(run.code, 0, run.stderr);
+        assert.deepEqual(JSON.parse(run.stdout).data, { user: 'ada' });
+        const keyless = await runCli(['inspect', session.id, '-d', dataDir]);
+        assert.equal(keyless.code, 1);
+        assertOneLineError(
+          keyless.stderr,
+          /^sessionlock inspect: .*is encrypted: give the encryptKey it was stored with/,
+        );
+        const short = await runCli(['inspect', session.id, '-d', dataDir], { SESSIONLOCK_ENCRYPT_KEY: 'short' });
+        assert.equal(short.code, 2);
+        assertOneLineError(
+          short.stderr,
+          /^sessionlock inspect: each key in SESSIONLOCK_ENCRYPT_KEY must have 16\+ characters/,
+        );
+      }
+    });
+
     it('reports a FIFO or a link to a device in place of a session (exit 1) instead of blocking on it', {
       skip: process.platform === 'win32',
     }, async () => {

@@ -640,6 +640,11 @@ export function namespaceManagerConformance(type: BackendType): void {
         });
         const isCorrupt = (e: unknown) => e instanceof SessionCorruptError && /decrypted/.test(e.message);
         await assert.rejects(backend.create(name, { encryptKey: key2 }).acquireReadLock(), isCorrupt);
+        await assert.rejects(
+          backend.create(name).acquireReadLock(),
+          (e: unknown) => e instanceof SessionCorruptError && /is encrypted: give the encryptKey/.test(e.message),
+          'read without a key',
+        );
         const stored = raw(name);
         const sealedA = (await stored.withReadLock(() => stored.get('a'))) as string;
         await stored.withWriteLock(() => stored.set('b', sealedA));
