@@ -12,6 +12,7 @@ import { checkCount } from '../options.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
 import {
   type EnvironmentHandle,
+  type LmdbDatabase,
   LmdbEnvironments,
   lmdbCorruption,
   lmdbLockFile,
@@ -219,8 +220,6 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     }
   }
 }
-
-type LmdbDatabase = EnvironmentHandle['db'];
 
 function readEntries(db: LmdbDatabase): EncodedEntries {
   const entries = new Map<string, string>();

@@ -28,8 +28,11 @@ export type LmdbKey = string | number;
 /** An open environment. Give it back with {@link LmdbEnvironments.release}. */
 export interface EnvironmentHandle {
   readonly path: string;
-  readonly db: RootDatabase<string, LmdbKey>;
+  readonly db: LmdbDatabase;
 }
+
+/** A namespace's open LMDB database. */
+export type LmdbDatabase = RootDatabase<string, LmdbKey>;
 
 interface Entry extends EnvironmentHandle {
   /** Resolves once the environment is closed (or abandoned). */
@@ -282,7 +285,7 @@ export class LmdbEnvironments {
     try {
       const problem = checkOpenFile(fd, file);
       if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
-      let db: RootDatabase<string, LmdbKey>;
+      let db: LmdbDatabase;
       try {
         ensureDescriptorsForLmdb();
         db = open<string, LmdbKey>(lmdbOpenOptions(file));

@@ -14,7 +14,7 @@
  * stamp that every writing transaction leaves ({@link stampCommit}).
  * @module
  */
-import type { EnvironmentHandle } from './lmdb-environments.js';
+import type { EnvironmentHandle, LmdbDatabase } from './lmdb-environments.js';
 
 /** The reserved key holding the id of the commit that last wrote the file (data keys are strings). */
 const COMMIT_KEY = 0;
@@ -39,8 +39,6 @@ export class StaleStartError extends Error {
 interface EnvironmentInfo {
   readonly env: { info(): { lastTxnId: number } };
 }
-
-type LmdbDatabase = EnvironmentHandle['db'];
 
 /** The id of the newest commit in the file's meta pages (lmdb-js's `env.info()`, not declared in its types). */
 export function newestCommit(db: LmdbDatabase): number {

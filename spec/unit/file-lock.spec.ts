@@ -18,6 +18,13 @@ function makeStale(entry: string): void {
   fs.utimesSync(entry, old, old);
 }
 
+/** What another process does in a takeover: removes `entry` and creates its own; returns the new one's stats. */
+function replaceWithFresh(entry: string): fs.Stats {
+  fs.unlinkSync(entry);
+  fs.writeFileSync(entry, '', { flag: 'wx' });
+  return fs.statSync(entry);
+}
+
 /** Runs `body` while the first stat of `target` for which `when()` holds runs `after()` right after it. */
 async function afterFirstStat<T>(
   target: string,
@@ -69,9 +76,7 @@ describe('FileLock', () => {
       lockPath,
       () => fs.existsSync(`${lockPath}.takeover`),
       () => {
-        fs.unlinkSync(lockPath);
-        fs.writeFileSync(lockPath, '', { flag: 'wx' });
-        replacement = fs.statSync(lockPath);
+        replacement = replaceWithFresh(lockPath);
       },
       () => late.tryAcquire(),
     );
@@ -95,9 +100,7 @@ describe('FileLock', () => {
       guard,
       () => true,
       () => {
-        fs.unlinkSync(guard);
-        fs.writeFileSync(guard, '', { flag: 'wx' });
-        replacement = fs.statSync(guard);
+        replacement = replaceWithFresh(guard);
       },
       () => removeStaleLockEntry(guard, STALE),
     );
