@@ -14,7 +14,7 @@ import { type Contender, interleave, quick, Results, runScenario, throughput } f
 import { benchRedis, redisAvailable } from './lib/redis.js';
 import { makeScratchDir, randomPicks } from './lib/systems.js';
 
-const ROUNDS = quick ? 1 : 5;
+const ROUNDS = quick ? 1 : 4;
 const DURATION = quick ? 150 : 700;
 const KEYS = 100;
 

@@ -28,7 +28,7 @@ import {
 import { benchRedis, redisAvailable } from './lib/redis.js';
 import { makeScratchDir, randomPicks } from './lib/systems.js';
 
-const ROUNDS = quick ? 1 : 5;
+const ROUNDS = quick ? 1 : 4;
 const DURATION = quick ? 150 : 700;
 
 async function main(): Promise<void> {
