@@ -33,7 +33,7 @@ import { benchRedis, redisAvailable } from './lib/redis.js';
 import { COOKIE_KEY, makeScratchDir, randomPicks, SESSIONLOCK_NAME, sessionData } from './lib/systems.js';
 
 const SIZES = quick ? [1000] : [1000, 10_000, 100_000];
-const LOADS = quick ? 300 : 2000;
+const LOADS = quick ? 300 : 1000;
 /** The warm-up's loads: enough to fill dbm's cache of 512 open files. */
 const WARMUP_LOADS = quick ? 100 : 600;
 const ROUNDS = quick ? 2 : 3;
