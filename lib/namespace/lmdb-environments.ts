@@ -19,6 +19,7 @@ import * as lmdb from 'lmdb';
 import { open, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
 import { ensureDirectory, statOrUndefined } from '../files.js';
+import { warnOnceIfMmapThresholdFloats } from './glibc-malloc.js';
 import { checkOpenFile, openForCheck, openOrCreateForCheck } from './lmdb-file-check.js';
 import { writeTransaction } from './lmdb-transactions.js';
 
@@ -318,6 +319,7 @@ export class LmdbEnvironments {
 
   #evictUnused(): void {
     if (this.#entries.size <= this.#capacity) return;
+    warnOnceIfMmapThresholdFloats();
     for (const entry of this.#entries.values()) {
       if (this.#entries.size <= this.#capacity) break;
       if (entry.users > 0) continue;

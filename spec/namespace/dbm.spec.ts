@@ -8,6 +8,7 @@ import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import { DBMNamespaceManager, SessionCorruptError, StorageError } from '../../lib/index.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
+import { glibcMmapThresholdFloats, MMAP_THRESHOLD_WARNING } from '../../lib/namespace/glibc-malloc.js';
 import { lmdbLockFile, lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
 import { lmdbFileProblem } from '../../lib/namespace/lmdb-file-check.js';
 import { newestCommit } from '../../lib/namespace/lmdb-transactions.js';
@@ -231,6 +232,28 @@ describe('dbm backend when the process runs out of file descriptors', { skip: pr
       assert.deepEqual(resultOf(run), { ...(error ? { error } : {}), recovered: true });
     });
   }
+});
+
+describe('dbm backend on glibc with a floating mmap threshold', { skip: !glibcMmapThresholdFloats({}) }, () => {
+  const worker = fileURLToPath(new URL('../fixtures/dbm-evict-worker.ts', import.meta.url));
+  const run = async (name: string, maxOpenFiles: number, env: string) => {
+    const input = { dataDir: path.join(dataDir, `evict-${name}`), maxOpenFiles, count: 6 };
+    const shell = `unset MALLOC_MMAP_THRESHOLD_ GLIBC_TUNABLES; ${env}`;
+    return resultOf<{ codes: string[] }>(await runNode([worker, JSON.stringify(input)], { shell })).codes;
+  };
+
+  it('warns once, when the cache of open files starts evicting', async () => {
+    assert.deepEqual(await run('floating', 2, ''), [MMAP_THRESHOLD_WARNING]);
+  });
+
+  it('does not warn while every file stays open', async () => {
+    assert.deepEqual(await run('room', 64, ''), []);
+  });
+
+  it('does not warn when Node was started with the threshold pinned', async () => {
+    assert.deepEqual(await run('pinned', 2, 'MALLOC_MMAP_THRESHOLD_=131072'), []);
+    assert.deepEqual(await run('tunable', 2, 'GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072'), []);
+  });
 });
 
 /** mm_last_pg of the meta page with the higher txnid (offsets of lmdb 3.5, 64-bit; see lmdb-file-check.ts). */
