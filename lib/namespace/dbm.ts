@@ -30,8 +30,10 @@ export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOp
    * 2 MB dirty-page list of each file then comes from the heap, zeroed): about 1.25 GB at the
    * default. Start Node with `MALLOC_MMAP_THRESHOLD_=131072` to keep those lists out of the
    * heap (~0.5 MB each, and opening a file is cheaper: no 2 MB to zero), or lower this when
-   * memory matters more than the millisecond or more that opening a file costs. The cache is
-   * process-wide: the last value given applies.
+   * memory matters more than the millisecond or more that opening a file costs. When the
+   * cache first evicts without the threshold pinned, a process warning says so (code
+   * `SESSIONLOCK_DBM_MMAP_THRESHOLD`, once). The cache is process-wide: the last value given
+   * applies.
    * @default 512
    */
   maxOpenFiles?: number;
