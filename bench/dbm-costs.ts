@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { open, type RootDatabase } from 'lmdb';
 import { DBMNamespaceManager } from 'sessionlock';
 import { dbmEnvironments } from '../lib/namespace/dbm.js';
+import { PINNED_MMAP_THRESHOLD } from '../lib/namespace/glibc-malloc.js';
 import { lmdbOpenOptions } from '../lib/namespace/lmdb-environments.js';
 import { flushDisk, formatNumber, quick, Results, runScenario, throughput } from './lib/harness.js';
 import { makeScratchDir, sessionlockSystem } from './lib/systems.js';
@@ -76,17 +77,17 @@ function garbagePerOpen(dir: string): { heapKB: number; arrayBuffersKB: number }
   return runChild('lmdb-allocation.ts', [dir], { nodeFlags: ['--max-semi-space-size=256'] });
 }
 
-/** glibc's mmap threshold pinned at 128 KB, so LMDB's 2 MB lists never come from its heap. */
-const PINNED_MMAP_THRESHOLD = { MALLOC_MMAP_THRESHOLD_: '131072' };
+/** glibc's mmap threshold pinned, so LMDB's 2 MB lists never come from its heap. */
+const PINNED_MMAP_ENV = { MALLOC_MMAP_THRESHOLD_: String(PINNED_MMAP_THRESHOLD) };
 
 /** The ways an open file's memory is measured, each in its own child process: files used, env. */
 const MEMORY_CASES = [
   { name: 'an open file, nothing evicted yet', files: MEMORY_FILES, env: {} },
   { name: 'an open file, while evicting', files: 3 * MEMORY_FILES, env: {} },
   {
-    name: 'the same, MALLOC_MMAP_THRESHOLD_=131072',
+    name: `the same, MALLOC_MMAP_THRESHOLD_=${PINNED_MMAP_THRESHOLD}`,
     files: 3 * MEMORY_FILES,
-    env: PINNED_MMAP_THRESHOLD,
+    env: PINNED_MMAP_ENV,
   },
 ] as const;
 
@@ -109,7 +110,11 @@ function cycleCases(): CycleCase[] {
   const defaultCache = `Session cycle, maxOpenFiles ${formatNumber(defaultCapacity)} (default)`;
   return [
     { name: defaultCache, capacity: defaultCapacity, env: {} },
-    { name: `${defaultCache}, MALLOC_MMAP_THRESHOLD_=131072`, capacity: defaultCapacity, env: PINNED_MMAP_THRESHOLD },
+    {
+      name: `${defaultCache}, MALLOC_MMAP_THRESHOLD_=${PINNED_MMAP_THRESHOLD}`,
+      capacity: defaultCapacity,
+      env: PINNED_MMAP_ENV,
+    },
     { name: `Session cycle, maxOpenFiles ${formatNumber(roomy)} (every file stays open)`, capacity: roomy, env: {} },
   ];
 }

@@ -8,7 +8,11 @@ import { open } from 'lmdb';
 import { dir } from 'tmp-promise';
 import { DBMNamespaceManager, SessionCorruptError, StorageError } from '../../lib/index.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
-import { glibcMmapThresholdFloats, MMAP_THRESHOLD_WARNING } from '../../lib/namespace/glibc-malloc.js';
+import {
+  glibcMmapThresholdFloats,
+  MMAP_THRESHOLD_WARNING,
+  PINNED_MMAP_THRESHOLD,
+} from '../../lib/namespace/glibc-malloc.js';
 import { lmdbLockFile, lmdbOpenOptions } from '../../lib/namespace/lmdb-environments.js';
 import { lmdbFileProblem } from '../../lib/namespace/lmdb-file-check.js';
 import { newestCommit } from '../../lib/namespace/lmdb-transactions.js';
@@ -251,8 +255,11 @@ describe('dbm backend on glibc with a floating mmap threshold', { skip: !glibcMm
   });
 
   it('does not warn when Node was started with the threshold pinned', async () => {
-    assert.deepEqual(await run('pinned', 2, 'MALLOC_MMAP_THRESHOLD_=131072'), []);
-    assert.deepEqual(await run('tunable', 2, 'GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072'), []);
+    assert.deepEqual(await run('pinned', 2, `MALLOC_MMAP_THRESHOLD_=${PINNED_MMAP_THRESHOLD}`), []);
+    assert.deepEqual(
+      await run('tunable', 2, `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=${PINNED_MMAP_THRESHOLD}`),
+      [],
+    );
   });
 });
 
