@@ -6,7 +6,7 @@
  * gives each read a consistent snapshot.
  * @module
  */
-import { SessionlockError, StorageError } from '../errors.js';
+import { LockCompromisedError, SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
 import { checkCount } from '../options.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
@@ -95,12 +95,12 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
       );
       return entries ?? new Map();
     }
-    return (await this.#transaction(false, 'read', readEntries)) ?? new Map();
+    return (await this.#heldTransaction(false, 'read', readEntries)) ?? new Map();
   }
 
   protected override async writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
     if (entries.size === 0) return this.removeCommitted();
-    const lost = await this.#transaction(true, 'write', (db) => {
+    const lost = await this.#heldTransaction(true, 'write', (db) => {
       const compromised = this.fileLock.compromised();
       if (!compromised) applyTo(db, changes);
       return compromised;
@@ -154,6 +154,16 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
    */
   #transaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T) {
     return this.#withEnvironment(create, operation, (handle) => writeTransaction(handle, () => work(handle.db)));
+  }
+
+  /**
+   * {@link #transaction} for the holder of the write lock, which opens its file itself and so
+   * never finds it held elsewhere; if it did, the lock was lost.
+   */
+  async #heldTransaction<T>(create: boolean, operation: 'read' | 'write', work: (db: LmdbDatabase) => T) {
+    const result = await this.#transaction(create, operation, work);
+    if (result === HELD_ELSEWHERE) throw new LockCompromisedError(this.namespace, 'another process holds the lock');
+    return result;
   }
 
   /**
