@@ -191,11 +191,18 @@ export class Session<Data extends object = Record<string, any>> {
    * correctly signed and stored; otherwise a new session. A stored session idle longer than
    * `timeout` is removed and a new one starts (`wasInvalidated`). Throws
    * {@link SessionCorruptError} for corrupt data unless `invalidateCorrupt`.
+   *
+   * Called again, it reloads the session's current id (unsaved changes are dropped): a
+   * session saved since is read back, one never saved starts empty under the same id, and one
+   * that another request removed meanwhile starts over with a new id, as {@link lock} does.
    */
   async load(options: SessionLoadOptions = {}): Promise<this> {
     if (this.#locked) throw new LockStateError('load() while the session is locked: lock() loaded it already');
     const lock = options.lock === true ? {} : options.lock || undefined;
-    const candidates = this.#candidates();
+    const reloading = this.#loaded;
+    const wasStored = this.#stored;
+    const candidates = reloading ? this.#current() : this.#candidates();
+    this.#wasInvalidated = false;
     let invalidated = false;
     for (const candidate of candidates) {
       const outcome = await this.#loadStored(candidate.id, lock);
@@ -206,7 +213,12 @@ export class Session<Data extends object = Record<string, any>> {
       invalidated = outcome === 'invalidated';
       if (invalidated) break;
     }
-    if (!invalidated) this.#startNew(this.#config.strict ? undefined : candidates[0]?.id);
+    if (reloading && wasStored && !invalidated) {
+      this.#log(`session ${this.#id} was removed by another request before load(); starting a new one`);
+      await this.#startOver();
+    } else if (!invalidated) {
+      this.#startNew(reloading ? this.#id : this.#config.strict ? undefined : candidates[0]?.id);
+    }
     if (lock) await this.lock(lock);
     return this;
   }
@@ -444,6 +456,11 @@ export class Session<Data extends object = Record<string, any>> {
 
   #log(line: string): void {
     this.#config.log?.(line);
+  }
+
+  /** What a reload loads: the current id, if it is stored. */
+  #current(): { id: string; value: string | undefined }[] {
+    return this.#stored ? [{ id: this.#id, value: this.#clientValue }] : [];
   }
 
   #candidates(): { id: string; value: string | undefined }[] {

@@ -117,6 +117,53 @@ export function sessionConformance(type: BackendType): void {
         assert.equal(again.isNew, false);
       });
 
+      it('reloads its current id when load() is called again: saved, never saved, regenerated, removed elsewhere', async () => {
+        const fresh = await Session.open(requestWith(), options);
+        fresh.data.n = 1;
+        await fresh.save();
+        const savedId = fresh.id;
+        fresh.data.n = 2;
+        await fresh.load();
+        assert.equal(fresh.id, savedId, 'the saved session, not another new one');
+        assert.equal(fresh.isNew, false);
+        assert.deepEqual(fresh.data, { n: 1 }, 'the unsaved change is dropped');
+        assert.ok(fresh.cookieHeader?.startsWith(`sid=`), 'the browser still needs the cookie');
+
+        const unsaved = await Session.open(requestWith(), options);
+        const unsavedId = unsaved.id;
+        unsaved.data.x = 1;
+        await unsaved.load();
+        assert.equal(unsaved.id, unsavedId);
+        assert.deepEqual(unsaved.data, {});
+
+        const { id: oldId, cookie } = await storedSession({ v: 1 });
+        const moved = await Session.open(requestWith(cookie), options);
+        await moved.regenerate();
+        const newId = moved.id;
+        await moved.load();
+        assert.equal(moved.id, newId, 'the regenerated id, not the removed one from the cookie');
+        assert.notEqual(newId, oldId);
+        assert.deepEqual(moved.data, { v: 1 });
+
+        const timed = { ...options, timeout: 1 };
+        const { id: idleId, cookie: idleCookie } = await storedSession({ v: 1 }, timed);
+        await setStored(idleId, '#accessed', Date.now() - 2000);
+        const restarted = await Session.open(requestWith(idleCookie), timed);
+        assert.equal(restarted.wasInvalidated, true);
+        restarted.data.w = 1;
+        await restarted.save();
+        await restarted.load();
+        assert.equal(restarted.wasInvalidated, false, 'this load invalidated nothing');
+        assert.deepEqual(restarted.data, { w: 1 });
+
+        const gone = await Session.open(requestWith(cookiePair(fresh.cookieHeader)), options);
+        await storageOf(savedId).remove();
+        await gone.load();
+        assert.notEqual(gone.id, savedId, 'removed by another request: a new session');
+        assert.equal(gone.isNew, true);
+        assert.equal(gone.wasInvalidated, true);
+      });
+
       it('works without a request, with useCookies: false and an id', async () => {
         const { id } = await storedSession({ n: 7 });
         const session = await Session.open(undefined, { ...options, useCookies: false, id });
