@@ -3,6 +3,7 @@
  * Values are kept encoded, so instances never share mutable objects.
  * @module
  */
+import { describe } from '../options.js';
 import {
   type EncodedChanges,
   type EncodedEntries,
@@ -42,7 +43,8 @@ export class MemoryNamespaceManager extends NamespaceManager {
   constructor(namespace: string, options: MemoryNamespaceManagerOptions = {}) {
     super(namespace, options);
     this.#store = options.store ?? defaultMemoryStore;
-    if (!(this.#store instanceof MemoryStore)) throw new TypeError('store must be a MemoryStore');
+    if (!(this.#store instanceof MemoryStore))
+      throw new TypeError(`store must be a MemoryStore, received ${describe(options.store)}`);
   }
 
   protected override get lockKey(): string {

@@ -134,7 +134,9 @@ export abstract class NamespaceManager {
     });
     this.serializer = options.serializer ?? jsonSerializer;
     if (typeof this.serializer?.stringify !== 'function' || typeof this.serializer.parse !== 'function') {
-      throw new TypeError('serializer must have stringify(value) and parse(text) methods');
+      throw new TypeError(
+        `serializer must have stringify(value) and parse(text) methods, received ${describe(options.serializer)}`,
+      );
     }
     this.#log = checkFunction('log', options.log);
     this.#cipher = cipherFor(options.encryptKey);

@@ -123,18 +123,20 @@ describe('Session options', () => {
     const cases: [SessionOptions, RegExp][] = [
       [{ type: 'nope' }, /type must be one of 'memory', 'file', 'dbm'.*received "nope"/],
       [{ timeout: -1 }, /timeout must be a number >= 0, received -1/],
-      [{ key: 'a b' }, /key must be a valid cookie name/],
+      [{ key: 'a b' }, /key must be a valid cookie name, received "a b"/],
       [{ secret: [] }, /secret must be a non-empty string/],
       [{ sameSite: 'None' }, /secure: true/],
       [{ cookieExpires: 'tomorrow' as unknown as number }, /cookieExpires must be/],
       [{ cookiePath: '/a;b' }, /cookiePath cannot be used/],
-      [{ id: '../x' }, /id must be 16-128/],
+      [{ id: '../x' }, /id must be 16-128 .*, received "..\/x"/],
       [{ lockTimeout: Number.NaN }, /lockTimeout must be a number/],
       [{ lockStale: 2 ** 31 }, /lockStale must be a number >= 1 and <= 2147483647/],
       [
         { namespaceClass: 'x' as unknown as SessionOptions['namespaceClass'] } as SessionOptions,
-        /namespaceClass must be a NamespaceManager class/,
+        /namespaceClass must be a NamespaceManager class, received "x"/,
       ],
+      [{ serializer: 5 as unknown as SessionOptions['serializer'] }, /serializer must have .*, received 5/],
+      [{ type: 'memory', store: {} } as SessionOptions, /store must be a MemoryStore, received an object/],
     ];
     for (const [options, message] of cases) {
       assert.throws(
