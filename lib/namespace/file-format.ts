@@ -19,7 +19,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { SessionCorruptError } from '../errors.js';
-import type { EncodedEntries } from './namespace-manager.js';
+import { type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
 
 const RECORD_VERSION = 1;
 const HEADER = /^sessionlock (\d{1,15}) (\d{1,15}) ([0-9a-f]{8})\n$/;
@@ -27,6 +27,8 @@ const MAX_HEADER_BYTES = 64;
 const MIN_SLOT_BYTES = 1024;
 const OPEN_BRACE = 0x7b;
 const NEWLINE = 0x0a;
+/** What a slot that never held a version is filled with. */
+const BLANK = 0x20;
 
 /** Where the next version of a slotted file goes. */
 export interface SlotLayout {
@@ -42,6 +44,11 @@ export interface SlotLayout {
 export interface NamespaceFile {
   record: string;
   layout: SlotLayout | undefined;
+  /**
+   * Whether the other slot is neither intact nor blank: a commit was writing it while it was
+   * read, or a writer was killed while writing it.
+   */
+  torn: boolean;
 }
 
 /** The record of `entries`, as every slot (and a version-1 file) holds it. */
@@ -73,26 +80,59 @@ export function decodeRecord(text: string, namespace: string): EncodedEntries {
 
 /** The newest intact record in `file` (a file's bytes); `undefined` when no slot is intact. */
 export function readNamespaceFile(file: Buffer): NamespaceFile | undefined {
-  if (file[0] === OPEN_BRACE) return { record: file.toString('utf8'), layout: undefined };
+  if (file[0] === OPEN_BRACE) return { record: file.toString('utf8'), layout: undefined, torn: false };
   if (file.length < 2 * MIN_SLOT_BYTES || file.length % 2 !== 0) return undefined;
   const slotBytes = file.length / 2;
   let newest: { slot: 0 | 1; sequence: number; record: Buffer } | undefined;
+  let torn = false;
   for (const slot of [0, 1] as const) {
-    const found = readSlot(file.subarray(slot * slotBytes, (slot + 1) * slotBytes));
-    if (found && (!newest || found.sequence > newest.sequence)) newest = { slot, ...found };
+    const bytes = file.subarray(slot * slotBytes, (slot + 1) * slotBytes);
+    const found = readSlot(bytes);
+    if (!found) torn ||= bytes[0] !== BLANK;
+    else if (!newest || found.sequence > newest.sequence) newest = { slot, ...found };
   }
   if (!newest) return undefined;
   return {
     record: newest.record.toString('utf8'),
     layout: { slotBytes, older: newest.slot === 0 ? 1 : 0, sequence: newest.sequence },
+    torn,
   };
+}
+
+/** How many times {@link readSettled} reads a file that looks mid-commit before it waits as for a writer. */
+const SETTLING_READS = 4;
+
+/**
+ * Reads a slotted file without its lock (`read` returns its bytes, `undefined` when there is
+ * none): the file as {@link readNamespaceFile} finds it, `null` when no slot is intact, or
+ * {@link HELD_ELSEWHERE} to wait for a writer. A read takes the slots one after the other, so
+ * one that spans two commits (the first rewriting the slot read first, the second half done
+ * with the other) would find the version from before both. So a file with a torn slot (or no
+ * intact one) is read again until two reads agree: a torn slot that a killed writer left, or a
+ * damaged file, stays as it is. While they differ and `heldElsewhere()`, or after
+ * {@link SETTLING_READS} reads, it is {@link HELD_ELSEWHERE}.
+ */
+export function readSettled(
+  read: () => Buffer | undefined,
+  heldElsewhere: () => boolean,
+): NamespaceFile | null | undefined | typeof HELD_ELSEWHERE {
+  let previous: Buffer | undefined;
+  for (let attempt = 0; attempt < SETTLING_READS; attempt++) {
+    const bytes = read();
+    if (!bytes) return undefined;
+    const file = readNamespaceFile(bytes);
+    if ((file && !file.torn) || previous?.equals(bytes)) return file ?? null;
+    if (heldElsewhere()) return HELD_ELSEWHERE;
+    previous = bytes;
+  }
+  return HELD_ELSEWHERE;
 }
 
 /** A new file holding `record` as version `sequence`, in slots with room for it to double, and its layout. */
 export function newNamespaceFile(record: string, sequence: number): { bytes: Buffer; layout: SlotLayout } {
   const slot = encodeSlot(record, sequence);
   const slotBytes = slotBytesFor(slot.length);
-  const bytes = Buffer.alloc(2 * slotBytes, ' ');
+  const bytes = Buffer.alloc(2 * slotBytes, BLANK);
   slot.copy(bytes, 0);
   bytes[slotBytes - 1] = NEWLINE;
   bytes[2 * slotBytes - 1] = NEWLINE;

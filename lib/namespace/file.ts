@@ -23,6 +23,7 @@ import {
   newNamespaceFile,
   nextSlot,
   readNamespaceFile,
+  readSettled,
   type SlotLayout,
 } from './file-format.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
@@ -63,7 +64,8 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
 
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
     if (!asOwner && this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
-    const file = this.#read();
+    const file = asOwner ? this.#read() : this.#readSettled();
+    if (file === HELD_ELSEWHERE) return file;
     if (asOwner) this.#heldLayout = file?.layout ?? 'none';
     return file ? decodeRecord(file.record, this.namespace) : new Map();
   }
@@ -118,20 +120,35 @@ export class FileNamespaceManager extends FileLockedNamespaceManager {
     removeTemporaryFiles(this.#tempDir, this.file);
   }
 
+  /** {@link #read} without the lock: see {@link readSettled}. */
+  #readSettled(): NamespaceFile | undefined | typeof HELD_ELSEWHERE {
+    const file = readSettled(
+      () => this.#readBytes(),
+      () => this.fileLock.heldElsewhere(),
+    );
+    return file === HELD_ELSEWHERE || file === undefined ? file : this.#intact(file);
+  }
+
   /**
    * The namespace file's newest intact version; `undefined` when there is no file.
    * {@link StorageError} when it cannot be read or is no regular file (a FIFO, a device, a
    * symbolic link: links are not followed, as the sweep and the CLI do not follow them).
    */
   #read(): NamespaceFile | undefined {
-    let bytes: Buffer | undefined;
+    const bytes = this.#readBytes();
+    return bytes && this.#intact(readNamespaceFile(bytes));
+  }
+
+  #readBytes(): Buffer | undefined {
     try {
-      bytes = readWholeFile(this.file);
+      return readWholeFile(this.file);
     } catch (error) {
       throw new StorageError(this.file, 'read', { cause: error });
     }
-    if (!bytes) return undefined;
-    const file = readNamespaceFile(bytes);
+  }
+
+  /** `file`, or {@link SessionCorruptError} when no slot of it is intact. */
+  #intact(file: NamespaceFile | null | undefined): NamespaceFile {
     if (!file) throw new SessionCorruptError(this.namespace, 'its file holds no intact version');
     return file;
   }

@@ -135,7 +135,7 @@ describe('Session options', () => {
         { namespaceClass: 'x' as unknown as SessionOptions['namespaceClass'] } as SessionOptions,
         /namespaceClass must be a NamespaceManager class, received "x"/,
       ],
-      [{ serializer: 5 as unknown as SessionOptions['serializer'] }, /serializer must have .*, received 5/],
+      [{ serializer: 5 as never }, /serializer must have .*, received 5/],
       [{ type: 'memory', store: {} } as SessionOptions, /store must be a MemoryStore, received an object/],
     ];
     for (const [options, message] of cases) {

@@ -5,8 +5,10 @@ import {
   newNamespaceFile,
   nextSlot,
   readNamespaceFile,
+  readSettled,
   type SlotLayout,
 } from '../../lib/namespace/file-format.js';
+import { HELD_ELSEWHERE } from '../../lib/namespace/namespace-manager.js';
 
 const record = (visits: number, extra = '') =>
   encodeRecord('abc', new Map([['visits', String(visits)], ...(extra ? [['extra', extra] as [string, string]] : [])]));
@@ -47,9 +49,12 @@ describe('file format', () => {
     for (let written = 0; written <= slot.bytes.length; written++) {
       const torn = Buffer.from(before);
       slot.bytes.copy(torn, slot.offset, 0, written);
-      const read = readNamespaceFile(torn)?.record;
-      assert.equal(read, written === slot.bytes.length ? next : record(2), `after ${written} bytes`);
+      const read = readNamespaceFile(torn);
+      assert.equal(read?.record, written === slot.bytes.length ? next : record(2), `after ${written} bytes`);
+      if (written === slot.bytes.length / 2) assert.equal(read?.torn, true, 'half written: torn');
     }
+    assert.equal(readNamespaceFile(before)?.torn, false);
+    assert.equal(readNamespaceFile(committed([record(1)]))?.torn, false, 'a slot never written is blank, not torn');
   });
 
   it('finds no intact version in damaged or foreign bytes', () => {
@@ -70,7 +75,7 @@ describe('file format', () => {
 
   it('reads a version-1 file (one bare record) without slots', () => {
     const legacy = Buffer.from(record(7));
-    assert.deepEqual(readNamespaceFile(legacy), { record: record(7), layout: undefined });
+    assert.deepEqual(readNamespaceFile(legacy), { record: record(7), layout: undefined, torn: false });
   });
 
   it('sends a record that outgrows its slot, or shrinks far below it, to a new file', () => {
@@ -83,5 +88,76 @@ describe('file format', () => {
     const grownLayout = readNamespaceFile(grown)?.layout as SlotLayout;
     assert.ok(nextSlot(grownLayout, record(3, 'x'.repeat(5 * layout.slotBytes))), 'room to grow in place');
     assert.equal(nextSlot(grownLayout, record(3)), undefined, 'a far smaller record moves to smaller slots');
+  });
+
+  describe('reading without the lock (readSettled)', () => {
+    const versions = [1, 2, 3, 4].map((n) => record(n));
+    /** `file` with the first half of the next commit written over its older slot. */
+    const tornBy = (file: Buffer, version: string) => {
+      const slot = nextSlot(readNamespaceFile(file)?.layout as SlotLayout, version);
+      assert.ok(slot);
+      const torn = Buffer.from(file);
+      slot.bytes.copy(torn, slot.offset, 0, slot.bytes.length / 2);
+      return torn;
+    };
+    /** A `read` that returns `files` one after the other (the last one again once they run out), and how often it ran. */
+    const reads = (...files: (Buffer | undefined)[]) => {
+      const counted = { count: 0, read: () => files[Math.min(counted.count++, files.length - 1)] };
+      return counted;
+    };
+    const two = committed(versions.slice(0, 2));
+    const four = committed(versions);
+    /** A torn slot as a writer killed in the middle of commit 3 leaves it. */
+    const leftover = tornBy(two, versions[2] as string);
+    // Slot 0 read before commit 3 rewrote it (version 1), slot 1 while commit 4 was half written.
+    const spanning = Buffer.concat([
+      two.subarray(0, two.length / 2),
+      tornBy(committed(versions.slice(0, 3)), versions[3] as string).subarray(two.length / 2),
+    ]);
+
+    it('reads again when a read spanned two commits, instead of returning the version from before both', () => {
+      assert.equal(readNamespaceFile(spanning)?.record, versions[0], 'what one read of the slots finds');
+      const source = reads(spanning, four);
+      const file = readSettled(source.read, () => false);
+      assert.equal(file === HELD_ELSEWHERE ? file : file?.record, versions[3]);
+      assert.equal(source.count, 2);
+    });
+
+    it('waits as for a writer while the file changes under a lock held elsewhere, or keeps changing', () => {
+      assert.equal(
+        readSettled(reads(spanning, four).read, () => true),
+        HELD_ELSEWHERE,
+      );
+      const changing = reads(spanning, leftover, spanning, leftover, spanning);
+      assert.equal(
+        readSettled(changing.read, () => false),
+        HELD_ELSEWHERE,
+        'still changing after 4 reads',
+      );
+      assert.equal(changing.count, 4);
+    });
+
+    it('takes a torn slot or a damaged file that two reads agree on as it is, once no live writer holds the lock', () => {
+      const source = reads(leftover);
+      const file = readSettled(source.read, () => false);
+      assert.equal(file === HELD_ELSEWHERE ? file : file?.record, versions[1], 'a killed writer’s torn slot');
+      assert.equal(source.count, 2);
+      assert.equal(
+        readSettled(reads(Buffer.alloc(4096, '#')).read, () => false),
+        null,
+        'no intact slot',
+      );
+    });
+
+    it('reads an intact file once, and a missing one as undefined', () => {
+      const source = reads(four);
+      const file = readSettled(source.read, () => true);
+      assert.equal(file === HELD_ELSEWHERE ? file : file?.record, versions[3]);
+      assert.equal(source.count, 1);
+      assert.equal(
+        readSettled(reads(undefined).read, () => true),
+        undefined,
+      );
+    });
   });
 });
