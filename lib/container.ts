@@ -226,21 +226,37 @@ export class RedisContainer extends Container {
  *
  * ```ts
  * const prices = new CacheRegion('prices', { type: 'dbm', dataDir: './cache', expiretime: 300 });
- * const priceOf = prices.memoize(async (sku: string) => fetchPrice(sku));
+ * const priceOf = prices.memoize(async function price(sku: string) { return fetchPrice(sku); });
  * await priceOf('A-100');   // one worker computes it; the others wait, then share it
  * ```
  */
 export class CacheRegion extends Container {
-  /** `fn`, cached in this region under a key made from its arguments (JSON unless `key` is given). */
+  /**
+   * `fn`, cached in this region under a key made from its name and its arguments as JSON
+   * (`<name>:<JSON of the arguments>`), or by `key` when given. The name (`name`, else
+   * `fn.name`) is what tells the region's functions apart, in every process: functions
+   * memoized under one name share their results. A function without a name (an arrow
+   * function passed inline) needs `name` or `key`, else TypeError.
+   */
   memoize<A extends unknown[], R>(
     fn: (...args: A) => R | Promise<R>,
-    options: { key?: (...args: A) => string; expiretime?: number } = {},
+    options: { name?: string; key?: (...args: A) => string; expiretime?: number } = {},
   ): (...args: A) => Promise<R> {
-    const keyOf = options.key ?? ((...args: A) => `${fn.name}:${JSON.stringify(args)}`);
+    if (typeof fn !== 'function') throw new TypeError(`fn must be a function, received ${describe(fn)}`);
+    const name = checkString('name', options.name ?? fn.name, { nonEmpty: false }) as string;
+    if (!options.key && !name) {
+      throw new TypeError('memoize() of a function without a name needs a name or key option, to tell it apart');
+    }
+    const keyOf: (...args: A) => string = checkFunction('key', options.key) ?? argumentKey(name);
     return async (...args: A) =>
       (await this.get(keyOf(...args), {
         createfunc: () => fn(...args),
         ...(options.expiretime === undefined ? {} : { expiretime: options.expiretime }),
       })) as R;
   }
+}
+
+/** `<name>:<JSON of the arguments>`. */
+function argumentKey(name: string): (...args: unknown[]) => string {
+  return (...args) => `${name}:${JSON.stringify(args)}`;
 }

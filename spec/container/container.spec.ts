@@ -128,13 +128,26 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
     it('memoizes a function per argument list in a CacheRegion', async () => {
       const region = new CacheRegion(`r-${randomUUID()}`, { ...backend.options, type, expiretime: 60 });
       const calls: number[] = [];
-      const square = region.memoize(async (x: number) => {
+      const square = region.memoize(async function square(x: number) {
         calls.push(x);
         return x * x;
       });
       assert.deepEqual(await Promise.all([square(3), square(3), square(4)]), [9, 9, 16]);
       assert.deepEqual(await square(3), 9);
       assert.deepEqual(calls.sort(), [3, 4]);
+    });
+
+    it('keeps the results of functions memoized under different names apart, and needs a name for an anonymous one', async () => {
+      const region = new CacheRegion(`r-${randomUUID()}`, { ...backend.options, type, expiretime: 60 });
+      const double = region.memoize(async function double(x: number) {
+        return 2 * x;
+      });
+      const square = region.memoize(async (x: number) => x * x, { name: 'square' });
+      const cube = region.memoize(async (x: number) => x ** 3, { key: (x) => `cube ${x}` });
+      const half = region.memoize(async (x: number) => x / 2, { name: 'half' });
+      assert.deepEqual([await double(5), await square(5), await cube(5), await half(5)], [10, 25, 125, 2.5]);
+      assert.throws(() => region.memoize(async (x: number) => x + 1), /without a name needs a name or key option/);
+      assert.throws(() => region.memoize(async (x: number) => x, { name: 7 as never }), /name must be a string/);
     });
   });
 }
