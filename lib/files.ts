@@ -112,11 +112,28 @@ export function readWholeFile(file: string): Buffer | undefined {
 export function ensureDirectory(dir: string): boolean {
   if (fs.existsSync(dir)) return false;
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    makeDirectories(path.resolve(dir));
   } catch (error) {
     throw new StorageError(dir, 'create the data directory', { cause: error });
   }
   return true;
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's `mkdirSync(dir, { recursive: true })` loops forever
+ * where the parent exists but refuses new entries with `ENOENT` (procfs, sysfs).
+ */
+function makeDirectories(dir: string): void {
+  try {
+    fs.mkdirSync(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && fs.statSync(dir).isDirectory()) return;
+    const parent = path.dirname(dir);
+    if (code !== 'ENOENT' || parent === dir || fs.existsSync(parent)) throw error;
+    makeDirectories(parent);
+    makeDirectories(dir);
+  }
 }
 
 /** Removes a file; a missing one is fine. */

@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { dir } from 'tmp-promise';
-import { readWholeFile } from '../../lib/files.js';
+import { StorageError } from '../../lib/errors.js';
+import { ensureDirectory, readWholeFile } from '../../lib/files.js';
 import { type ChildRun, resultOf, runNode } from '../fixtures/processes.js';
 
 const FILES = new URL('../../lib/files.ts', import.meta.url).href;
@@ -39,6 +40,28 @@ const outcome = (f) => {
     return { name: e.name, code: e.code, message: e.message, location: e.location, cause: e.cause?.code };
   }
 };`;
+
+describe('ensureDirectory', async () => {
+  const scratch = await dir({ unsafeCleanup: true });
+  after(() => scratch.cleanup());
+
+  it('creates missing parents, reports whether it created anything, and accepts a directory that exists', () => {
+    const nested = path.join(scratch.path, 'a', 'b', 'c');
+    assert.equal(ensureDirectory(nested), true);
+    assert.ok(fs.statSync(nested).isDirectory());
+    assert.equal(ensureDirectory(nested), false);
+  });
+
+  it('throws StorageError, without hanging, where a parent refuses new entries or is a file', {
+    skip: !fs.existsSync('/proc/self') && 'no procfs',
+  }, () => {
+    // Node's mkdirSync(…, { recursive: true }) loops forever on this one.
+    assert.throws(() => ensureDirectory('/proc/sessionlock-test/dir'), StorageError);
+    const file = path.join(scratch.path, 'file');
+    fs.writeFileSync(file, '');
+    assert.throws(() => ensureDirectory(path.join(file, 'dir')), StorageError);
+  });
+});
 
 describe('readWholeFile', async () => {
   const scratch = await dir({ unsafeCleanup: true });
