@@ -43,13 +43,20 @@ interface RunResult {
   seconds: number;
 }
 
-/** Runs the demo with command-line `args`; resolves the exit code. */
-export async function runDemo(args: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
+/**
+ * Runs the demo with command-line `args`; resolves the exit code. A usage error is one line
+ * on stderr, led by `program` (how the user started the demo).
+ */
+export async function runDemo(
+  args: string[],
+  out: NodeJS.WritableStream = process.stdout,
+  program = 'sessionlock demo',
+): Promise<number> {
   let settings: DemoSettings;
   try {
     settings = parseSettings(args);
   } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n\n${HELP}\n`);
+    process.stderr.write(`${program}: ${(error as Error).message} (see ${program} --help)\n`);
     return 2;
   }
   if (args.includes('-h') || args.includes('--help')) {
@@ -184,5 +191,5 @@ function clientScript(): URL {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  process.exitCode = await runDemo(process.argv.slice(2));
+  process.exitCode = await runDemo(process.argv.slice(2), process.stdout, 'npm run demo --');
 }

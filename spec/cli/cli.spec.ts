@@ -107,6 +107,17 @@ describe('sessionlock (CLI)', () => {
       assert.match(stdout, /Usage: .*demo/);
     });
 
+    it('reports a bad demo option in one line, with status 2', async () => {
+      for (const args of [
+        ['--requests', 'x'],
+        ['--backend', 'redis'],
+      ]) {
+        const { code, stderr } = await runCli(['demo', ...args]);
+        assert.equal(code, 2);
+        assertOneLineError(stderr, /^sessionlock demo: --\w+ .*\(see sessionlock demo --help\)$/);
+      }
+    });
+
     it('prints the version', async () => {
       assert.deepEqual(await runCli(['--version']), { code: 0, stdout: `${pkg.version}\n`, stderr: '' });
     });
