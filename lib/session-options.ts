@@ -57,8 +57,8 @@ export interface SessionOptions extends NamespaceManagerOptions {
   timeout?: number;
   /**
    * When the cookie expires (Myghty `session_cookie_expires`): `true`, when the browser
-   * closes; `false`, never; a `Date`; or a number of seconds from now, renewed as the
-   * session is used.
+   * closes; `false`, never; a `Date`; or a number of seconds from now (more than 0), renewed
+   * as the session is used.
    * @default true
    */
   cookieExpires?: boolean | Date | number;
@@ -256,10 +256,10 @@ function cookieAttributesOf(options: SessionOptions): (now: number) => CookieAtt
   if (expires === true) return () => fixed;
   if (expires === false) return () => ({ ...fixed, expires: FAR_FUTURE });
   if (expires instanceof Date && !Number.isNaN(expires.getTime())) return () => ({ ...fixed, expires });
-  if (typeof expires === 'number' && Number.isFinite(expires) && expires >= 0) {
+  if (typeof expires === 'number' && Number.isFinite(expires) && expires > 0) {
     return (now) => ({ ...fixed, maxAge: expires, expires: new Date(now + expires * 1000) });
   }
   throw new TypeError(
-    `cookieExpires must be true, false, a Date or a number of seconds, received ${describe(expires)}`,
+    `cookieExpires must be true, false, a Date or a number of seconds > 0, received ${describe(expires)}`,
   );
 }
