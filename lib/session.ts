@@ -82,6 +82,8 @@ export class Session<Data extends object = Record<string, any>> {
   #touched = false;
   #clearCookie = false;
   #locked = false;
+  /** The {@link lock} under way, if any: calls made meanwhile share it instead of nesting. */
+  #locking: Promise<void> | undefined;
   /** Why the session was given up while its request still ran ({@link abandon}); it then writes nothing. */
   #abandoned: string | undefined;
 
@@ -197,7 +199,9 @@ export class Session<Data extends object = Record<string, any>> {
    * that another request removed meanwhile starts over with a new id, as {@link lock} does.
    */
   async load(options: SessionLoadOptions = {}): Promise<this> {
-    if (this.#locked) throw new LockStateError('load() while the session is locked: lock() loaded it already');
+    if (this.#locked || this.#locking) {
+      throw new LockStateError('load() while the session is locked: lock() loaded it already');
+    }
     const lock = options.lock === true ? {} : options.lock || undefined;
     const reloading = this.#loaded;
     const wasStored = this.#stored;
@@ -231,6 +235,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async save(): Promise<void> {
     this.#need('save');
+    if (this.#locking) await this.#lockSettled();
     const state = this.#encode();
     const changes = this.#changes(state);
     if (this.#stored && changes.size === 0) return;
@@ -244,6 +249,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async saveIfModified(): Promise<boolean> {
     this.#need('saveIfModified');
+    if (this.#locking) await this.#lockSettled();
     const state = this.#encode();
     const changes = this.#changes(state);
     if (!this.#differs(state, changes)) return false;
@@ -321,11 +327,20 @@ export class Session<Data extends object = Record<string, any>> {
   /**
    * Takes the session's exclusive lock and reloads the data under it; held until
    * {@link unlock}. Other loads of the session wait meanwhile, then see what was saved.
-   * Unsaved changes made before are kept on top of the reloaded data.
+   * Unsaved changes made before are kept on top of the reloaded data. Calls made while one is
+   * under way share it (one lock, freed by one `unlock()`); `save()` and `unlock()` called
+   * meanwhile wait for it, and `load()` throws {@link LockStateError}.
    */
   async lock(options: SessionLockOptions = {}): Promise<void> {
     this.#need('lock');
     if (this.#locked) return;
+    this.#locking ??= this.#takeLock(options).finally(() => {
+      this.#locking = undefined;
+    });
+    return this.#locking;
+  }
+
+  async #takeLock(options: SessionLockOptions): Promise<void> {
     this.#refuseIfAbandoned('lock');
     const pending = this.#changes(this.#encode());
     const manager = this.#managerFor(this.#id);
@@ -338,7 +353,7 @@ export class Session<Data extends object = Record<string, any>> {
       } else if (this.#stored) {
         this.#log(`session ${this.#id} was removed by another request before lock(); starting a new one`);
         await this.#startOver();
-        return this.lock(options);
+        return this.#takeLock(options);
       }
     } catch (error) {
       await this.#releaseLock();
@@ -350,6 +365,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   /** Releases the lock taken by {@link lock}. Does not save. */
   async unlock(): Promise<void> {
+    if (this.#locking) await this.#lockSettled();
     if (!this.#locked) throw new LockStateError('unlock() without lock()');
     await this.#releaseLock();
   }
@@ -361,7 +377,7 @@ export class Session<Data extends object = Record<string, any>> {
    * saves under that lock, and leaves it held.
    */
   async withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
-    const held = this.#locked;
+    const held = this.#locked || this.#locking !== undefined;
     await this.lock(options);
     try {
       const before = this.#encode();
@@ -422,6 +438,11 @@ export class Session<Data extends object = Record<string, any>> {
     const dictionary = this.#namespaces.get(name) ?? {};
     this.#namespaces.set(name, dictionary);
     return dictionary as T;
+  }
+
+  /** Waits for the {@link lock} under way to end, however it ends (its caller gets its error). */
+  async #lockSettled(): Promise<void> {
+    await this.#locking?.catch(() => {});
   }
 
   #refuseIfAbandoned(method: string): void {

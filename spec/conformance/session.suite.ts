@@ -9,6 +9,7 @@ import {
   createNamespaceManager,
   type EncodedChanges,
   type EncodedEntries,
+  LockStateError,
   type MemoryNamespaceManager,
   type NamespaceManager,
   namespaceManagerClass,
@@ -290,6 +291,55 @@ export function sessionConformance(type: BackendType): void {
           s.data.n += 1;
         });
         assert.equal((await Session.open(requestWith(cookie), options)).data.n, 2);
+      });
+
+      it('shares one lock among overlapping lock(), withLock(), save() and unlock() calls of one Session, and frees it', async () => {
+        const overlapping: [string, (session: Session) => Promise<unknown>[]][] = [
+          ['lock, lock', (session) => [session.lock(), session.lock()]],
+          [
+            'withLock, withLock',
+            (session) => [
+              session.withLock(async (s) => {
+                await new Promise((resolve) => setTimeout(resolve, 5));
+                s.data.a = 1;
+              }),
+              session.withLock((s) => {
+                s.data.b = 1;
+              }),
+            ],
+          ],
+          ['withLock, lock', (session) => [session.withLock(() => {}), session.lock()]],
+          ['lock, withLock', (session) => [session.lock(), session.withLock(() => {})]],
+          ['lock, save', (session) => [session.lock(), session.save()]],
+          ['lock, unlock', (session) => [session.lock(), session.unlock()]],
+        ];
+        for (const [label, calls] of overlapping) {
+          const { id, cookie } = await storedSession({ n: 1 });
+          const session = await Session.open(requestWith(cookie), options);
+          session.data.q = 1;
+          const outcomes = await Promise.allSettled(calls(session));
+          assert.deepEqual(
+            outcomes.map((outcome) => (outcome.status === 'rejected' ? String(outcome.reason) : 'ok')),
+            outcomes.map(() => 'ok'),
+            label,
+          );
+          if (session.locked) await session.unlock();
+          const other = await Session.open(requestWith(cookie), options);
+          await other.lock({ timeout: 0 });
+          await other.unlock();
+          const saves = label.includes('save') || label.includes('withLock');
+          assert.equal(other.data.q, saves ? 1 : undefined, `${label}: what was saved`);
+          assert.equal(other.id, id);
+        }
+        await assert.rejects(
+          (async () => {
+            const session = await Session.open(requestWith(), options);
+            const locking = session.lock();
+            await session.load().finally(() => locking.then(() => session.unlock()));
+          })(),
+          LockStateError,
+          'load() while a lock() is under way',
+        );
       });
 
       it('never resurrects a session that another request invalidated (logout) while it was loaded', async () => {
