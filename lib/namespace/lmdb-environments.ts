@@ -20,7 +20,7 @@ import { open, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
 import { ensureDirectory, statOrUndefined } from '../files.js';
 import { warnOnceIfMmapThresholdFloats } from './glibc-malloc.js';
-import { checkOpenFile, openForCheck, openOrCreateForCheck } from './lmdb-file-check.js';
+import { checkLmdbLockFile, checkOpenFile, openForCheck, openOrCreateForCheck } from './lmdb-file-check.js';
 import { writeTransaction } from './lmdb-transactions.js';
 
 /** Keys are data keys (strings) or reserved numbers (the commit stamp). */
@@ -287,6 +287,7 @@ export class LmdbEnvironments {
       const problem = checkOpenFile(fd, file);
       if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
       let db: LmdbDatabase;
+      checkLmdbLockFile(lmdbLockFile(file));
       try {
         ensureDescriptorsForLmdb();
         db = open<string, LmdbKey>(lmdbOpenOptions(file));

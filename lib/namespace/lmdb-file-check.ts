@@ -20,10 +20,13 @@ const PAGE_FLAGS = 18; // u16: P_BRANCH, P_LEAF, P_LEAF2, …
 const PAGE_LOWER = 20; // u16: bytes of node offsets (u16 each) after the header
 const P_BRANCH = 0x01;
 const P_LEAF = 0x02;
+const P_META = 0x08;
 const P_LEAF2 = 0x20;
 
 const META_MAGIC = 0xbeefc0de;
 const MAGIC_OFFSET = PAGE_HEADER_SIZE; // mm_magic (u32), then mm_version (u32), mm_address, mm_mapsize
+const VERSION_OFFSET = MAGIC_OFFSET + 4; // mm_version: its low 16 bits are the file format's version
+const DATA_VERSION = 2; // MDB_DATA_VERSION of lmdb 3.5's LMDB
 const DBS_OFFSET = MAGIC_OFFSET + 24; // mm_dbs[2]: the free-page tree, then the main tree
 const DB_SIZE = 48; // MDB_db: pad (u32), flags (u16), depth (u16), 4 counts, root
 const DB_ROOT = 40; // md_root: the root page, or P_INVALID (2^64 - 1) for an empty tree
@@ -79,6 +82,26 @@ export function openOrCreateForCheck(file: string, mode: number): number {
   throw new StorageError(file, 'create', { cause: new Error('it was removed as soon as it was created, three times') });
 }
 
+/**
+ * Throws {@link StorageError} unless LMDB can open `lockFile` (an LMDB file's `-lock` file)
+ * or create it: something other than a regular file there (a directory, a symbolic link, a
+ * FIFO), or one this process may not read and write, makes LMDB's open fail part-way, and
+ * lmdb-js 3.5.6 then frees memory twice and the process crashes.
+ */
+export function checkLmdbLockFile(lockFile: string): void {
+  let fd: number | undefined;
+  try {
+    const stat = fs.lstatSync(lockFile, { throwIfNoEntry: false });
+    if (stat === undefined) return;
+    if (!stat.isFile()) throw new Error('it is not a regular file');
+    fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch (error) {
+    throw new StorageError(lockFile, 'open', { cause: error });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
 /** {@link lmdbFileProblem} of `file` open as `fd`. */
 export function checkOpenFile(fd: number, file: string): string | undefined {
   try {
@@ -117,7 +140,12 @@ function problemOf(fd: number, metas: Buffer): string | undefined {
   if (metas.readUInt32LE(MAGIC_OFFSET) !== META_MAGIC || !isPageSize(pageSize)) return 'is not an LMDB file';
   if (size < 2 * pageSize || metas.length < 2 * META_READ_SIZE) return 'is truncated';
   const second = metas.subarray(META_READ_SIZE);
-  if (second.readUInt32LE(MAGIC_OFFSET) !== META_MAGIC) return 'has a damaged meta page';
+  for (const meta of [metas, second]) {
+    if (meta.readUInt32LE(MAGIC_OFFSET) !== META_MAGIC || !(meta.readUInt16LE(PAGE_FLAGS) & P_META)) {
+      return 'has a damaged meta page';
+    }
+    if ((meta.readUInt32LE(VERSION_OFFSET) & 0xffff) !== DATA_VERSION) return 'is of another LMDB file format version';
+  }
   const newest = second.readBigUInt64LE(TXNID_OFFSET) > metas.readBigUInt64LE(TXNID_OFFSET) ? second : metas;
   return reachesPastEnd(fd, newest, pageSize, size) ? 'is truncated' : undefined;
 }

@@ -103,6 +103,37 @@ describe('dbm backend with damaged files', () => {
     assert.equal(ns.lockState, 'none');
   });
 
+  it('refuses meta pages of another LMDB format version, or not marked as meta pages, before LMDB opens them', async () => {
+    const file = await stored('meta-version');
+    const bytes = fs.readFileSync(file);
+    const pageSize = bytes.readUInt32LE(48);
+    const versioned = Buffer.from(bytes);
+    for (const page of [0, 1]) versioned.writeUInt32LE(99, page * pageSize + 28);
+    fs.writeFileSync(file, versioned);
+    assert.match(lmdbFileProblem(file) ?? '', /another LMDB file format version/);
+    const unmarked = Buffer.from(bytes);
+    unmarked.writeUInt16LE(0, pageSize + 18);
+    fs.writeFileSync(file, unmarked);
+    assert.match(lmdbFileProblem(file) ?? '', /damaged meta page/);
+    const ns = create('meta-version');
+    await assert.rejects(
+      ns.withReadLock(() => ns.keys()),
+      SessionCorruptError,
+    );
+  });
+
+  for (const kind of ['directory', 'symlink', 'fifo']) {
+    it(`gives a StorageError, not a crash, for a ${kind} in place of LMDB's lock file`, {
+      skip: process.platform === 'win32',
+    }, async () => {
+      const worker = fileURLToPath(new URL('../fixtures/dbm-lock-file-worker.ts', import.meta.url));
+      const run = await runNode([worker, JSON.stringify({ dataDir, kind })]);
+      const { error, message } = resultOf<{ error?: string; message?: string }>(run);
+      assert.equal(error, 'StorageError');
+      assert.match(message ?? '', /-lock: it is not a regular file/);
+    });
+  }
+
   it('gives a StorageError for a directory in place of the namespace file', async () => {
     const ns = create('a-directory');
     fs.mkdirSync(ns.file);
