@@ -45,7 +45,8 @@ const ESCAPE_TAG = '$esc';
  * The default serializer: JSON that refuses to change a value silently.
  *
  * - Plain objects, arrays, strings, finite numbers, booleans and `null` round trip as JSON.
- * - `Date` objects round trip as dates (stored as `{"$date": "<ISO string>"}`).
+ * - `Date` objects round trip as dates (stored as `{"$date": "<ISO string>"}`); subclasses of
+ *   `Date` and dates with properties of their own are rejected.
  * - Object properties whose value is `undefined` are dropped, as `JSON.stringify` does.
  * - Everything else is rejected with {@link SerializationError} naming where it is: functions,
  *   symbols, bigints, `NaN`/`Infinity`, `-0`, `undefined` inside arrays, sparse arrays or arrays
@@ -87,7 +88,11 @@ function inspect(value: unknown, trail: Trail, ancestors: object[]): boolean {
     case 'object':
       if (value === null) return false;
       if (value instanceof Date) {
+        if (Object.getPrototypeOf(value) !== Date.prototype) {
+          throw rejected(trail, `a ${value.constructor?.name ?? 'Date subclass'} would come back as a plain Date`);
+        }
         if (Number.isNaN(value.getTime())) throw rejected(trail, 'an invalid Date cannot be stored');
+        if (Reflect.ownKeys(value).length > 0) throw rejected(trail, "a Date's own properties would be dropped");
         return true;
       }
       return inspectContainer(value, trail, ancestors);

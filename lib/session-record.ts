@@ -10,7 +10,7 @@
  * | `:<name>=<key>`       | `session.namespace(name)[key]` (name URI-encoded) |
  * @module
  */
-import { SessionCorruptError } from './errors.js';
+import { SerializationError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { encodeValue, type Serializer } from './serializer.js';
 
@@ -66,7 +66,14 @@ function place(dictionaries: SessionDictionaries, key: StoredKey, value: unknown
     dictionaries.namespaces.set(key.name, dictionary);
   }
   if (value === undefined) delete dictionary[key.key];
-  else dictionary[key.key] = value;
+  else setOwn(dictionary, key.key, value);
+}
+
+/** `object[key] = value` as an own property, also for `__proto__` (which assignment would take as the prototype). */
+export function setOwn(object: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__')
+    Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+  else object[key] = value;
 }
 
 /** Reads the open view of `manager` into dictionaries. Throws SessionCorruptError for keys or times it cannot place. */
@@ -95,15 +102,27 @@ export function readSession(manager: NamespaceManager): StoredSession {
 /** Encodes every value of the dictionaries (undefined values are absent). Throws SerializationError naming where. */
 export function encodeSession({ data, namespaces }: SessionDictionaries, serializer: Serializer): EncodedState {
   const state: EncodedState = new Map();
-  const add = (stored: string, path: string, value: unknown) => {
+  const add = (dictionary: Record<string, unknown>, key: string, stored: string, path: string) => {
+    const value = readOwn(dictionary, key, path);
     if (value !== undefined) state.set(stored, { value, raw: encodeValue(serializer, path, value) });
   };
-  for (const key of Object.keys(data)) add(dataKey(key), `data.${key}`, data[key]);
+  for (const key of Object.keys(data)) add(data, key, dataKey(key), `data.${key}`);
   for (const [name, dictionary] of namespaces) {
-    for (const [key, value] of Object.entries(dictionary))
-      add(namespaceKey(name, key), `namespace(${name}).${key}`, value);
+    for (const key of Object.keys(dictionary))
+      add(dictionary, key, namespaceKey(name, key), `namespace(${name}).${key}`);
   }
   return state;
+}
+
+/** `dictionary[key]`; a getter that throws is a {@link SerializationError} naming `path`. */
+function readOwn(dictionary: Record<string, unknown>, key: string, path: string): unknown {
+  try {
+    return dictionary[key];
+  } catch (error) {
+    throw new SerializationError(path, `its getter threw: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
 }
 
 function decodeName(encoded: string, id: string): string {

@@ -20,6 +20,7 @@ import {
   readSession,
   type SessionDictionaries,
   type StoredSession,
+  setOwn,
 } from './session-record.js';
 
 /** What a Session needs of a request: its headers (a node:http IncomingMessage fits). */
@@ -633,8 +634,10 @@ export class Session<Data extends object = Record<string, any>> {
 
 /** Makes `target` hold exactly `source`'s entries, so references to it stay valid. */
 function replaceContents<T extends object>(target: T, source: object): T {
-  for (const key of Object.keys(target)) delete (target as Record<string, unknown>)[key];
-  return Object.assign(target, source);
+  const own = target as Record<string, unknown>;
+  for (const key of Object.keys(own)) delete own[key];
+  for (const [key, value] of Object.entries(source)) setOwn(own, key, value);
+  return target;
 }
 
 /** Applies `changes` to a manager holding the write lock, unless `requireKey` is missing; returns whether it did. */

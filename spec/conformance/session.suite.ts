@@ -165,6 +165,35 @@ export function sessionConformance(type: BackendType): void {
         assert.equal(gone.wasInvalidated, true);
       });
 
+      it('round trips a key named __proto__ as an own key, and reports a getter that throws as SerializationError', async () => {
+        const session = await Session.open(requestWith(), options);
+        session.data = JSON.parse('{"__proto__": {"role": "admin"}, "user": "eve"}');
+        await session.save();
+        const loaded = await Session.open(requestWith(cookiePair(session.cookieHeader)), options);
+        assert.deepEqual(Object.keys(loaded.data).sort(), ['__proto__', 'user']);
+        assert.ok(Object.hasOwn(loaded.data, '__proto__'));
+        assert.equal(Object.getPrototypeOf(loaded.data), Object.prototype, 'the prototype is untouched');
+        assert.equal((loaded.data as { role?: string }).role, undefined);
+        loaded.data.other = 1;
+        await loaded.save();
+        const again = await Session.open(requestWith(cookiePair(session.cookieHeader)), options);
+        assert.deepEqual(Object.keys(again.data).sort(), ['__proto__', 'other', 'user'], 'an unrelated save keeps it');
+        assert.deepEqual(Object.getOwnPropertyDescriptor(again.data, '__proto__')?.value, { role: 'admin' });
+
+        const getter = await Session.open(requestWith(), options);
+        getter.data = Object.defineProperty({}, 'g', {
+          enumerable: true,
+          get() {
+            throw new Error('no');
+          },
+        });
+        await assert.rejects(
+          getter.save(),
+          (error: unknown) =>
+            error instanceof SerializationError && /data\.g: its getter threw: no/.test(error.message),
+        );
+      });
+
       it('works without a request, with useCookies: false and an id', async () => {
         const { id } = await storedSession({ n: 7 });
         const session = await Session.open(undefined, { ...options, useCookies: false, id });

@@ -34,6 +34,9 @@ describe('jsonSerializer', () => {
     class Cart {
       items = [];
     }
+    class Stamp extends Date {
+      note = 'kept?';
+    }
     const cases: [unknown, RegExp][] = [
       [{ f: () => 1 }, /f: a function/],
       [{ s: Symbol('x') }, /s: a symbol/],
@@ -42,6 +45,8 @@ describe('jsonSerializer', () => {
       [{ n: Number.POSITIVE_INFINITY }, /Infinity/],
       [{ list: [1, undefined] }, /list\[1\]: undefined/],
       [{ when: new Date('nope') }, /invalid Date/],
+      [{ when: new Stamp(0) }, /when: a Stamp would come back as a plain Date/],
+      [{ when: Object.assign(new Date(0), { note: 1 }) }, /when: a Date's own properties would be dropped/],
       [cyclic, /inner\.back: a circular reference/],
       [{ m: new Map() }, /m: a Map/],
       [{ s: new Set() }, /s: a Set/],
