@@ -25,7 +25,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { LockCompromisedError, StorageError } from '../errors.js';
-import { ensureDirectory, lstatOrUndefined, statOrUndefined } from '../files.js';
+import { ensureDirectory, lstatOrUndefined } from '../files.js';
 
 interface HeldLockRecord {
   mtime: Date;
@@ -180,7 +180,7 @@ export class FileLock {
 
   /** Whether a live holder (another process) holds the lock now. */
   heldElsewhere(): boolean {
-    const stat = statOrUndefined(this.#lockPath);
+    const stat = lstatOrUndefined(this.#lockPath);
     return stat !== undefined && Date.now() - stat.mtimeMs < this.#options.stale;
   }
 
@@ -192,7 +192,7 @@ export class FileLock {
     if (age >= this.#options.stale) {
       return `its lease was not renewed for ${age} ms (lockStale is ${this.#options.stale} ms; was the event loop blocked?)`;
     }
-    const stat = statOrUndefined(this.#lockPath);
+    const stat = lstatOrUndefined(this.#lockPath);
     if (!stat) return 'its lock file was removed';
     if (stat.ino !== this.#ino || stat.mtime.getTime() !== record.mtime.getTime()) {
       return 'another process took it over';
@@ -205,7 +205,7 @@ export class FileLock {
    * does; returns whether it did (then `onTakeover` has cleaned up after the dead holder).
    */
   #takeOverIfStale(): boolean {
-    const seen = statOrUndefined(this.#lockPath);
+    const seen = lstatOrUndefined(this.#lockPath);
     if (!seen || !isStale(seen, this.#options.stale)) return false;
     const guard = `${this.#lockPath}.takeover`;
     if (!this.#takeGuard(guard)) return false;

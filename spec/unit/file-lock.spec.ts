@@ -124,6 +124,22 @@ describe('FileLock', () => {
     assert.ok(fs.existsSync(lockPath));
   });
 
+  it('takes over a stale symbolic link in place of the lock file (dangling or not) without following it', async () => {
+    const elsewhere = path.join(tmp.path, 'elsewhere');
+    fs.writeFileSync(elsewhere, 'untouched');
+    for (const destination of ['/nonexistent/sessionlock', elsewhere]) {
+      fs.symlinkSync(destination, lockPath);
+      const old = new Date(Date.now() - 2 * STALE);
+      fs.lutimesSync(lockPath, old, old);
+      const holder = lock();
+      assert.equal(holder.heldElsewhere(), false, 'a stale link holds nothing');
+      assert.equal(await holder.tryAcquire(), true, `a link to ${destination}`);
+      assert.ok(fs.lstatSync(lockPath).isFile(), 'our own lock file replaced the link');
+      await holder.release();
+    }
+    assert.equal(fs.readFileSync(elsewhere, 'utf8'), 'untouched');
+  });
+
   it('verify() refuses a lock file another process put in its place, even with the same mtime', async () => {
     const holder = lock();
     assert.equal(await holder.tryAcquire(), true);
