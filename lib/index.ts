@@ -39,6 +39,7 @@ export {
   type EncodedChanges,
   type EncodedEntries,
   HELD_ELSEWHERE,
+  NAMESPACE_MANAGER_OPTIONS,
   type NamespaceLockState,
   NamespaceManager,
   type NamespaceManagerOptions,
@@ -51,6 +52,7 @@ export {
   namespaceManagerClass,
   registerNamespaceManager,
 } from './namespace/registry.js';
+export { UNKNOWN_OPTION_WARNING } from './options.js';
 export { jsonSerializer, type Serializer } from './serializer.js';
 export { Session, type SessionLoadOptions, type SessionLockOptions, type SessionRequest } from './session.js';
 export type { SessionOptions } from './session-options.js';

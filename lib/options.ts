@@ -83,3 +83,55 @@ export function checkCount(name: string, value: unknown, { min = 0 }: { min?: nu
   }
   return value;
 }
+
+/** The code of the process warning for an option nothing takes. */
+export const UNKNOWN_OPTION_WARNING = 'SESSIONLOCK_UNKNOWN_OPTION';
+const warnedOptions = new Set<string>();
+const checkedOptions = new WeakSet<object>();
+
+/**
+ * Emits a process warning (code {@link UNKNOWN_OPTION_WARNING}, once per name in a process)
+ * for each option of `options` not in `known`, naming the closest known one: a misspelt
+ * option, `secrets` for `secret`, would otherwise be ignored without a word.
+ */
+export function warnUnknownOptions(options: object, known: readonly string[]): void {
+  if (checkedOptions.has(options)) return;
+  checkedOptions.add(options);
+  for (const name of Object.keys(options)) {
+    if (known.includes(name) || warnedOptions.has(name)) continue;
+    warnedOptions.add(name);
+    const closest = closestName(name, known);
+    process.emitWarning(
+      `sessionlock: unknown option ${JSON.stringify(name)} is ignored${closest ? ` (did you mean ${JSON.stringify(closest)}?)` : ''}`,
+      { code: UNKNOWN_OPTION_WARNING },
+    );
+  }
+}
+
+/** The known name within a third of `name`'s length in edits (case ignored), if any. */
+function closestName(name: string, known: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (distance <= Math.max(1, Math.floor(name.length / 3)) && (!best || distance < best.distance)) {
+      best = { name: candidate, distance };
+    }
+  }
+  return best?.name;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        (previous[j] as number) + 1,
+        (current[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
+}

@@ -14,6 +14,7 @@ import {
   checkString,
   describe,
   MAX_TTL,
+  warnUnknownOptions,
 } from './options.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 import { IdSigner, isSessionId } from './session-id.js';
@@ -173,7 +174,9 @@ function buildConfig(options: SessionOptions): SessionConfig {
     throw new TypeError(`id must be 16-128 letters, digits, '_' or '-', received ${describe(options.id)}`);
   }
   const Backend = backendClass(options);
-  const storage = storageOptions(options, timeout, resolution);
+  const { optionNames } = Backend as unknown as { optionNames?: readonly string[] };
+  if (optionNames) warnUnknownOptions(options, [...SESSION_ONLY, ...optionNames]);
+  const storage = storageOptions(options, timeout, resolution, !optionNames || optionNames.includes('ttl'));
   new Backend('option-check', storage);
   const cookieAttributes = cookieAttributesOf(options);
   const log = checkFunction<(line: string) => void>('log', options.log);
@@ -215,11 +218,11 @@ function backendClass(options: SessionOptions): NamespaceManagerClass {
   return namespaceManagerClass(checkString('type', type) as string);
 }
 
-/** What the backend gets: every option that is not the Session's own, plus a data TTL for backends that expire data. */
-function storageOptions(options: SessionOptions, timeout: number | undefined, resolution: number) {
+/** What the backend gets: every option that is not the Session's own, plus a data TTL for backends that take one. */
+function storageOptions(options: SessionOptions, timeout: number | undefined, resolution: number, takesTtl: boolean) {
   const storage: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(options)) if (!SESSION_ONLY.has(name)) storage[name] = value;
-  if (timeout !== undefined && storage.ttl === undefined) {
+  if (takesTtl && timeout !== undefined && storage.ttl === undefined) {
     storage.ttl = Math.min(timeout + resolution + 60_000, MAX_TTL);
   }
   return storage;

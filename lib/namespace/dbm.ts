@@ -20,7 +20,12 @@ import {
 } from './lmdb-environments.js';
 import { lmdbFileProblem } from './lmdb-file-check.js';
 import { readNewest, StaleStartError, stampCommit, writeTransaction } from './lmdb-transactions.js';
-import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
+import {
+  type EncodedChanges,
+  type EncodedEntries,
+  HELD_ELSEWHERE,
+  NAMESPACE_MANAGER_OPTIONS,
+} from './namespace-manager.js';
 
 /** Options of {@link DBMNamespaceManager}. */
 export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {
@@ -60,6 +65,7 @@ export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
  * the transaction tried again.
  */
 export class DBMNamespaceManager extends FileLockedNamespaceManager {
+  static override readonly optionNames: readonly string[] = [...NAMESPACE_MANAGER_OPTIONS, 'maxOpenFiles'];
   /**
    * Whether this instance holds the cross-process write lock, and whether it has checked,
    * under it, that its open LMDB file is the one at the path. Files are only removed or

@@ -27,7 +27,12 @@ import {
   type SlotLayout,
 } from './file-format.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
-import { type EncodedChanges, type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
+import {
+  type EncodedChanges,
+  type EncodedEntries,
+  HELD_ELSEWHERE,
+  NAMESPACE_MANAGER_OPTIONS,
+} from './namespace-manager.js';
 
 /** Options of {@link FileNamespaceManager}. */
 export interface FileNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {
@@ -48,6 +53,7 @@ export const FILE_EXTENSION = '.json';
  * machine (and on shared file systems with atomic exclusive create and rename).
  */
 export class FileNamespaceManager extends FileLockedNamespaceManager {
+  static override readonly optionNames: readonly string[] = [...NAMESPACE_MANAGER_OPTIONS, 'durable'];
   readonly #durable: boolean;
   readonly #tempDir: string;
   /**

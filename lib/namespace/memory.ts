@@ -7,6 +7,7 @@ import { describe } from '../options.js';
 import {
   type EncodedChanges,
   type EncodedEntries,
+  NAMESPACE_MANAGER_OPTIONS,
   NamespaceManager,
   type NamespaceManagerOptions,
 } from './namespace-manager.js';
@@ -38,6 +39,7 @@ export interface MemoryNamespaceManagerOptions extends NamespaceManagerOptions {
  * others. For one-process apps, tests and caches.
  */
 export class MemoryNamespaceManager extends NamespaceManager {
+  static override readonly optionNames: readonly string[] = [...NAMESPACE_MANAGER_OPTIONS, 'store'];
   readonly #store: MemoryStore;
 
   constructor(namespace: string, options: MemoryNamespaceManagerOptions = {}) {

@@ -9,7 +9,14 @@ import { cipherFor, type ValueCipher } from '../cipher.js';
 import { LockCompromisedError, LockStateError, LockTimeoutError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
-import { checkFunction, checkMilliseconds, checkOptionsObject, describe, MAX_TIMER_DELAY } from '../options.js';
+import {
+  checkFunction,
+  checkMilliseconds,
+  checkOptionsObject,
+  describe,
+  MAX_TIMER_DELAY,
+  warnUnknownOptions,
+} from '../options.js';
 import { encodeValue, jsonSerializer, type Serializer } from '../serializer.js';
 import { NamespaceView, sealed, type ValueCodec } from './view.js';
 
@@ -78,6 +85,16 @@ export type NamespaceLockState = 'none' | LockMode;
 const DEFAULT_LOCK_TIMEOUT = 30_000;
 /** The default `lockStale`, in milliseconds. */
 export const DEFAULT_LOCK_STALE = 10_000;
+
+/** The options every backend takes ({@link NamespaceManagerOptions}). */
+export const NAMESPACE_MANAGER_OPTIONS: readonly string[] = [
+  'dataDir',
+  'lockTimeout',
+  'lockStale',
+  'serializer',
+  'log',
+  'encryptKey',
+];
 const MAX_KEY_BYTES = 1024;
 
 /**
@@ -102,6 +119,13 @@ const MAX_KEY_BYTES = 1024;
  * nothing is touched until a lock is taken).
  */
 export abstract class NamespaceManager {
+  /**
+   * Every option the backend takes. When a class declares it, an option outside it gets a
+   * process warning (code `SESSIONLOCK_UNKNOWN_OPTION`, once per name) instead of being
+   * ignored silently; a subclass that takes options of its own adds them.
+   */
+  static readonly optionNames: readonly string[] | undefined = undefined;
+
   /** The namespace's name, exactly as given. */
   readonly namespace: string;
   /** Milliseconds a lock wait may take by default. */
@@ -126,6 +150,8 @@ export abstract class NamespaceManager {
       throw new TypeError(`namespace must be a well-formed Unicode string, received ${describe(namespace)}`);
     }
     checkOptionsObject(options);
+    const { optionNames } = new.target as typeof NamespaceManager;
+    if (optionNames) warnUnknownOptions(options, optionNames);
     this.namespace = namespace;
     this.lockTimeout = checkMilliseconds('lockTimeout', options.lockTimeout, DEFAULT_LOCK_TIMEOUT, { infinite: true });
     this.lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, {

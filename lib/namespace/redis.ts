@@ -17,6 +17,7 @@ import {
   type EncodedChanges,
   type EncodedEntries,
   HELD_ELSEWHERE,
+  NAMESPACE_MANAGER_OPTIONS,
   NamespaceManager,
   type NamespaceManagerOptions,
 } from './namespace-manager.js';
@@ -108,6 +109,14 @@ return 'applied'`,
  * ```
  */
 export class RedisNamespaceManager extends NamespaceManager {
+  static override readonly optionNames: readonly string[] = [
+    ...NAMESPACE_MANAGER_OPTIONS,
+    'client',
+    'url',
+    'prefix',
+    'commandTimeout',
+    'ttl',
+  ];
   /** The key of the hash that holds the namespace's entries. */
   readonly dataKey: string;
   /** The key of its write lock, which holds the holder's token while leased. */

@@ -53,8 +53,11 @@ export function sessionConformance(type: BackendType): void {
     });
     after(() => backend.cleanup());
 
-    const storageOf = (id: string): NamespaceManager =>
-      createNamespaceManager(type, id, { ...(options as Record<string, unknown>), log: () => {} });
+    /** The storage of session `id`, through a manager given the backend's options (not the Session's `type` and `key`). */
+    const storageOf = (id: string): NamespaceManager => {
+      const { type: _type, key: _key, ...storage } = options as Record<string, unknown>;
+      return createNamespaceManager(type, id, { ...storage, log: () => {} });
+    };
     const storedKeys = async (id: string) => {
       const manager = storageOf(id);
       return manager.withReadLock(() => manager.keys());

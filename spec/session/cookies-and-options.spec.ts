@@ -12,6 +12,7 @@ import {
   Session,
   type SessionOptions,
 } from '../../lib/index.js';
+import { UNKNOWN_OPTION_WARNING } from '../../lib/options.js';
 import { generateSessionId, IdSigner } from '../../lib/session-id.js';
 
 async function savedCookie(options: SessionOptions): Promise<string> {
@@ -116,6 +117,37 @@ describe('Session options', () => {
       assert.ok(new DBMNamespaceManager('x', { dataDir }) instanceof DBMNamespaceManager);
     } finally {
       await cleanup();
+    }
+  });
+
+  it('warns once for each option nothing takes, naming the closest known one, and not for known options', async () => {
+    const warnings: string[] = [];
+    const listen = (warning: Error & { code?: string }) => {
+      if (warning.code === UNKNOWN_OPTION_WARNING) warnings.push(warning.message);
+    };
+    process.on('warning', listen);
+    try {
+      const { path: dataDir, cleanup } = await dir({ unsafeCleanup: true });
+      const typo = { secrets: 'a secret', timeout: 60 } as SessionOptions;
+      await Session.open({ headers: {} }, typo);
+      await Session.open({ headers: {} }, typo);
+      await Session.open({ headers: {} }, {
+        type: 'file',
+        dataDir,
+        durabel: true,
+        sessionTimeout: 1,
+      } as SessionOptions);
+      new DBMNamespaceManager('x', { dataDir, maxOpenFiles: 600, lockStale: 5000, encryptKey: 'k'.repeat(16) });
+      await Session.open({ headers: {} }, { type: 'memory', secret: 's', sameSite: 'Strict', timeout: 60 });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(warnings, [
+        'sessionlock: unknown option "secrets" is ignored (did you mean "secret"?)',
+        'sessionlock: unknown option "durabel" is ignored (did you mean "durable"?)',
+        'sessionlock: unknown option "sessionTimeout" is ignored',
+      ]);
+      await cleanup();
+    } finally {
+      process.off('warning', listen);
     }
   });
 
