@@ -22,6 +22,7 @@ const VERSION_OFFSET = MAGIC_OFFSET + 4; // mm_version: its low 16 bits are the 
 const DATA_VERSION = 2; // MDB_DATA_VERSION of lmdb 3.5's LMDB
 const DBS_OFFSET = MAGIC_OFFSET + 24; // mm_dbs[2]: the free-page tree, then the main tree
 const PAGE_SIZE_OFFSET = DBS_OFFSET; // mm_psize is the pad of the free-page tree (u32)
+const MAIN_FLAGS_OFFSET = DBS_OFFSET + DB_SIZE + 4; // md_flags of the main tree: 0, as dbm opens files (no duplicate or integer keys)
 const LAST_PAGE_OFFSET = DBS_OFFSET + 2 * DB_SIZE; // mm_last_pg: the last page the commit allocated
 const TXNID_OFFSET = LAST_PAGE_OFFSET + 8; // mm_txnid: the commit this meta page describes
 const META_READ_SIZE = TXNID_OFFSET + 8;
@@ -128,7 +129,12 @@ function problemOf(fd: number, metas: Buffer): string | undefined {
   if (size < 2 * pageSize || metas.length < 2 * META_READ_SIZE) return 'is truncated';
   const second = metas.subarray(META_READ_SIZE);
   for (const meta of [metas, second]) {
-    if (meta.readUInt32LE(MAGIC_OFFSET) !== META_MAGIC || !(meta.readUInt16LE(PAGE_FLAGS) & P_META)) {
+    const magic = meta.readUInt32LE(MAGIC_OFFSET);
+    if (
+      magic !== META_MAGIC ||
+      !(meta.readUInt16LE(PAGE_FLAGS) & P_META) ||
+      meta.readUInt16LE(MAIN_FLAGS_OFFSET) !== 0
+    ) {
       return 'has a damaged meta page';
     }
     if ((meta.readUInt32LE(VERSION_OFFSET) & 0xffff) !== DATA_VERSION) return 'is of another LMDB file format version';

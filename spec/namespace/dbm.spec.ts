@@ -196,7 +196,7 @@ describe('dbm backend with damaged files', () => {
     assert.equal(checked, 40);
   });
 
-  it('refuses meta pages of another LMDB format version, or not marked as meta pages, before LMDB opens them', async () => {
+  it('refuses meta pages of another LMDB format version, not marked as meta pages, or with main tree flags dbm never sets, before LMDB opens them', async () => {
     const file = await stored('meta-version');
     const bytes = fs.readFileSync(file);
     const pageSize = bytes.readUInt32LE(48);
@@ -208,6 +208,10 @@ describe('dbm backend with damaged files', () => {
     unmarked.writeUInt16LE(0, pageSize + 18);
     fs.writeFileSync(file, unmarked);
     assert.match(lmdbFileProblem(file) ?? '', /damaged meta page/);
+    const flagged = Buffer.from(bytes);
+    for (const page of [0, 1]) flagged.writeUInt16LE(0xffff, page * pageSize + 24 + 24 + 48 + 4);
+    fs.writeFileSync(file, flagged);
+    assert.match(lmdbFileProblem(file) ?? '', /damaged meta page/, 'main tree flags dbm never sets');
     const ns = create('meta-version');
     await assert.rejects(
       ns.withReadLock(() => ns.keys()),
