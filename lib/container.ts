@@ -7,7 +7,8 @@
  * @module
  */
 import { SessionCorruptError } from './errors.js';
-import type { NamespaceManager, NamespaceManagerOptions } from './namespace/namespace-manager.js';
+import type { NamespaceManager } from './namespace/namespace-manager.js';
+import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
 import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
 

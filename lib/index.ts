@@ -33,6 +33,7 @@ export {
   type MemoryNamespaceManagerOptions,
   MemoryStore,
 } from './namespace/memory.js';
+export { NamespaceManager } from './namespace/namespace-manager.js';
 export {
   type AcquireWriteLockOptions,
   type ApplyChangesOptions,
@@ -41,10 +42,9 @@ export {
   HELD_ELSEWHERE,
   NAMESPACE_MANAGER_OPTIONS,
   type NamespaceLockState,
-  NamespaceManager,
   type NamespaceManagerOptions,
   UNSUPPORTED,
-} from './namespace/namespace-manager.js';
+} from './namespace/namespace-options.js';
 export { RedisNamespaceManager, type RedisNamespaceManagerOptions } from './namespace/redis.js';
 export {
   createNamespaceManager,

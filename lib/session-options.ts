@@ -4,7 +4,8 @@
  * @module
  */
 import { type CookieAttributes, checkAttribute, isCookieName } from './cookie.js';
-import type { NamespaceManager, NamespaceManagerOptions } from './namespace/namespace-manager.js';
+import type { NamespaceManager } from './namespace/namespace-manager.js';
+import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
 import {
   checkBoolean,
@@ -28,6 +29,7 @@ export interface SessionOptions extends NamespaceManagerOptions {
   /**
    * The session id to load, for sessions carried outside cookies (Myghty `session_id`).
    * Subject to `strict` like an id from a cookie.
+   * @default the id in the request's cookie
    */
   id?: string;
   /**
@@ -47,14 +49,20 @@ export interface SessionOptions extends NamespaceManagerOptions {
    * @default 'dbm' when `dataDir` is given, else 'memory'
    */
   type?: string;
-  /** A NamespaceManager class to use instead of `type` (Myghty `session_namespace_class`). */
+  /**
+   * A NamespaceManager class to use instead of `type` (Myghty `session_namespace_class`).
+   * @default the class registered for `type`
+   */
   namespaceClass?: NamespaceManagerClass;
   /**
    * The cookie's name (Myghty `session_key`).
    * @default 'sessionlock_id'
    */
   key?: string;
-  /** Seconds of inactivity after which the session is invalidated on load (Myghty `session_timeout`). None by default. */
+  /**
+   * Seconds of inactivity after which the session is invalidated on load (Myghty `session_timeout`).
+   * @default none: sessions never time out
+   */
   timeout?: number;
   /**
    * When the cookie expires (Myghty `session_cookie_expires`): `true`, when the browser
@@ -66,13 +74,17 @@ export interface SessionOptions extends NamespaceManagerOptions {
   /**
    * Signs session ids in cookies with HMAC-SHA256 (Myghty `session_secret`). An array
    * rotates secrets: the first signs, any verifies.
+   * @default none: ids are not signed
    */
   secret?: string | readonly string[];
-  /** Receives a debug line for each invalidation, rejected cookie and lock wait (Myghty `session_log_file`). */
+  /**
+   * Receives a debug line for each invalidation, rejected cookie and lock wait (Myghty `session_log_file`).
+   * @default none
+   */
   log?: (line: string) => void;
-  /** @default '/' */
+  /** The cookie's Path attribute. @default '/' */
   cookiePath?: string;
-  /** The cookie's Domain attribute; none (host-only) by default. */
+  /** The cookie's Domain attribute. @default none: a host-only cookie */
   cookieDomain?: string;
   /** The cookie's Secure attribute: send it over HTTPS only. @default false */
   secure?: boolean;
@@ -95,16 +107,19 @@ export interface SessionOptions extends NamespaceManagerOptions {
    * @default true
    */
   strict?: boolean;
-  /** Backend option ('memory'): the MemoryStore to use. */
+  /** Backend option ('memory'): the MemoryStore to use. @default the process's default store */
   store?: unknown;
-  /** Backend option ('file'): fsync each commit. */
+  /** Backend option ('file'): fsync each commit. @default false */
   durable?: boolean;
-  /** Backend option ('dbm'): how many LMDB files stay open. */
+  /** Backend option ('dbm'): how many LMDB files stay open. @default 512 */
   maxOpenFiles?: number;
-  /** Backend options ('redis'): see RedisNamespaceManager. */
+  /** Backend option ('redis'): an ioredis client (see RedisNamespaceManager). @default a client for `url` */
   client?: unknown;
+  /** Backend option ('redis'): where Redis is. @default 'redis://127.0.0.1:6379' */
   url?: string;
+  /** Backend option ('redis'): prepended to every key. @default 'sessionlock:' */
   prefix?: string;
+  /** Backend option ('redis'): milliseconds a command may take. @default 5000 */
   commandTimeout?: number;
 }
 

@@ -14,7 +14,7 @@ import { FileLock, MIN_FILE_LOCK_STALE, removeStaleLockEntry } from './lock/file
 import { DBMNamespaceManager } from './namespace/dbm.js';
 import { FileNamespaceManager } from './namespace/file.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
-import { DEFAULT_LOCK_STALE } from './namespace/namespace-manager.js';
+import { DEFAULT_LOCK_STALE } from './namespace/namespace-options.js';
 import { checkBoolean, checkFunction, checkMilliseconds, checkOptionsObject, checkString } from './options.js';
 
 /** The backends whose sessions {@link sweep} handles: those that keep each session in a file of a data directory. */

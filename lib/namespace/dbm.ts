@@ -25,7 +25,7 @@ import {
   type EncodedEntries,
   HELD_ELSEWHERE,
   NAMESPACE_MANAGER_OPTIONS,
-} from './namespace-manager.js';
+} from './namespace-options.js';
 
 /** Options of {@link DBMNamespaceManager}. */
 export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {

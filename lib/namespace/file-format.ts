@@ -19,7 +19,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { SessionCorruptError } from '../errors.js';
-import { type EncodedEntries, HELD_ELSEWHERE } from './namespace-manager.js';
+import { type EncodedEntries, HELD_ELSEWHERE } from './namespace-options.js';
 
 const RECORD_VERSION = 1;
 const HEADER = /^sessionlock (\d{1,15}) (\d{1,15}) ([0-9a-f]{8})\n$/;

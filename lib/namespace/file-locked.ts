@@ -5,7 +5,8 @@
  */
 import { FileLock, MIN_FILE_LOCK_STALE } from '../lock/file-lock.js';
 import { checkString } from '../options.js';
-import { NamespaceManager, type NamespaceManagerOptions } from './namespace-manager.js';
+import { NamespaceManager } from './namespace-manager.js';
+import type { NamespaceManagerOptions } from './namespace-options.js';
 import { storagePath } from './storage-path.js';
 
 /** Options of the backends that keep each namespace in a file of a data directory. */

@@ -32,7 +32,7 @@ import {
   type EncodedEntries,
   HELD_ELSEWHERE,
   NAMESPACE_MANAGER_OPTIONS,
-} from './namespace-manager.js';
+} from './namespace-options.js';
 
 /** Options of {@link FileNamespaceManager}. */
 export interface FileNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {

@@ -4,13 +4,13 @@
  * @module
  */
 import { describe } from '../options.js';
+import { NamespaceManager } from './namespace-manager.js';
 import {
   type EncodedChanges,
   type EncodedEntries,
   NAMESPACE_MANAGER_OPTIONS,
-  NamespaceManager,
   type NamespaceManagerOptions,
-} from './namespace-manager.js';
+} from './namespace-options.js';
 
 let nextStoreId = 0;
 

@@ -13,14 +13,14 @@ import type { Cluster, Redis } from 'ioredis';
 import { SessionCorruptError } from '../errors.js';
 import { fencedScript, RedisLeaseLock } from '../lock/redis-lease-lock.js';
 import { checkMilliseconds, checkString, describe, MAX_TTL } from '../options.js';
+import { NamespaceManager } from './namespace-manager.js';
 import {
   type EncodedChanges,
   type EncodedEntries,
   HELD_ELSEWHERE,
   NAMESPACE_MANAGER_OPTIONS,
-  NamespaceManager,
   type NamespaceManagerOptions,
-} from './namespace-manager.js';
+} from './namespace-options.js';
 import { closeSharedClients, isWrongType, luaScript, type RedisClient, RedisConnection } from './redis-connection.js';
 
 /** Options of {@link RedisNamespaceManager}. */

@@ -7,7 +7,8 @@ import { describe } from '../options.js';
 import { DBMNamespaceManager } from './dbm.js';
 import { FileNamespaceManager } from './file.js';
 import { MemoryNamespaceManager } from './memory.js';
-import type { NamespaceManager, NamespaceManagerOptions } from './namespace-manager.js';
+import type { NamespaceManager } from './namespace-manager.js';
+import type { NamespaceManagerOptions } from './namespace-options.js';
 import { RedisNamespaceManager } from './redis.js';
 
 /** A NamespaceManager backend: a class constructed with `(namespace, options)`. */

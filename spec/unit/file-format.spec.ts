@@ -8,7 +8,7 @@ import {
   readSettled,
   type SlotLayout,
 } from '../../lib/namespace/file-format.js';
-import { HELD_ELSEWHERE } from '../../lib/namespace/namespace-manager.js';
+import { HELD_ELSEWHERE } from '../../lib/namespace/namespace-options.js';
 
 const record = (visits: number, extra = '') =>
   encodeRecord('abc', new Map([['visits', String(visits)], ...(extra ? [['extra', extra] as [string, string]] : [])]));

@@ -1,0 +1,91 @@
+/**
+ * What a NamespaceManager is given and gives back: its options, the options of its
+ * methods, the encoded entries and changes its backends store, and the markers its storage
+ * primitives return.
+ * @module
+ */
+import type { LockMode } from '../lock/keyed-rw-lock.js';
+import type { Serializer } from '../serializer.js';
+import type { NamespaceManager } from './namespace-manager.js';
+
+/** Options every NamespaceManager understands; backends add their own. */
+export interface NamespaceManagerOptions {
+  /**
+   * Directory that holds the namespaces (file and dbm backends, which require it). Created when missing.
+   * @default none
+   */
+  dataDir?: string;
+  /**
+   * How long a lock wait may take, in milliseconds, before it throws {@link LockTimeoutError}.
+   * @default 30000
+   */
+  lockTimeout?: number;
+  /**
+   * Milliseconds after which the lock of a holder that stopped renewing it (a killed
+   * process) is taken over. A live holder renews its lease well within this time.
+   * @default 10000
+   */
+  lockStale?: number;
+  /**
+   * Encodes each stored value.
+   * @default jsonSerializer
+   */
+  serializer?: Serializer;
+  /**
+   * Receives a debug line for each lock wait, stale-lock takeover and lost lock.
+   * @default none
+   */
+  log?: (line: string) => void;
+  /**
+   * Encrypts every stored value with AES-256-GCM (a fresh nonce per write, bound to its
+   * namespace and key). An array rotates keys: the first encrypts, any decrypts. A value
+   * that does not decrypt (wrong key, tampered) is corrupt data: {@link SessionCorruptError}.
+   * Keys are strings of 16 or more characters (use random ones).
+   * @default none: values are stored as the serializer writes them
+   */
+  encryptKey?: string | readonly string[];
+}
+
+/** Options of {@link NamespaceManager.applyChanges}. */
+export interface ApplyChangesOptions {
+  /** Write nothing, and resolve `false`, unless this key is stored. */
+  requireKey?: string | undefined;
+  /** `false`: resolve `false` at once, writing nothing, while a writer holds the lock. @default true */
+  wait?: boolean;
+}
+
+/** Options of {@link NamespaceManager.acquireWriteLock}. */
+export interface AcquireWriteLockOptions {
+  /** `false`: return `false` at once instead of waiting when the lock is held elsewhere. @default true */
+  wait?: boolean;
+  /** Milliseconds to wait before {@link LockTimeoutError}. @default the `lockTimeout` option */
+  timeout?: number;
+}
+
+/** The encoded entries of a namespace: key → the serializer's string for its value. */
+export type EncodedEntries = ReadonlyMap<string, string>;
+
+/** What a commit applies: key → the new encoded value, or `undefined` to delete the key. */
+export type EncodedChanges = ReadonlyMap<string, string | undefined>;
+
+/** Returned by {@link NamespaceManager.readCommitted} when a writer elsewhere holds the lock. */
+export const HELD_ELSEWHERE: unique symbol = Symbol('held elsewhere');
+
+/** Returned by {@link NamespaceManager.applyAtomically} of backends that cannot apply changes atomically without the lock. */
+export const UNSUPPORTED: unique symbol = Symbol('unsupported');
+
+/** The lock a NamespaceManager instance holds: its outermost mode, or `'none'`. */
+export type NamespaceLockState = 'none' | LockMode;
+
+/** The default `lockStale`, in milliseconds. */
+export const DEFAULT_LOCK_STALE = 10_000;
+
+/** The options every backend takes ({@link NamespaceManagerOptions}). */
+export const NAMESPACE_MANAGER_OPTIONS: readonly string[] = [
+  'dataDir',
+  'lockTimeout',
+  'lockStale',
+  'serializer',
+  'log',
+  'encryptKey',
+];
