@@ -54,6 +54,6 @@ export {
 } from './namespace/registry.js';
 export { UNKNOWN_OPTION_WARNING } from './options.js';
 export { jsonSerializer, type Serializer } from './serializer.js';
-export { Session, type SessionLoadOptions, type SessionLockOptions, type SessionRequest } from './session.js';
-export type { SessionOptions } from './session-options.js';
+export { Session } from './session.js';
+export type { SessionLoadOptions, SessionLockOptions, SessionOptions, SessionRequest } from './session-options.js';
 export { type SweepOptions, type SweepResult, type SweepType, type SweptEntry, sweep } from './sweep.js';

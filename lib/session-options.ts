@@ -123,6 +123,27 @@ export interface SessionOptions extends NamespaceManagerOptions {
   commandTimeout?: number;
 }
 
+/** What a Session needs of a request: its headers (a node:http IncomingMessage fits). */
+export interface SessionRequest {
+  headers: { cookie?: string | string[] | undefined };
+}
+
+/** Options of {@link Session.load}. */
+export interface SessionLoadOptions {
+  /**
+   * Load under the session's exclusive lock and keep it held, as {@link Session.lock} would
+   * (PHP-style, for a whole request): one read instead of a load and a reload.
+   * @default false
+   */
+  lock?: boolean | SessionLockOptions;
+}
+
+/** Options of {@link Session.lock}. */
+export interface SessionLockOptions {
+  /** Milliseconds to wait for the lock before {@link LockTimeoutError}. @default the `lockTimeout` option */
+  timeout?: number;
+}
+
 /** Options that configure the Session itself rather than its storage. */
 const SESSION_ONLY = new Set<string>([
   'id',

@@ -13,6 +13,7 @@
 import { SerializationError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { encodeValue, type Serializer } from './serializer.js';
+import type { Changes } from './session-data.js';
 
 export const CREATED = '#created';
 export const ACCESSED = '#accessed';
@@ -131,4 +132,30 @@ function decodeName(encoded: string, id: string): string {
   } catch (error) {
     throw new SessionCorruptError(id, `the namespace name ${JSON.stringify(encoded)} is malformed`, { cause: error });
   }
+}
+
+/** Applies `changes` to a manager holding the write lock, unless `requireKey` is missing; returns whether it did. */
+export function applyUnder(manager: NamespaceManager, changes: Changes, requireKey: string | undefined): boolean {
+  if (requireKey !== undefined && !manager.has(requireKey)) return false;
+  for (const [key, change] of changes) {
+    if (change) manager.setEncoded(key, change.value, change.raw);
+    else manager.delete(key);
+  }
+  return true;
+}
+
+/** Takes the write lock and reads the session under it; releases the lock if reading fails. */
+export async function readLocked(manager: NamespaceManager, lock: { timeout?: number }): Promise<StoredSession> {
+  await manager.acquireWriteLock(lock.timeout === undefined ? {} : { timeout: lock.timeout });
+  try {
+    return readSession(manager);
+  } catch (error) {
+    throw await releasing(manager, error);
+  }
+}
+
+/** Releases the write lock `manager` holds, if any; returns `error` for rethrowing. */
+export async function releasing<E>(manager: NamespaceManager, error?: E): Promise<E | undefined> {
+  if (manager.lockState === 'write') await manager.releaseWriteLock();
+  return error;
 }

@@ -9,43 +9,26 @@ import { LockCompromisedError, LockStateError, SessionCorruptError, SessionNotLo
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { checkString, describe } from './options.js';
 import { encodeValue } from './serializer.js';
+import { type Changes, SessionData } from './session-data.js';
 import { generateSessionId } from './session-id.js';
-import { type SessionConfig, type SessionOptions, sessionConfig } from './session-options.js';
+import {
+  type SessionConfig,
+  type SessionLoadOptions,
+  type SessionLockOptions,
+  type SessionOptions,
+  type SessionRequest,
+  sessionConfig,
+} from './session-options.js';
 import {
   ACCESSED,
-  applyChange,
+  applyUnder,
   CREATED,
   type EncodedState,
-  encodeSession,
+  readLocked,
   readSession,
-  type SessionDictionaries,
+  releasing,
   type StoredSession,
-  setOwn,
 } from './session-record.js';
-
-/** What a Session needs of a request: its headers (a node:http IncomingMessage fits). */
-export interface SessionRequest {
-  headers: { cookie?: string | string[] | undefined };
-}
-
-/** Options of {@link Session.load}. */
-export interface SessionLoadOptions {
-  /**
-   * Load under the session's exclusive lock and keep it held, as {@link Session.lock} would
-   * (PHP-style, for a whole request): one read instead of a load and a reload.
-   * @default false
-   */
-  lock?: boolean | SessionLockOptions;
-}
-
-/** Options of {@link Session.lock}. */
-export interface SessionLockOptions {
-  /** Milliseconds to wait for the lock before {@link LockTimeoutError}. @default the `lockTimeout` option */
-  timeout?: number;
-}
-
-/** A change to apply: the new encoded value, or `undefined` to delete. */
-type Changes = Map<string, { value: unknown; raw: string } | undefined>;
 
 type Outcome = 'loaded' | 'absent' | 'invalidated';
 
@@ -76,9 +59,7 @@ export class Session<Data extends object = Record<string, any>> {
   #wasInvalidated = false;
   #created = new Date();
   #accessed = this.#created;
-  #data = {} as Data;
-  #namespaces = new Map<string, Record<string, unknown>>();
-  #baseline = new Map<string, string>();
+  readonly #state: SessionData;
   #clientValue: string | undefined;
   #touched = false;
   #clearCookie = false;
@@ -91,6 +72,7 @@ export class Session<Data extends object = Record<string, any>> {
   /** A session for `request` (may be undefined with `useCookies: false`). Call {@link load} before using it. */
   constructor(request: SessionRequest | undefined | null, options: SessionOptions = {}) {
     this.#config = sessionConfig(options);
+    this.#state = new SessionData(this.#config.serializer);
     this.#cookies = this.#config.useCookies ? cookieValues(request?.headers?.cookie, this.#config.key) : [];
   }
 
@@ -142,7 +124,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   /** The session's dictionary. Change it freely, nested values included; {@link save} stores what changed. */
   get data(): Data {
-    return this.#need('data').#data;
+    return this.#need('data').#state.data as Data;
   }
 
   set data(data: Data) {
@@ -150,7 +132,7 @@ export class Session<Data extends object = Record<string, any>> {
     if (data === null || typeof data !== 'object' || Array.isArray(data)) {
       throw new TypeError(`data must be a plain object, received ${describe(data)}`);
     }
-    this.#data = data;
+    this.#state.data = data as Record<string, unknown>;
   }
 
   /** Whether the data differs from what is stored (a new session: whether it holds anything). */
@@ -158,11 +140,11 @@ export class Session<Data extends object = Record<string, any>> {
     if (!this.#loaded) return false;
     let state: EncodedState;
     try {
-      state = this.#encode();
+      state = this.#state.encode();
     } catch {
       return true;
     }
-    return this.#differs(state, this.#changes(state));
+    return this.#differs(state, this.#state.changes(state));
   }
 
   /** Whether this session holds its lock ({@link lock}). */
@@ -237,8 +219,8 @@ export class Session<Data extends object = Record<string, any>> {
   async save(): Promise<void> {
     this.#need('save');
     if (this.#locking) await this.#lockSettled();
-    const state = this.#encode();
-    const changes = this.#changes(state);
+    const state = this.#state.encode();
+    const changes = this.#state.changes(state);
     if (this.#stored && changes.size === 0) return;
     await this.#write(state, changes);
   }
@@ -251,8 +233,8 @@ export class Session<Data extends object = Record<string, any>> {
   async saveIfModified(): Promise<boolean> {
     this.#need('saveIfModified');
     if (this.#locking) await this.#lockSettled();
-    const state = this.#encode();
-    const changes = this.#changes(state);
+    const state = this.#state.encode();
+    const changes = this.#state.changes(state);
     if (!this.#differs(state, changes)) return false;
     await this.#write(state, changes);
     return true;
@@ -275,7 +257,7 @@ export class Session<Data extends object = Record<string, any>> {
       await this.#startOver();
       return;
     }
-    this.#adoptBaseline(state);
+    this.#state.saved(state);
     this.#stored = true;
     this.#touched = true;
     this.#clearCookie = false;
@@ -287,7 +269,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#refuseIfAbandoned('delete');
     if (this.#manager) await this.#manager.remove();
     this.#stored = false;
-    this.#baseline = new Map();
+    this.#state.unsaved();
   }
 
   /** Removes the stored data and starts a new, empty session with a new id (`isNew` and `wasInvalidated`). */
@@ -305,7 +287,7 @@ export class Session<Data extends object = Record<string, any>> {
   async regenerate(): Promise<void> {
     this.#need('regenerate');
     this.#refuseIfAbandoned('regenerate');
-    const state = this.#encode();
+    const state = this.#state.encode();
     const previous = this.#manager;
     const wasLocked = this.#locked;
     const id = generateSessionId();
@@ -321,7 +303,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#manager = manager;
     this.#stored = true;
     this.#touched = true;
-    this.#adoptBaseline(state);
+    this.#state.saved(state);
     if (wasLocked) await this.lock();
   }
 
@@ -343,7 +325,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   async #takeLock(options: SessionLockOptions): Promise<void> {
     this.#refuseIfAbandoned('lock');
-    const pending = this.#changes(this.#encode());
+    const pending = this.#state.changes(this.#state.encode());
     const manager = this.#managerFor(this.#id);
     await manager.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
     this.#locked = true;
@@ -360,8 +342,7 @@ export class Session<Data extends object = Record<string, any>> {
       await this.#releaseLock();
       throw error;
     }
-    const dictionaries = { data: this.#data as Record<string, unknown>, namespaces: this.#namespaces };
-    for (const [key, change] of pending) applyChange(dictionaries, key, change?.value);
+    this.#state.reapply(pending);
   }
 
   /** Releases the lock taken by {@link lock}. Does not save. */
@@ -381,14 +362,12 @@ export class Session<Data extends object = Record<string, any>> {
     const held = this.#locked || this.#locking !== undefined;
     await this.lock(options);
     try {
-      const before = this.#encode();
-      const baseline = this.#baseline;
+      const checkpoint = this.#state.checkpoint();
       let result: T;
       try {
         result = await fn(this);
       } catch (error) {
-        if (this.#baseline === baseline) this.#restore(before);
-        else this.revert();
+        this.#state.rollback(checkpoint);
         throw error;
       }
       await this.saveIfModified();
@@ -404,9 +383,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   revert(): void {
     this.#need('revert');
-    const raws = new Map<string, { raw: string }>();
-    for (const [key, raw] of this.#baseline) raws.set(key, { raw });
-    this.#restore(raws);
+    this.#state.revert();
   }
 
   /**
@@ -436,9 +413,7 @@ export class Session<Data extends object = Record<string, any>> {
   namespace<T extends object = Record<string, any>>(name: string): T {
     this.#need('namespace');
     checkString('name', name);
-    const dictionary = this.#namespaces.get(name) ?? {};
-    this.#namespaces.set(name, dictionary);
-    return dictionary as T;
+    return this.#state.namespace(name) as T;
   }
 
   /** Waits for the {@link lock} under way to end, however it ends (its caller gets its error). */
@@ -450,25 +425,6 @@ export class Session<Data extends object = Record<string, any>> {
     if (this.#abandoned !== undefined) {
       throw new LockCompromisedError(this.#id, `${this.#abandoned}; ${method}() writes nothing`);
     }
-  }
-
-  /** Makes the dictionaries hold `state` again, refilling the objects the application holds. */
-  #restore(state: ReadonlyMap<string, { raw: string }>): void {
-    const dictionaries = {
-      data: {} as Record<string, unknown>,
-      namespaces: new Map<string, Record<string, unknown>>(),
-    };
-    for (const [key, { raw }] of state) applyChange(dictionaries, key, this.#config.serializer.parse(raw));
-    this.#adoptDictionaries(dictionaries);
-  }
-
-  /** Takes `dictionaries`' contents into the current `data` and namespace objects (emptying namespaces they lack). */
-  #adoptDictionaries({ data, namespaces }: SessionDictionaries): void {
-    this.#data = replaceContents(this.#data, data) as Data;
-    for (const [name, current] of this.#namespaces) {
-      namespaces.set(name, replaceContents(current, namespaces.get(name) ?? {}));
-    }
-    this.#namespaces = namespaces;
   }
 
   #need(method: string): this {
@@ -574,8 +530,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#isNew = true;
     this.#created = new Date();
     this.#accessed = this.#created;
-    this.#adoptDictionaries({ data: {}, namespaces: new Map() });
-    this.#baseline = new Map();
+    this.#state.cleared();
     this.#clientValue = undefined;
   }
 
@@ -586,9 +541,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#stored = true;
     this.#isNew = false;
     this.#created = new Date(stored.created as number);
-    this.#adoptDictionaries(stored);
-    this.#baseline = new Map();
-    for (const [key, raw] of stored.encoded) if (key !== CREATED && key !== ACCESSED) this.#baseline.set(key, raw);
+    this.#state.loaded(stored);
   }
 
   async #releaseLock(): Promise<void> {
@@ -603,20 +556,6 @@ export class Session<Data extends object = Record<string, any>> {
     return this.#manager;
   }
 
-  #encode(): EncodedState {
-    return encodeSession(
-      { data: this.#data as Record<string, unknown>, namespaces: this.#namespaces },
-      this.#config.serializer,
-    );
-  }
-
-  #changes(state: EncodedState): Changes {
-    const changes: Changes = new Map();
-    for (const [key, entry] of state) if (this.#baseline.get(key) !== entry.raw) changes.set(key, entry);
-    for (const key of this.#baseline.keys()) if (!state.has(key)) changes.set(key, undefined);
-    return changes;
-  }
-
   #encodeTime(key: string, time: Date): { value: number; raw: string } {
     return { value: time.getTime(), raw: encodeValue(this.#config.serializer, key, time.getTime()) };
   }
@@ -625,43 +564,4 @@ export class Session<Data extends object = Record<string, any>> {
   #differs(state: EncodedState, changes: Changes): boolean {
     return (this.#stored ? changes : state).size > 0;
   }
-
-  #adoptBaseline(state: EncodedState): void {
-    this.#baseline = new Map();
-    for (const [key, { raw }] of state) this.#baseline.set(key, raw);
-  }
-}
-
-/** Makes `target` hold exactly `source`'s entries, so references to it stay valid. */
-function replaceContents<T extends object>(target: T, source: object): T {
-  const own = target as Record<string, unknown>;
-  for (const key of Object.keys(own)) delete own[key];
-  for (const [key, value] of Object.entries(source)) setOwn(own, key, value);
-  return target;
-}
-
-/** Applies `changes` to a manager holding the write lock, unless `requireKey` is missing; returns whether it did. */
-function applyUnder(manager: NamespaceManager, changes: Changes, requireKey: string | undefined): boolean {
-  if (requireKey !== undefined && !manager.has(requireKey)) return false;
-  for (const [key, change] of changes) {
-    if (change) manager.setEncoded(key, change.value, change.raw);
-    else manager.delete(key);
-  }
-  return true;
-}
-
-/** Takes the write lock and reads the session under it; releases the lock if reading fails. */
-async function readLocked(manager: NamespaceManager, lock: SessionLockOptions): Promise<StoredSession> {
-  await manager.acquireWriteLock(lock.timeout === undefined ? {} : { timeout: lock.timeout });
-  try {
-    return readSession(manager);
-  } catch (error) {
-    throw await releasing(manager, error);
-  }
-}
-
-/** Releases the write lock `manager` holds, if any; returns `error` for rethrowing. */
-async function releasing<E>(manager: NamespaceManager, error?: E): Promise<E | undefined> {
-  if (manager.lockState === 'write') await manager.releaseWriteLock();
-  return error;
 }
