@@ -4,6 +4,7 @@
  * be locked for a read-modify-write, times out, and signs its ids.
  * @module
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { cookieValues, serializeCookie } from './cookie.js';
 import { LockCompromisedError, LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
@@ -31,6 +32,9 @@ import {
 } from './session-record.js';
 
 type Outcome = 'loaded' | 'absent' | 'invalidated';
+
+/** The sessions whose {@link Session.withLock} function the current async context runs in. */
+const withLockBodies = new AsyncLocalStorage<ReadonlySet<object>>();
 
 /**
  * A web session.
@@ -63,9 +67,16 @@ export class Session<Data extends object = Record<string, any>> {
   #clientValue: string | undefined;
   #touched = false;
   #clearCookie = false;
-  #locked = false;
-  /** The {@link lock} under way, if any: calls made meanwhile share it instead of nesting. */
+  /** The manager whose write lock this session holds, while it holds one. */
+  #lockHolder: NamespaceManager | undefined;
+  /** The lock being taken, if any: calls made meanwhile share it instead of nesting. */
   #locking: Promise<void> | undefined;
+  /** Whether {@link lock} (or `load({ lock })`) holds the lock until {@link unlock}. */
+  #pinned = false;
+  /** {@link withLock} bodies running under the lock; the last to end releases it, unless pinned. */
+  #bodies = 0;
+  /** The end of the last {@link withLock} call: overlapping calls run one after another. */
+  #withLockTail: Promise<unknown> = Promise.resolve();
   /** Why the session was given up while its request still ran ({@link abandon}); it then writes nothing. */
   #abandoned: string | undefined;
 
@@ -266,6 +277,7 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data. The session stays valid (same id); the next save writes it anew. */
   async delete(): Promise<void> {
     this.#need('delete');
+    if (this.#locking) await this.#lockSettled();
     this.#refuseIfAbandoned('delete');
     if (this.#manager) await this.#manager.remove();
     this.#stored = false;
@@ -275,6 +287,7 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data and starts a new, empty session with a new id (`isNew` and `wasInvalidated`). */
   async invalidate(): Promise<void> {
     this.#need('invalidate');
+    if (this.#locking) await this.#lockSettled();
     this.#refuseIfAbandoned('invalidate');
     if (this.#manager) await this.#manager.remove();
     await this.#startOver();
@@ -286,6 +299,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async regenerate(): Promise<void> {
     this.#need('regenerate');
+    if (this.#locking) await this.#lockSettled();
     this.#refuseIfAbandoned('regenerate');
     const state = this.#state.encode();
     const previous = this.#manager;
@@ -304,7 +318,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#stored = true;
     this.#touched = true;
     this.#state.saved(state);
-    if (wasLocked) await this.lock();
+    if (wasLocked) await this.#acquireLock({});
   }
 
   /**
@@ -316,7 +330,19 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async lock(options: SessionLockOptions = {}): Promise<void> {
     this.#need('lock');
-    if (this.#locked) return;
+    this.#pinned = true;
+    try {
+      await this.#acquireLock(options);
+    } catch (error) {
+      if (!this.#locked) this.#pinned = false;
+      throw error;
+    }
+    this.#pinned = true;
+  }
+
+  /** Takes the lock unless held, sharing a taking under way. */
+  #acquireLock(options: SessionLockOptions): Promise<void> {
+    if (this.#locked) return Promise.resolve();
     this.#locking ??= this.#takeLock(options).finally(() => {
       this.#locking = undefined;
     });
@@ -325,11 +351,12 @@ export class Session<Data extends object = Record<string, any>> {
 
   async #takeLock(options: SessionLockOptions): Promise<void> {
     this.#refuseIfAbandoned('lock');
-    const pending = this.#state.changes(this.#state.encode());
     const manager = this.#managerFor(this.#id);
     await manager.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
-    this.#locked = true;
+    this.#lockHolder = manager;
+    let pending: Changes;
     try {
+      pending = this.#state.changes(this.#state.encode());
       const stored = readSession(manager);
       if (stored.created !== undefined) {
         this.#adoptStored(this.#id, manager, stored);
@@ -345,22 +372,36 @@ export class Session<Data extends object = Record<string, any>> {
     this.#state.reapply(pending);
   }
 
-  /** Releases the lock taken by {@link lock}. Does not save. */
+  /**
+   * Releases the lock taken by {@link lock}, or, inside {@link withLock}, once its function
+   * has ended. Does not save.
+   */
   async unlock(): Promise<void> {
     if (this.#locking) await this.#lockSettled();
     if (!this.#locked) throw new LockStateError('unlock() without lock()');
-    await this.#releaseLock();
+    this.#pinned = false;
+    if (this.#bodies === 0) await this.#releaseLock();
   }
 
   /**
    * Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when
    * `fn` throws (what it changed since it started, or since it last saved, is then undone).
    * Inside a lock held already (by {@link lock}, or an adapter's `lock` option) it runs and
-   * saves under that lock, and leaves it held.
+   * saves under that lock, and leaves it held. Overlapping calls on one Session run one after
+   * another; a call made inside `fn` runs at once, under the same lock.
    */
-  async withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
-    const held = this.#locked || this.#locking !== undefined;
-    await this.lock(options);
+  withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
+    const enclosing = withLockBodies.getStore();
+    if (enclosing?.has(this)) return this.#lockedBody(fn, options);
+    const bodies = new Set(enclosing).add(this);
+    const turn = this.#withLockTail.then(() => withLockBodies.run(bodies, () => this.#lockedBody(fn, options)));
+    this.#withLockTail = turn.catch(() => {});
+    return turn;
+  }
+
+  async #lockedBody<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions): Promise<T> {
+    await this.#acquireLock(options);
+    this.#bodies++;
     try {
       const checkpoint = this.#state.checkpoint();
       let result: T;
@@ -373,7 +414,8 @@ export class Session<Data extends object = Record<string, any>> {
       await this.saveIfModified();
       return result;
     } finally {
-      if (!held) await this.#releaseLock();
+      this.#bodies--;
+      if (this.#bodies === 0 && !this.#pinned) await this.#releaseLock();
     }
   }
 
@@ -394,6 +436,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async abandon(reason: string): Promise<void> {
     this.#abandoned ??= reason;
+    this.#pinned = false;
     await this.#releaseLock();
   }
 
@@ -480,7 +523,8 @@ export class Session<Data extends object = Record<string, any>> {
     this.#accessed = new Date(lastAccess);
     const due = now - lastAccess >= this.#config.accessResolution;
     if (lock) {
-      this.#locked = true;
+      this.#lockHolder = manager;
+      this.#pinned = true;
       if (due) {
         manager.set(ACCESSED, now);
         this.#touched = true;
@@ -515,6 +559,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   /** After the stored session was removed: unlocks, starts a new one, and clears the browser's cookie. */
   async #startOver(): Promise<void> {
+    this.#pinned = false;
     await this.#releaseLock();
     const hadCookie = this.#clientValue !== undefined;
     this.#startNew();
@@ -544,11 +589,14 @@ export class Session<Data extends object = Record<string, any>> {
     this.#state.loaded(stored);
   }
 
+  get #locked(): boolean {
+    return this.#lockHolder !== undefined;
+  }
+
   async #releaseLock(): Promise<void> {
-    if (!this.#locked) return;
-    this.#locked = false;
-    const manager = this.#manager;
-    if (manager && manager.lockState === 'write') await manager.releaseWriteLock();
+    const manager = this.#lockHolder;
+    this.#lockHolder = undefined;
+    if (manager?.lockState === 'write') await manager.releaseWriteLock();
   }
 
   #managerFor(id: string): NamespaceManager {

@@ -374,6 +374,49 @@ export function sessionConformance(type: BackendType): void {
         );
       });
 
+      it('runs overlapping withLock() calls of one Session one after another, each under the lock to its end', async () => {
+        const { cookie } = await storedSession({ counter: 0 });
+        const session = await Session.open(requestWith(cookie), options);
+        const seen: boolean[] = [];
+        const increment = (pause: number) =>
+          session.withLock(async (s) => {
+            const before = s.data.counter as number;
+            await new Promise((resolve) => setTimeout(resolve, pause));
+            seen.push(s.locked);
+            s.data.counter = before + 1;
+          });
+        const other = (async () => {
+          const second = await Session.open(requestWith(cookie), options);
+          await second.withLock((s) => {
+            s.data.counter += 1;
+          });
+        })();
+        await Promise.all([increment(20), increment(5), other]);
+        assert.deepEqual(seen, [true, true], 'each function ran under the lock to its end');
+        assert.equal((await Session.open(requestWith(cookie), options)).data.counter, 3, 'no increment lost');
+
+        const nested = await session.withLock((s) => s.withLock(() => s.locked));
+        assert.equal(nested, true, 'a withLock inside withLock runs at once, under the same lock');
+        assert.equal(session.locked, false);
+
+        const pinned = session.withLock(() => {});
+        await session.lock();
+        await pinned;
+        assert.equal(session.locked, true, 'a lock() that joined a withLock() holds the lock until unlock()');
+        await session.unlock();
+
+        const locking = session.lock();
+        session.data.late = 'kept';
+        await locking;
+        await session.save();
+        await session.unlock();
+        assert.equal(
+          (await Session.open(requestWith(cookie), options)).data.late,
+          'kept',
+          'a change made while lock() waited',
+        );
+      });
+
       it('never resurrects a session that another request invalidated (logout) while it was loaded', async () => {
         const { id, cookie } = await storedSession({ user: 'ann' });
         const slow = await Session.open(requestWith(cookie), options);
