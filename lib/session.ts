@@ -537,8 +537,11 @@ export class Session<Data extends object = Record<string, any>> {
 
   async #invalidateOnLoad(manager: NamespaceManager, reason: string): Promise<Outcome> {
     this.#log(`invalidated session ${manager.namespace}: ${reason}`);
-    await manager.remove();
-    await releasing(manager);
+    try {
+      await manager.remove();
+    } finally {
+      await releasing(manager);
+    }
     this.#startNew();
     this.#wasInvalidated = true;
     return 'invalidated';

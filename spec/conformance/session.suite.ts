@@ -577,6 +577,27 @@ export function sessionConformance(type: BackendType): void {
         assert.ok(logs.some((line) => line.includes(`invalidated session ${id}`)));
       });
 
+      it('releases the lock when removing a timed-out session fails, also under load({ lock: true })', async () => {
+        const Base = namespaceManagerClass(type) as unknown as typeof MemoryNamespaceManager;
+        class FailingRemove extends Base {
+          protected override removeCommitted(): Promise<void> {
+            return Promise.reject(new Error('the disk said no'));
+          }
+        }
+        const timed = { ...options, timeout: 1 };
+        const { id, cookie } = await storedSession({ v: 1 }, timed);
+        await setStored(id, '#accessed', Date.now() - 2000);
+        for (const lock of [false, true]) {
+          await assert.rejects(
+            new Session(requestWith(cookie), { ...timed, namespaceClass: FailingRemove }).load({ lock }),
+            /the disk said no/,
+          );
+          const manager = storageOf(id);
+          assert.equal(await manager.acquireWriteLock({ wait: false }), true, `lock: ${lock}: the lock is free`);
+          await manager.releaseWriteLock();
+        }
+      });
+
       it('writes the access time at most once per accessResolution', async () => {
         const counter = { writes: 0 };
         const timed = { ...countingOptions(counter), timeout: 60, accessResolution: 30 };
