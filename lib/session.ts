@@ -4,7 +4,6 @@
  * be locked for a read-modify-write, times out, and signs its ids.
  * @module
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { cookieValues, serializeCookie } from './cookie.js';
 import { LockCompromisedError, LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
@@ -12,6 +11,7 @@ import { checkString, describe } from './options.js';
 import { encodeValue } from './serializer.js';
 import { type Changes, SessionData } from './session-data.js';
 import { generateSessionId } from './session-id.js';
+import { SessionLock } from './session-lock.js';
 import {
   type SessionConfig,
   type SessionLoadOptions,
@@ -32,9 +32,6 @@ import {
 } from './session-record.js';
 
 type Outcome = 'loaded' | 'absent' | 'invalidated';
-
-/** The sessions whose {@link Session.withLock} function the current async context runs in. */
-const withLockBodies = new AsyncLocalStorage<ReadonlySet<object>>();
 
 /**
  * A web session.
@@ -67,16 +64,7 @@ export class Session<Data extends object = Record<string, any>> {
   #clientValue: string | undefined;
   #touched = false;
   #clearCookie = false;
-  /** The manager whose write lock this session holds, while it holds one. */
-  #lockHolder: NamespaceManager | undefined;
-  /** The lock being taken, if any: calls made meanwhile share it instead of nesting. */
-  #locking: Promise<void> | undefined;
-  /** Whether {@link lock} (or `load({ lock })`) holds the lock until {@link unlock}. */
-  #pinned = false;
-  /** {@link withLock} bodies running under the lock; the last to end releases it, unless pinned. */
-  #bodies = 0;
-  /** The end of the last {@link withLock} call: overlapping calls run one after another. */
-  #withLockTail: Promise<unknown> = Promise.resolve();
+  readonly #lock = new SessionLock((options) => this.#takeLock(options));
   /** Why the session was given up while its request still ran ({@link abandon}); it then writes nothing. */
   #abandoned: string | undefined;
 
@@ -160,7 +148,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   /** Whether this session holds its lock ({@link lock}). */
   get locked(): boolean {
-    return this.#locked;
+    return this.#lock.locked;
   }
 
   /**
@@ -193,7 +181,7 @@ export class Session<Data extends object = Record<string, any>> {
    * that another request removed meanwhile starts over with a new id, as {@link lock} does.
    */
   async load(options: SessionLoadOptions = {}): Promise<this> {
-    if (this.#locked || this.#locking) {
+    if (this.#lock.locked || this.#lock.taking) {
       throw new LockStateError('load() while the session is locked: lock() loaded it already');
     }
     const lock = options.lock === true ? {} : options.lock || undefined;
@@ -229,7 +217,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async save(): Promise<void> {
     this.#need('save');
-    if (this.#locking) await this.#lockSettled();
+    if (this.#lock.taking) await this.#lock.settled();
     const state = this.#state.encode();
     const changes = this.#state.changes(state);
     if (this.#stored && changes.size === 0) return;
@@ -243,7 +231,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async saveIfModified(): Promise<boolean> {
     this.#need('saveIfModified');
-    if (this.#locking) await this.#lockSettled();
+    if (this.#lock.taking) await this.#lock.settled();
     const state = this.#state.encode();
     const changes = this.#state.changes(state);
     if (!this.#differs(state, changes)) return false;
@@ -260,7 +248,7 @@ export class Session<Data extends object = Record<string, any>> {
       changes.set(ACCESSED, this.#encodeTime(ACCESSED, this.#accessed));
     }
     const requireKey = wasStored ? CREATED : undefined;
-    const applied = this.#locked
+    const applied = this.#lock.locked
       ? await manager.withWriteLock(() => applyUnder(manager, changes, requireKey))
       : await manager.applyEncoded(changes, { requireKey });
     if (!applied) {
@@ -277,7 +265,7 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data. The session stays valid (same id); the next save writes it anew. */
   async delete(): Promise<void> {
     this.#need('delete');
-    if (this.#locking) await this.#lockSettled();
+    if (this.#lock.taking) await this.#lock.settled();
     this.#refuseIfAbandoned('delete');
     if (this.#manager) await this.#manager.remove();
     this.#stored = false;
@@ -287,7 +275,7 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data and starts a new, empty session with a new id (`isNew` and `wasInvalidated`). */
   async invalidate(): Promise<void> {
     this.#need('invalidate');
-    if (this.#locking) await this.#lockSettled();
+    if (this.#lock.taking) await this.#lock.settled();
     this.#refuseIfAbandoned('invalidate');
     if (this.#manager) await this.#manager.remove();
     await this.#startOver();
@@ -299,11 +287,11 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async regenerate(): Promise<void> {
     this.#need('regenerate');
-    if (this.#locking) await this.#lockSettled();
+    if (this.#lock.taking) await this.#lock.settled();
     this.#refuseIfAbandoned('regenerate');
     const state = this.#state.encode();
     const previous = this.#manager;
-    const wasLocked = this.#locked;
+    const wasLocked = this.#lock.locked;
     const id = generateSessionId();
     const manager = this.#config.createManager(id);
     await manager.withWriteLock(() => {
@@ -312,13 +300,13 @@ export class Session<Data extends object = Record<string, any>> {
       for (const [key, { value, raw }] of state) manager.setEncoded(key, value, raw);
     });
     if (previous) await previous.remove();
-    await this.#releaseLock();
+    await this.#lock.release();
     this.#id = id;
     this.#manager = manager;
     this.#stored = true;
     this.#touched = true;
     this.#state.saved(state);
-    if (wasLocked) await this.#acquireLock({});
+    if (wasLocked) await this.#lock.acquire({});
   }
 
   /**
@@ -330,30 +318,14 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async lock(options: SessionLockOptions = {}): Promise<void> {
     this.#need('lock');
-    this.#pinned = true;
-    try {
-      await this.#acquireLock(options);
-    } catch (error) {
-      if (!this.#locked) this.#pinned = false;
-      throw error;
-    }
-    this.#pinned = true;
-  }
-
-  /** Takes the lock unless held, sharing a taking under way. */
-  #acquireLock(options: SessionLockOptions): Promise<void> {
-    if (this.#locked) return Promise.resolve();
-    this.#locking ??= this.#takeLock(options).finally(() => {
-      this.#locking = undefined;
-    });
-    return this.#locking;
+    await this.#lock.pin(options);
   }
 
   async #takeLock(options: SessionLockOptions): Promise<void> {
     this.#refuseIfAbandoned('lock');
     const manager = this.#managerFor(this.#id);
     await manager.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
-    this.#lockHolder = manager;
+    this.#lock.held(manager);
     let pending: Changes;
     try {
       pending = this.#state.changes(this.#state.encode());
@@ -366,7 +338,7 @@ export class Session<Data extends object = Record<string, any>> {
         return this.#takeLock(options);
       }
     } catch (error) {
-      await this.#releaseLock();
+      await this.#lock.release();
       throw error;
     }
     this.#state.reapply(pending);
@@ -376,11 +348,8 @@ export class Session<Data extends object = Record<string, any>> {
    * Releases the lock taken by {@link lock}, or, inside {@link withLock}, once its function
    * has ended. Does not save.
    */
-  async unlock(): Promise<void> {
-    if (this.#locking) await this.#lockSettled();
-    if (!this.#locked) throw new LockStateError('unlock() without lock()');
-    this.#pinned = false;
-    if (this.#bodies === 0) await this.#releaseLock();
+  unlock(): Promise<void> {
+    return this.#lock.unpin();
   }
 
   /**
@@ -391,18 +360,7 @@ export class Session<Data extends object = Record<string, any>> {
    * another; a call made inside `fn` runs at once, under the same lock.
    */
   withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
-    const enclosing = withLockBodies.getStore();
-    if (enclosing?.has(this)) return this.#lockedBody(fn, options);
-    const bodies = new Set(enclosing).add(this);
-    const turn = this.#withLockTail.then(() => withLockBodies.run(bodies, () => this.#lockedBody(fn, options)));
-    this.#withLockTail = turn.catch(() => {});
-    return turn;
-  }
-
-  async #lockedBody<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions): Promise<T> {
-    await this.#acquireLock(options);
-    this.#bodies++;
-    try {
+    return this.#lock.run(options, async () => {
       const checkpoint = this.#state.checkpoint();
       let result: T;
       try {
@@ -413,10 +371,7 @@ export class Session<Data extends object = Record<string, any>> {
       }
       await this.saveIfModified();
       return result;
-    } finally {
-      this.#bodies--;
-      if (this.#bodies === 0 && !this.#pinned) await this.#releaseLock();
-    }
+    });
   }
 
   /**
@@ -436,8 +391,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async abandon(reason: string): Promise<void> {
     this.#abandoned ??= reason;
-    this.#pinned = false;
-    await this.#releaseLock();
+    await this.#lock.drop();
   }
 
   /**
@@ -457,11 +411,6 @@ export class Session<Data extends object = Record<string, any>> {
     this.#need('namespace');
     checkString('name', name);
     return this.#state.namespace(name) as T;
-  }
-
-  /** Waits for the {@link lock} under way to end, however it ends (its caller gets its error). */
-  async #lockSettled(): Promise<void> {
-    await this.#locking?.catch(() => {});
   }
 
   #refuseIfAbandoned(method: string): void {
@@ -523,8 +472,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#accessed = new Date(lastAccess);
     const due = now - lastAccess >= this.#config.accessResolution;
     if (lock) {
-      this.#lockHolder = manager;
-      this.#pinned = true;
+      this.#lock.held(manager, true);
       if (due) {
         manager.set(ACCESSED, now);
         this.#touched = true;
@@ -562,8 +510,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   /** After the stored session was removed: unlocks, starts a new one, and clears the browser's cookie. */
   async #startOver(): Promise<void> {
-    this.#pinned = false;
-    await this.#releaseLock();
+    await this.#lock.drop();
     const hadCookie = this.#clientValue !== undefined;
     this.#startNew();
     this.#wasInvalidated = true;
@@ -590,16 +537,6 @@ export class Session<Data extends object = Record<string, any>> {
     this.#isNew = false;
     this.#created = new Date(stored.created as number);
     this.#state.loaded(stored);
-  }
-
-  get #locked(): boolean {
-    return this.#lockHolder !== undefined;
-  }
-
-  async #releaseLock(): Promise<void> {
-    const manager = this.#lockHolder;
-    this.#lockHolder = undefined;
-    if (manager?.lockState === 'write') await manager.releaseWriteLock();
   }
 
   #managerFor(id: string): NamespaceManager {

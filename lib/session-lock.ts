@@ -1,0 +1,113 @@
+/**
+ * Who holds a session's lock within one Session object: `lock()` pins it until `unlock()`,
+ * `withLock()` bodies hold it while they run (overlapping calls one after another, a nested
+ * call at once), and calls made while the lock is being taken share that taking.
+ * @module
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { LockStateError } from './errors.js';
+import type { NamespaceManager } from './namespace/namespace-manager.js';
+import type { SessionLockOptions } from './session-options.js';
+
+/** The session locks whose `withLock()` bodies the current async context runs in. */
+const bodiesRunning = new AsyncLocalStorage<ReadonlySet<SessionLock>>();
+
+export class SessionLock {
+  /** Takes the manager's write lock and reloads the session under it, calling {@link held}. */
+  readonly #take: (options: SessionLockOptions) => Promise<void>;
+  /** The manager whose write lock is held, while one is. */
+  #holder: NamespaceManager | undefined;
+  #taking: Promise<void> | undefined;
+  #pinned = false;
+  #bodies = 0;
+  /** The end of the last body queued: overlapping bodies run one after another. */
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(take: (options: SessionLockOptions) => Promise<void>) {
+    this.#take = take;
+  }
+
+  /** Whether the lock is held. */
+  get locked(): boolean {
+    return this.#holder !== undefined;
+  }
+
+  /** Whether the lock is being taken right now. */
+  get taking(): boolean {
+    return this.#taking !== undefined;
+  }
+
+  /** Records that `manager` now holds the write lock (and, `pinned`, until {@link unpin}). */
+  held(manager: NamespaceManager, pinned = false): void {
+    this.#holder = manager;
+    if (pinned) this.#pinned = true;
+  }
+
+  /** Takes the lock unless held, sharing a taking under way. */
+  acquire(options: SessionLockOptions): Promise<void> {
+    if (this.locked) return Promise.resolve();
+    this.#taking ??= this.#take(options).finally(() => {
+      this.#taking = undefined;
+    });
+    return this.#taking;
+  }
+
+  /** Takes the lock and keeps it until {@link unpin}. */
+  async pin(options: SessionLockOptions): Promise<void> {
+    this.#pinned = true;
+    try {
+      await this.acquire(options);
+    } catch (error) {
+      if (!this.locked) this.#pinned = false;
+      throw error;
+    }
+    this.#pinned = true;
+  }
+
+  /** Releases a pinned lock now, or once the body running under it ends. */
+  async unpin(): Promise<void> {
+    await this.settled();
+    if (!this.locked) throw new LockStateError('unlock() without lock()');
+    this.#pinned = false;
+    if (this.#bodies === 0) await this.release();
+  }
+
+  /** Waits for a taking under way to end, however it ends (its callers get its error). */
+  async settled(): Promise<void> {
+    await this.#taking?.catch(() => {});
+  }
+
+  /** Runs `body` holding the lock; bodies of overlapping calls run one after another, nested ones at once. */
+  run<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
+    const enclosing = bodiesRunning.getStore();
+    if (enclosing?.has(this)) return this.#holding(options, body);
+    const running = new Set(enclosing).add(this);
+    const turn = this.#tail.then(() => bodiesRunning.run(running, () => this.#holding(options, body)));
+    this.#tail = turn.catch(() => {});
+    return turn;
+  }
+
+  /** Releases the lock at once (not pinned any more), whatever holds it. */
+  async drop(): Promise<void> {
+    this.#pinned = false;
+    await this.release();
+  }
+
+  /** Releases the manager's write lock, if held; a pin stays (the lock is taken again). */
+  async release(): Promise<void> {
+    const manager = this.#holder;
+    this.#holder = undefined;
+    if (manager?.lockState === 'write') await manager.releaseWriteLock();
+  }
+
+  async #holding<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
+    await this.acquire(options);
+    this.#bodies++;
+    try {
+      return await body();
+    } finally {
+      this.#bodies--;
+      if (this.#bodies === 0 && !this.#pinned) await this.release();
+    }
+  }
+}
