@@ -9,8 +9,8 @@ import { LockStateError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { SessionLockOptions } from './session-options.js';
 
-/** The session locks whose `withLock()` bodies the current async context runs in. */
-const bodiesRunning = new AsyncLocalStorage<ReadonlySet<SessionLock>>();
+/** The `withLock()` bodies the current async context runs in: a token per session lock. */
+const bodiesRunning = new AsyncLocalStorage<ReadonlyMap<SessionLock, object>>();
 
 export class SessionLock {
   /** Takes the manager's write lock and reloads the session under it, calling {@link held}. */
@@ -20,6 +20,8 @@ export class SessionLock {
   #taking: Promise<void> | undefined;
   #pinned = false;
   #bodies = 0;
+  /** The tokens of the bodies running now: a call from a body that has ended is not nested. */
+  readonly #running = new Set<object>();
   /** The end of the last body queued: overlapping bodies run one after another. */
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -30,6 +32,11 @@ export class SessionLock {
   /** Whether the lock is held. */
   get locked(): boolean {
     return this.#holder !== undefined;
+  }
+
+  /** Whether {@link pin} holds the lock until {@link unpin}. */
+  get pinned(): boolean {
+    return this.#pinned;
   }
 
   /** Whether the lock is being taken right now. */
@@ -66,7 +73,7 @@ export class SessionLock {
 
   /** Releases a pinned lock now, or once the body running under it ends. */
   async unpin(): Promise<void> {
-    await this.settled();
+    if (this.#taking) await this.settled();
     if (!this.locked) throw new LockStateError('unlock() without lock()');
     this.#pinned = false;
     if (this.#bodies === 0) await this.release();
@@ -80,9 +87,20 @@ export class SessionLock {
   /** Runs `body` holding the lock; bodies of overlapping calls run one after another, nested ones at once. */
   run<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
     const enclosing = bodiesRunning.getStore();
-    if (enclosing?.has(this)) return this.#holding(options, body);
-    const running = new Set(enclosing).add(this);
-    const turn = this.#tail.then(() => bodiesRunning.run(running, () => this.#holding(options, body)));
+    const token = enclosing?.get(this);
+    if (token && this.#running.has(token)) return this.#holding(options, body);
+    const mine = {};
+    const context = new Map(enclosing).set(this, mine);
+    const turn = this.#tail.then(() =>
+      bodiesRunning.run(context, async () => {
+        this.#running.add(mine);
+        try {
+          return await this.#holding(options, body);
+        } finally {
+          this.#running.delete(mine);
+        }
+      }),
+    );
     this.#tail = turn.catch(() => {});
     return turn;
   }
@@ -101,9 +119,9 @@ export class SessionLock {
   }
 
   async #holding<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
-    await this.acquire(options);
     this.#bodies++;
     try {
+      await this.acquire(options);
       return await body();
     } finally {
       this.#bodies--;

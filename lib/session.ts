@@ -65,6 +65,8 @@ export class Session<Data extends object = Record<string, any>> {
   #touched = false;
   #clearCookie = false;
   readonly #lock = new SessionLock((options) => this.#takeLock(options));
+  /** The {@link load} under way, if any. */
+  #loading: Promise<void> | undefined;
   /** Why the session was given up while its request still ran ({@link abandon}); it then writes nothing. */
   #abandoned: string | undefined;
 
@@ -181,9 +183,20 @@ export class Session<Data extends object = Record<string, any>> {
    * that another request removed meanwhile starts over with a new id, as {@link lock} does.
    */
   async load(options: SessionLoadOptions = {}): Promise<this> {
+    if (this.#loading) throw new LockStateError('load() while another load() of this session is under way');
     if (this.#lock.locked || this.#lock.taking) {
       throw new LockStateError('load() while the session is locked: lock() loaded it already');
     }
+    this.#loading = this.#load(options);
+    try {
+      await this.#loading;
+    } finally {
+      this.#loading = undefined;
+    }
+    return this;
+  }
+
+  async #load(options: SessionLoadOptions): Promise<void> {
     const lock = options.lock === true ? {} : options.lock || undefined;
     const reloading = this.#loaded;
     const wasStored = this.#stored;
@@ -194,7 +207,7 @@ export class Session<Data extends object = Record<string, any>> {
       const outcome = await this.#loadStored(candidate.id, lock);
       if (outcome === 'loaded') {
         this.#clientValue = candidate.value;
-        return this;
+        return;
       }
       invalidated = outcome === 'invalidated';
       if (invalidated) break;
@@ -205,8 +218,13 @@ export class Session<Data extends object = Record<string, any>> {
     } else if (!invalidated) {
       this.#startNew(reloading ? this.#id : this.#config.strict ? undefined : candidates[0]?.id);
     }
-    if (lock) await this.lock(lock);
-    return this;
+    if (lock) await this.#lock.pin(lock);
+  }
+
+  /** Waits for a load or a taking of the lock under way on this Session, however it ends. */
+  async #settled(): Promise<void> {
+    await this.#loading?.catch(() => {});
+    await this.#lock.settled();
   }
 
   /**
@@ -217,7 +235,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async save(): Promise<void> {
     this.#need('save');
-    if (this.#lock.taking) await this.#lock.settled();
+    if (this.#loading || this.#lock.taking) await this.#settled();
     const state = this.#state.encode();
     const changes = this.#state.changes(state);
     if (this.#stored && changes.size === 0) return;
@@ -231,7 +249,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async saveIfModified(): Promise<boolean> {
     this.#need('saveIfModified');
-    if (this.#lock.taking) await this.#lock.settled();
+    if (this.#loading || this.#lock.taking) await this.#settled();
     const state = this.#state.encode();
     const changes = this.#state.changes(state);
     if (!this.#differs(state, changes)) return false;
@@ -265,20 +283,25 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data. The session stays valid (same id); the next save writes it anew. */
   async delete(): Promise<void> {
     this.#need('delete');
-    if (this.#lock.taking) await this.#lock.settled();
+    if (this.#loading || this.#lock.taking) await this.#settled();
     this.#refuseIfAbandoned('delete');
     if (this.#manager) await this.#manager.remove();
     this.#stored = false;
     this.#state.unsaved();
   }
 
-  /** Removes the stored data and starts a new, empty session with a new id (`isNew` and `wasInvalidated`). */
+  /**
+   * Removes the stored data and starts a new, empty session with a new id (`isNew` and
+   * `wasInvalidated`). A lock taken by {@link lock} stays held, on the new id, until `unlock()`.
+   */
   async invalidate(): Promise<void> {
     this.#need('invalidate');
-    if (this.#lock.taking) await this.#lock.settled();
+    if (this.#loading || this.#lock.taking) await this.#settled();
     this.#refuseIfAbandoned('invalidate');
+    const pinned = this.#lock.locked && this.#lock.pinned;
     if (this.#manager) await this.#manager.remove();
     await this.#startOver();
+    if (pinned) await this.#lock.pin({});
   }
 
   /**
@@ -287,7 +310,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async regenerate(): Promise<void> {
     this.#need('regenerate');
-    if (this.#lock.taking) await this.#lock.settled();
+    if (this.#loading || this.#lock.taking) await this.#settled();
     this.#refuseIfAbandoned('regenerate');
     const state = this.#state.encode();
     const previous = this.#manager;
@@ -317,6 +340,7 @@ export class Session<Data extends object = Record<string, any>> {
    * meanwhile wait for it, and `load()` throws {@link LockStateError}.
    */
   async lock(options: SessionLockOptions = {}): Promise<void> {
+    if (this.#loading) await this.#settled();
     this.#need('lock');
     await this.#lock.pin(options);
   }
@@ -325,6 +349,11 @@ export class Session<Data extends object = Record<string, any>> {
     this.#refuseIfAbandoned('lock');
     const manager = this.#managerFor(this.#id);
     await manager.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
+    if (this.#abandoned !== undefined || manager !== this.#manager) {
+      await manager.releaseWriteLock();
+      this.#refuseIfAbandoned('lock');
+      return this.#takeLock(options);
+    }
     this.#lock.held(manager);
     let pending: Changes;
     try {
@@ -348,8 +377,9 @@ export class Session<Data extends object = Record<string, any>> {
    * Releases the lock taken by {@link lock}, or, inside {@link withLock}, once its function
    * has ended. Does not save.
    */
-  unlock(): Promise<void> {
-    return this.#lock.unpin();
+  async unlock(): Promise<void> {
+    if (this.#loading) await this.#settled();
+    await this.#lock.unpin();
   }
 
   /**
@@ -360,6 +390,7 @@ export class Session<Data extends object = Record<string, any>> {
    * another; a call made inside `fn` runs at once, under the same lock.
    */
   withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
+    if (this.#loading) return this.#settled().then(() => this.withLock(fn, options));
     return this.#lock.run(options, async () => {
       const checkpoint = this.#state.checkpoint();
       let result: T;
@@ -392,6 +423,14 @@ export class Session<Data extends object = Record<string, any>> {
   async abandon(reason: string): Promise<void> {
     this.#abandoned ??= reason;
     await this.#lock.drop();
+  }
+
+  /**
+   * Whether a load or a lock of this session is waiting for the lock right now.
+   * @internal
+   */
+  get lockPending(): boolean {
+    return this.#loading !== undefined || this.#lock.taking;
   }
 
   /**
@@ -472,6 +511,10 @@ export class Session<Data extends object = Record<string, any>> {
     this.#accessed = new Date(lastAccess);
     const due = now - lastAccess >= this.#config.accessResolution;
     if (lock) {
+      if (this.#abandoned !== undefined) {
+        await releasing(manager);
+        this.#refuseIfAbandoned('load');
+      }
       this.#lock.held(manager, true);
       if (due) {
         manager.set(ACCESSED, now);

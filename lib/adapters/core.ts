@@ -126,20 +126,20 @@ export async function finishSession(
 
 /**
  * The safety net, for a request that ends without {@link finishSession} (it failed, or its
- * client went away while the handler ran): releases the session's lock if it holds it (the
- * adapter's, or one the handler took), and the session is abandoned: a later finish saves
+ * client went away while the handler ran): releases the session's lock if it holds it or is
+ * waiting for it (the adapter's, or one the handler took), and the session is abandoned: a later finish saves
  * nothing, and a save, lock or removal the handler still tries throws LockCompromisedError
  * instead of writing without the lock. Does nothing while the session is being finished.
  * Never throws: a failure is reported.
  */
 export async function releaseSession(session: Session | undefined, config: AdapterConfig): Promise<void> {
-  if (!session?.locked || finishing.has(session)) return;
+  if (!(session?.locked || session?.lockPending) || finishing.has(session)) return;
   await unlock(session, config, 'its request ended before the handler was done, so its lock was released');
 }
 
 /** Unlocks `session` if it is locked (abandoning it when `abandonReason` is given); reports a failure instead of throwing. */
 async function unlock(session: Session, config: AdapterConfig, abandonReason?: string): Promise<void> {
-  if (!session.locked) return;
+  if (!session.locked && (abandonReason === undefined || !session.lockPending)) return;
   try {
     await (abandonReason === undefined ? session.unlock() : session.abandon(abandonReason));
   } catch (error) {

@@ -417,6 +417,71 @@ export function sessionConformance(type: BackendType): void {
         );
       });
 
+      it('keeps its lock state right when unlock(), load({ lock }), regenerate(), invalidate() and abandon() overlap', async () => {
+        const free = async (id: string) => {
+          const manager = storageOf(id);
+          assert.equal(await manager.acquireWriteLock({ wait: false }), true, `the lock of ${id} is free`);
+          await manager.releaseWriteLock();
+        };
+        const { id, cookie } = await storedSession({ n: 0 });
+        const session = await Session.open(requestWith(cookie), options);
+        await session.lock();
+        void session.unlock();
+        const other = (async () => {
+          const second = await Session.open(requestWith(cookie), options);
+          await second.withLock((s) => {
+            s.data.n += 1;
+          });
+        })();
+        const locked = await session.withLock((s) => {
+          s.data.n += 1;
+          return s.locked;
+        });
+        await other;
+        assert.equal(locked, true, 'a withLock() after an unlock() not awaited runs under the lock');
+        assert.equal((await Session.open(requestWith(cookie), options)).data.n, 2, 'no increment lost');
+
+        const loading = new Session(requestWith(cookie), options);
+        const first = loading.load({ lock: true });
+        await assert.rejects(loading.load(), LockStateError, 'a second load() while one is under way');
+        await first;
+        const saving = loading.save();
+        await saving;
+        await loading.unlock();
+        await free(id);
+
+        const regenerated = await Session.open(requestWith(cookie), options);
+        await regenerated.lock();
+        await Promise.all([regenerated.regenerate(), regenerated.regenerate()]);
+        regenerated.data.after = true;
+        await regenerated.save();
+        await regenerated.unlock();
+        assert.equal(
+          (await Session.open(undefined, { ...options, useCookies: false, id: regenerated.id })).data.after,
+          true,
+        );
+        await free(regenerated.id);
+
+        const invalidated = await Session.open(requestWith(cookie), options);
+        await invalidated.lock();
+        await invalidated.invalidate();
+        assert.equal(invalidated.locked, true, 'invalidate() keeps a lock() on the new id');
+        await invalidated.unlock();
+        await free(invalidated.id);
+
+        const { id: heldId, cookie: heldCookie } = await storedSession({ n: 0 });
+        const holder = await Session.open(requestWith(heldCookie), options);
+        const waiter = await Session.open(requestWith(heldCookie), options);
+        await holder.lock();
+        const waiting = waiter.lock();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await waiter.abandon('the client went away');
+        await holder.unlock();
+        await assert.rejects(waiting, /client went away/);
+        assert.equal(waiter.locked, false);
+        await free(heldId);
+      });
+
       it('never resurrects a session that another request invalidated (logout) while it was loaded', async () => {
         const { id, cookie } = await storedSession({ user: 'ann' });
         const slow = await Session.open(requestWith(cookie), options);
