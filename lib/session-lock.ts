@@ -1,16 +1,12 @@
 /**
  * Who holds a session's lock within one Session object: `lock()` pins it until `unlock()`,
- * `withLock()` bodies hold it while they run (overlapping calls one after another, a nested
- * call at once), and calls made while the lock is being taken share that taking.
+ * `withLock()` bodies hold it while any of them runs, and calls made while the lock is being
+ * taken share that taking.
  * @module
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { LockStateError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { SessionLockOptions } from './session-options.js';
-
-/** The `withLock()` bodies the current async context runs in: a token per session lock. */
-const bodiesRunning = new AsyncLocalStorage<ReadonlyMap<SessionLock, object>>();
 
 export class SessionLock {
   /** Takes the manager's write lock and reloads the session under it, calling {@link held}. */
@@ -20,10 +16,6 @@ export class SessionLock {
   #taking: Promise<void> | undefined;
   #pinned = false;
   #bodies = 0;
-  /** The tokens of the bodies running now: a call from a body that has ended is not nested. */
-  readonly #running = new Set<object>();
-  /** The end of the last body queued: overlapping bodies run one after another. */
-  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(take: (options: SessionLockOptions) => Promise<void>) {
     this.#take = take;
@@ -84,25 +76,19 @@ export class SessionLock {
     await this.#taking?.catch(() => {});
   }
 
-  /** Runs `body` holding the lock; bodies of overlapping calls run one after another, nested ones at once. */
-  run<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
-    const enclosing = bodiesRunning.getStore();
-    const token = enclosing?.get(this);
-    if (token && this.#running.has(token)) return this.#holding(options, body);
-    const mine = {};
-    const context = new Map(enclosing).set(this, mine);
-    const turn = this.#tail.then(() =>
-      bodiesRunning.run(context, async () => {
-        this.#running.add(mine);
-        try {
-          return await this.#holding(options, body);
-        } finally {
-          this.#running.delete(mine);
-        }
-      }),
-    );
-    this.#tail = turn.catch(() => {});
-    return turn;
+  /**
+   * Runs `body` holding the lock, which stays held until the last body running ends (and,
+   * pinned, until {@link unpin}). Bodies of overlapping calls run together under it.
+   */
+  async run<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
+    this.#bodies++;
+    try {
+      if (!this.locked) await this.acquire(options);
+      return await body();
+    } finally {
+      this.#bodies--;
+      if (this.#bodies === 0 && !this.#pinned) await this.release();
+    }
   }
 
   /** Releases the lock at once (not pinned any more), whatever holds it. */
@@ -116,16 +102,5 @@ export class SessionLock {
     const manager = this.#holder;
     this.#holder = undefined;
     if (manager?.lockState === 'write') await manager.releaseWriteLock();
-  }
-
-  async #holding<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
-    this.#bodies++;
-    try {
-      await this.acquire(options);
-      return await body();
-    } finally {
-      this.#bodies--;
-      if (this.#bodies === 0 && !this.#pinned) await this.release();
-    }
   }
 }

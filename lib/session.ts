@@ -386,8 +386,9 @@ export class Session<Data extends object = Record<string, any>> {
    * Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when
    * `fn` throws (what it changed since it started, or since it last saved, is then undone).
    * Inside a lock held already (by {@link lock}, or an adapter's `lock` option) it runs and
-   * saves under that lock, and leaves it held. Overlapping calls on one Session run one after
-   * another; a call made inside `fn` runs at once, under the same lock.
+   * saves under that lock, and leaves it held. Overlapping calls on one Session share its lock,
+   * each under it to its end (the last to end releases it); they share the session's data too,
+   * so run a read-modify-write of one key in one call at a time.
    */
   withLock<T>(fn: (session: this) => T | Promise<T>, options: SessionLockOptions = {}): Promise<T> {
     if (this.#loading) return this.#settled().then(() => this.withLock(fn, options));
