@@ -53,14 +53,14 @@ export class SessionLock {
 
   /** Takes the lock and keeps it until {@link unpin}. */
   async pin(options: SessionLockOptions): Promise<void> {
-    this.#pinned = true;
+    this.#pinned = true; // already while taking, so a body ending meanwhile keeps the lock
     try {
       await this.acquire(options);
     } catch (error) {
       if (!this.locked) this.#pinned = false;
       throw error;
     }
-    this.#pinned = true;
+    this.#pinned = true; // again: a session started over while taking (removed elsewhere) unpinned it
   }
 
   /** Releases a pinned lock now, or once the body running under it ends. */

@@ -235,7 +235,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async save(): Promise<void> {
     this.#need('save');
-    if (this.#loading || this.#lock.taking) await this.#settled();
+    if (this.lockPending) await this.#settled();
     const state = this.#state.encode();
     const changes = this.#state.changes(state);
     if (this.#stored && changes.size === 0) return;
@@ -249,7 +249,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async saveIfModified(): Promise<boolean> {
     this.#need('saveIfModified');
-    if (this.#loading || this.#lock.taking) await this.#settled();
+    if (this.lockPending) await this.#settled();
     const state = this.#state.encode();
     const changes = this.#state.changes(state);
     if (!this.#differs(state, changes)) return false;
@@ -283,7 +283,7 @@ export class Session<Data extends object = Record<string, any>> {
   /** Removes the stored data. The session stays valid (same id); the next save writes it anew. */
   async delete(): Promise<void> {
     this.#need('delete');
-    if (this.#loading || this.#lock.taking) await this.#settled();
+    if (this.lockPending) await this.#settled();
     this.#refuseIfAbandoned('delete');
     if (this.#manager) await this.#manager.remove();
     this.#stored = false;
@@ -296,7 +296,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async invalidate(): Promise<void> {
     this.#need('invalidate');
-    if (this.#loading || this.#lock.taking) await this.#settled();
+    if (this.lockPending) await this.#settled();
     this.#refuseIfAbandoned('invalidate');
     const pinned = this.#lock.locked && this.#lock.pinned;
     if (this.#manager) await this.#manager.remove();
@@ -310,7 +310,7 @@ export class Session<Data extends object = Record<string, any>> {
    */
   async regenerate(): Promise<void> {
     this.#need('regenerate');
-    if (this.#loading || this.#lock.taking) await this.#settled();
+    if (this.lockPending) await this.#settled();
     this.#refuseIfAbandoned('regenerate');
     const state = this.#state.encode();
     const previous = this.#manager;

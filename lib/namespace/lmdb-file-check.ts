@@ -129,9 +129,8 @@ function problemOf(fd: number, metas: Buffer): string | undefined {
   if (size < 2 * pageSize || metas.length < 2 * META_READ_SIZE) return 'is truncated';
   const second = metas.subarray(META_READ_SIZE);
   for (const meta of [metas, second]) {
-    const magic = meta.readUInt32LE(MAGIC_OFFSET);
     if (
-      magic !== META_MAGIC ||
+      meta.readUInt32LE(MAGIC_OFFSET) !== META_MAGIC ||
       !(meta.readUInt16LE(PAGE_FLAGS) & P_META) ||
       meta.readUInt16LE(MAIN_FLAGS_OFFSET) !== 0
     ) {
