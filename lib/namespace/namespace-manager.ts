@@ -5,34 +5,24 @@
  * timeouts, change tracking and rollback live here once.
  * @module
  */
-import { cipherFor, type ValueCipher } from '../cipher.js';
 import { LockCompromisedError, LockStateError, LockTimeoutError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
-import {
-  checkFunction,
-  checkMilliseconds,
-  checkOptionsObject,
-  describe,
-  MAX_TIMER_DELAY,
-  warnUnknownOptions,
-} from '../options.js';
-import { encodeValue, jsonSerializer, type Serializer } from '../serializer.js';
+import { SerialQueue } from '../lock/serial-queue.js';
+import { checkMilliseconds } from '../options.js';
+import { encodeValue, type Serializer } from '../serializer.js';
 import {
   type AcquireWriteLockOptions,
   type ApplyChangesOptions,
-  DEFAULT_LOCK_STALE,
   type EncodedChanges,
   type EncodedEntries,
   HELD_ELSEWHERE,
   type NamespaceLockState,
   type NamespaceManagerOptions,
+  resolveNamespaceOptions,
   UNSUPPORTED,
 } from './namespace-options.js';
-import { NamespaceView, sealed, type ValueCodec } from './view.js';
-
-const DEFAULT_LOCK_TIMEOUT = 30_000;
-const MAX_KEY_BYTES = 1024;
+import { checkKey, NamespaceView, sealed, type ValueCodec } from './view.js';
 
 /**
  * One namespace: a named bag of key/value pairs (one session's data, or one cache region),
@@ -72,37 +62,23 @@ export abstract class NamespaceManager {
   /** Encodes each stored value. */
   readonly serializer: Serializer;
   readonly #log: ((line: string) => void) | undefined;
-  readonly #cipher: ValueCipher | undefined;
+  readonly #codec: ValueCodec;
 
   readonly #holds: LockMode[] = [];
   #releaseLocal: Release | undefined;
   #storageLocked = false;
   #view: NamespaceView | undefined;
-  #queue: Promise<unknown> = Promise.resolve();
-  #running = 0;
+  readonly #queue = new SerialQueue();
   #lockKey: string | undefined;
 
   constructor(namespace: string, options: NamespaceManagerOptions = {}) {
-    if (typeof namespace !== 'string' || !namespace.isWellFormed()) {
-      throw new TypeError(`namespace must be a well-formed Unicode string, received ${describe(namespace)}`);
-    }
-    checkOptionsObject(options);
-    const { optionNames } = new.target as typeof NamespaceManager;
-    if (optionNames) warnUnknownOptions(options, optionNames);
+    const resolved = resolveNamespaceOptions(namespace, options, (new.target as typeof NamespaceManager).optionNames);
     this.namespace = namespace;
-    this.lockTimeout = checkMilliseconds('lockTimeout', options.lockTimeout, DEFAULT_LOCK_TIMEOUT, { infinite: true });
-    this.lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, {
-      min: 1,
-      max: MAX_TIMER_DELAY,
-    });
-    this.serializer = options.serializer ?? jsonSerializer;
-    if (typeof this.serializer?.stringify !== 'function' || typeof this.serializer.parse !== 'function') {
-      throw new TypeError(
-        `serializer must have stringify(value) and parse(text) methods, received ${describe(options.serializer)}`,
-      );
-    }
-    this.#log = checkFunction('log', options.log);
-    this.#cipher = cipherFor(options.encryptKey);
+    this.lockTimeout = resolved.lockTimeout;
+    this.lockStale = resolved.lockStale;
+    this.serializer = resolved.codec.serializer;
+    this.#codec = resolved.codec;
+    this.#log = resolved.log;
   }
 
   /** The lock this instance holds: `'none'`, `'read'` or `'write'` (the outermost one). */
@@ -123,7 +99,7 @@ export abstract class NamespaceManager {
       try {
         const entries = await this.#whileHeldElsewhere(() => this.readCommitted(false), deadline);
         if (!entries) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
-        this.#view = NamespaceView.open(this.#codec(), entries);
+        this.#view = NamespaceView.open(this.#codec, entries);
       } catch (error) {
         release();
         throw error;
@@ -276,7 +252,7 @@ export abstract class NamespaceManager {
       try {
         if (!(await condition())) return false;
         await this.removeCommitted();
-        this.#view = NamespaceView.empty(this.#codec());
+        this.#view = NamespaceView.empty(this.#codec);
         return true;
       } finally {
         if (!held) {
@@ -347,7 +323,7 @@ export abstract class NamespaceManager {
         throw new LockStateError(`applyChanges() on ${this.namespace} while holding its lock`);
       for (const key of changes.keys()) checkKey(key);
       const stored = new Map<string, string | undefined>();
-      const codec = this.#codec();
+      const codec = this.#codec;
       for (const [key, change] of changes) stored.set(key, change && sealed(codec, change.raw, key));
       const deadline = Date.now() + this.lockTimeout;
       const release = await this.#lockLocally('write', deadline, wait || 'readers');
@@ -469,15 +445,8 @@ export abstract class NamespaceManager {
 
   /** Runs the instance's lock operations one after another, in call order. */
   #serialized<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.#running === 0 ? operation() : this.#queue.then(operation, operation);
-    this.#running++;
-    this.#queue = run.then(this.#finished, this.#finished);
-    return run;
+    return this.#queue.run(operation);
   }
-
-  readonly #finished = () => {
-    this.#running--;
-  };
 
   #lockLocally(mode: LockMode, deadline: number, wait: boolean | 'readers'): Release | Promise<Release | undefined> {
     this.#lockKey ??= this.lockKey;
@@ -518,7 +487,7 @@ export abstract class NamespaceManager {
         const entries = await this.readCommitted(true);
         if (entries === HELD_ELSEWHERE)
           throw new LockStateError('readCommitted(true) must not report the lock held elsewhere');
-        this.#view = NamespaceView.open(this.#codec(), entries);
+        this.#view = NamespaceView.open(this.#codec, entries);
       }
       return true;
     } catch (error) {
@@ -558,10 +527,6 @@ export abstract class NamespaceManager {
     view.committed();
   }
 
-  #codec(): ValueCodec {
-    return { namespace: this.namespace, serializer: this.serializer, cipher: this.#cipher };
-  }
-
   #readableView(method: string): NamespaceView {
     if (!this.#view) {
       throw new LockStateError(`${method}() needs a view: take acquireReadLock() or acquireWriteLock() first`);
@@ -581,14 +546,5 @@ export abstract class NamespaceManager {
     const held = this.#holds.at(-1);
     const state = held ? `the innermost lock held is a ${held} lock` : 'no lock is held';
     return new LockStateError(`${method}() on ${this.namespace} without holding its ${mode} lock: ${state}`);
-  }
-}
-
-function checkKey(key: unknown): asserts key is string {
-  if (typeof key !== 'string' || !key.isWellFormed()) {
-    throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
-  }
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
-    throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
   }
 }

@@ -4,9 +4,19 @@
  * primitives return.
  * @module
  */
+import { cipherFor } from '../cipher.js';
 import type { LockMode } from '../lock/keyed-rw-lock.js';
-import type { Serializer } from '../serializer.js';
+import {
+  checkFunction,
+  checkMilliseconds,
+  checkOptionsObject,
+  describe,
+  MAX_TIMER_DELAY,
+  warnUnknownOptions,
+} from '../options.js';
+import { jsonSerializer, type Serializer } from '../serializer.js';
 import type { NamespaceManager } from './namespace-manager.js';
+import type { ValueCodec } from './view.js';
 
 /** Options every NamespaceManager understands; backends add their own. */
 export interface NamespaceManagerOptions {
@@ -80,6 +90,8 @@ export type NamespaceLockState = 'none' | LockMode;
 /** The default `lockStale`, in milliseconds. */
 export const DEFAULT_LOCK_STALE = 10_000;
 
+const DEFAULT_LOCK_TIMEOUT = 30_000;
+
 /** The options every backend takes ({@link NamespaceManagerOptions}). */
 export const NAMESPACE_MANAGER_OPTIONS: readonly string[] = [
   'dataDir',
@@ -89,3 +101,40 @@ export const NAMESPACE_MANAGER_OPTIONS: readonly string[] = [
   'log',
   'encryptKey',
 ];
+
+/** A NamespaceManager's options, checked, with their defaults. */
+export interface ResolvedNamespaceOptions {
+  lockTimeout: number;
+  lockStale: number;
+  codec: ValueCodec;
+  log: ((line: string) => void) | undefined;
+}
+
+/**
+ * Checks the options of a manager of `namespace` (a {@link TypeError} names the first bad
+ * one) and warns of names outside `optionNames`, when the backend declares them.
+ */
+export function resolveNamespaceOptions(
+  namespace: unknown,
+  options: NamespaceManagerOptions,
+  optionNames: readonly string[] | undefined,
+): ResolvedNamespaceOptions {
+  if (typeof namespace !== 'string' || !namespace.isWellFormed()) {
+    throw new TypeError(`namespace must be a well-formed Unicode string, received ${describe(namespace)}`);
+  }
+  checkOptionsObject(options);
+  if (optionNames) warnUnknownOptions(options, optionNames);
+  const lockTimeout = checkMilliseconds('lockTimeout', options.lockTimeout, DEFAULT_LOCK_TIMEOUT, { infinite: true });
+  const lockStale = checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, {
+    min: 1,
+    max: MAX_TIMER_DELAY,
+  });
+  const serializer = options.serializer ?? jsonSerializer;
+  if (typeof serializer?.stringify !== 'function' || typeof serializer.parse !== 'function') {
+    throw new TypeError(
+      `serializer must have stringify(value) and parse(text) methods, received ${describe(options.serializer)}`,
+    );
+  }
+  const log = checkFunction<(line: string) => void>('log', options.log);
+  return { lockTimeout, lockStale, log, codec: { namespace, serializer, cipher: cipherFor(options.encryptKey) } };
+}

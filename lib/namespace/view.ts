@@ -6,7 +6,10 @@
  */
 import { looksSealed, type ValueCipher } from '../cipher.js';
 import { SessionCorruptError } from '../errors.js';
+import { describe } from '../options.js';
 import type { Serializer } from '../serializer.js';
+
+const MAX_KEY_BYTES = 1024;
 
 interface ViewEntry {
   /** The serializer's encoding of `value`. */
@@ -26,6 +29,16 @@ export interface ValueCodec {
 /** The storage form of an encoded value: sealed with the cipher, if any. */
 export function sealed(codec: ValueCodec, raw: string, key: string): string {
   return codec.cipher ? codec.cipher.seal(raw, codec.namespace, key) : raw;
+}
+
+/** Throws a {@link TypeError} unless `key` can name a value: a well-formed string of at most 1 KB. */
+export function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || !key.isWellFormed()) {
+    throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
+  }
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
+    throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
+  }
 }
 
 /** A point to return to with {@link NamespaceView.restore}. */
