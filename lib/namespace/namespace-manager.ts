@@ -67,6 +67,8 @@ export abstract class NamespaceManager {
   readonly #holds: LockMode[] = [];
   #releaseLocal: Release | undefined;
   #storageLocked = false;
+  /** Whether a commit or removal landed since the write lock was taken. */
+  #wroteUnderLock = false;
   #view: NamespaceView | undefined;
   readonly #queue = new SerialQueue();
   #lockKey: string | undefined;
@@ -252,6 +254,7 @@ export abstract class NamespaceManager {
       try {
         if (!(await condition())) return false;
         await this.removeCommitted();
+        this.#wroteUnderLock = true;
         this.#view = NamespaceView.empty(this.#codec);
         return true;
       } finally {
@@ -501,14 +504,23 @@ export abstract class NamespaceManager {
     }
   }
 
+  /**
+   * Unlocks. A lock found lost only now, after a commit under it landed (the backend checked
+   * the lock as it wrote), is logged, not thrown: LockCompromisedError means nothing was written.
+   */
   async #unlockAll(): Promise<void> {
     const release = this.#releaseLocal;
     const storageLocked = this.#storageLocked;
+    const wrote = this.#wroteUnderLock;
     this.#releaseLocal = undefined;
     this.#storageLocked = false;
+    this.#wroteUnderLock = false;
     this.#view = undefined;
     try {
       if (storageLocked) await this.unlockStorage();
+    } catch (error) {
+      if (!(wrote && error instanceof LockCompromisedError)) throw error;
+      this.log(`the write lock of ${this.namespace} was lost after its commit landed: ${error.message}`);
     } finally {
       release?.();
     }
@@ -524,6 +536,7 @@ export abstract class NamespaceManager {
       view.rollback();
       throw error;
     }
+    this.#wroteUnderLock = true;
     view.committed();
   }
 

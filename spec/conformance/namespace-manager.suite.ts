@@ -9,9 +9,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { dir } from 'tmp-promise';
 import {
+  type EncodedChanges,
+  type EncodedEntries,
   LockCompromisedError,
   LockStateError,
   LockTimeoutError,
+  type MemoryNamespaceManager,
   type NamespaceManager,
   SerializationError,
   SessionCorruptError,
@@ -497,6 +500,30 @@ export function namespaceManagerConformance(type: BackendType): void {
         const reader = backend.create(name);
         assert.equal(await reader.withReadLock(() => reader.get('value')), 'from the rival');
         await rival.exited;
+      });
+      it('resolves a release whose commit landed before the lease ran out, and logs the lock lost after it', async () => {
+        const name = fresh();
+        // The backend under test, typed as a concrete backend so its storage primitives can be overridden.
+        const Backend = backend.create(name).constructor as typeof MemoryNamespaceManager;
+        class StallsAfterCommit extends Backend {
+          protected override async writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
+            await super.writeCommitted(changes, entries);
+            // Past the lease, plus the second by which proper-lockfile may date a process's first lock file ahead.
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TEST_LOCK_STALE + 1500);
+          }
+        }
+        const lines: string[] = [];
+        const holder = new StallsAfterCommit(name, { ...backend.options, log: (line: string) => lines.push(line) });
+        await holder.acquireWriteLock();
+        holder.set('value', 'committed');
+        await holder.releaseWriteLock();
+        assert.equal(holder.lockState, 'none');
+        assert.ok(lines.some((line) => line.includes('lost after its commit landed')));
+        const reader = backend.create(name);
+        assert.equal(await reader.withReadLock(() => reader.get('value')), 'committed');
+        const next = backend.create(name);
+        assert.equal(await next.acquireWriteLock({ wait: false }), true);
+        await next.releaseWriteLock();
       });
     });
 
