@@ -7,11 +7,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { StorageError } from './errors.js';
-import { lstatOrUndefined, TEMP_DIRECTORY, TEMP_SUFFIX } from './files.js';
+import { lstatOrUndefined, readFileHead, TEMP_DIRECTORY, TEMP_SUFFIX } from './files.js';
 import { ASIDE_SUFFIX } from './lock/file-lock.js';
 import { DBM_EXTENSION } from './namespace/dbm.js';
 import { FILE_EXTENSION } from './namespace/file.js';
+import { isNamespaceFileHead, NAMESPACE_FILE_HEAD_BYTES } from './namespace/file-format.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
+import { isLmdbFileHead, LMDB_FILE_HEAD_BYTES } from './namespace/lmdb-file-check.js';
 import { namespaceOf, storageName } from './namespace/storage-path.js';
 import type { SweepType } from './sweep.js';
 
@@ -60,6 +62,25 @@ export async function* scanDataDir(dataDir: string, type?: SweepType): AsyncGene
     const entry = dataName && entryOf(dir, name, 'temp', 'file', dataName);
     if (entry) yield { ...entry, path: path.join(tempDir, name) };
   }
+}
+
+/**
+ * Whether the data file of `entry` is another program's file that merely has a session's
+ * name (a `package.json` in a directory given as `dataDir` by mistake): not in the file
+ * backend's format, not an LMDB file. Such files are never removed or listed. `false` when
+ * the file is gone; throws {@link StorageError} when it cannot be read.
+ * @internal
+ */
+export function isForeignDataFile(entry: DataDirEntry): boolean {
+  const isOurs = entry.type === 'file' ? isNamespaceFileHead : isLmdbFileHead;
+  const bytes = entry.type === 'file' ? NAMESPACE_FILE_HEAD_BYTES : LMDB_FILE_HEAD_BYTES;
+  let head: Buffer | undefined;
+  try {
+    head = readFileHead(entry.dataFile, bytes);
+  } catch (error) {
+    throw new StorageError(entry.dataFile, 'read', { cause: error });
+  }
+  return head !== undefined && !isOurs(head);
 }
 
 /** The names in `dir`, read a few at a time. */

@@ -108,6 +108,21 @@ export function readWholeFile(file: string): Buffer | undefined {
   }
 }
 
+/**
+ * Up to `bytes` leading bytes of the regular file `file`, or `undefined` when it does not
+ * exist; anything but a regular file throws, as {@link openIfExists} says.
+ */
+export function readFileHead(file: string, bytes: number): Buffer | undefined {
+  const fd = openIfExists(file);
+  if (fd === undefined) return undefined;
+  try {
+    const head = Buffer.alloc(bytes);
+    return head.subarray(0, fs.readSync(fd, head, 0, bytes, 0));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Creates `dir` (and its parents) when missing; returns whether it had to. */
 export function ensureDirectory(dir: string): boolean {
   if (fs.existsSync(dir)) return false;

@@ -7,7 +7,7 @@
  * @module
  */
 import type fs from 'node:fs';
-import { type DataDirEntry, scanDataDir } from './data-dir.js';
+import { type DataDirEntry, isForeignDataFile, scanDataDir } from './data-dir.js';
 import { LockTimeoutError, StorageError } from './errors.js';
 import { lstatOrUndefined, removeFile } from './files.js';
 import { FileLock, MIN_FILE_LOCK_STALE, removeStaleLockEntry } from './lock/file-lock.js';
@@ -87,6 +87,11 @@ export interface SweepResult {
   skippedRecent: number;
   /** Idle sessions kept because their file name is a hash of a long namespace name, which cannot be mapped back. */
   skippedUnnamed: number;
+  /**
+   * Files with a session's name that are not sessionlock files (neither in the file backend's
+   * format nor LMDB files: another program's `.json`), left alone and not counted in `scanned`.
+   */
+  skippedForeign: number;
   /** Left-over files removed (with `dryRun`: that would be). */
   orphans: {
     /** Lock files and directories, takeover mutexes and entries a takeover set aside, whose holder stopped renewing them. */
@@ -113,7 +118,7 @@ interface SweepConfig {
 }
 
 /** What became of an entry: `ignored` entries (not what their name says, or not abandoned) are not counted. */
-type Verdict = 'removed' | 'corrupt' | 'locked' | 'recent' | 'gone' | 'unnamed' | 'ignored';
+type Verdict = 'removed' | 'corrupt' | 'locked' | 'recent' | 'gone' | 'unnamed' | 'foreign' | 'ignored';
 type NamespaceFiles = FileNamespaceManager | DBMNamespaceManager;
 
 /**
@@ -139,6 +144,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     skippedLocked: 0,
     skippedRecent: 0,
     skippedUnnamed: 0,
+    skippedForeign: 0,
     orphans: { locks: 0, temps: 0, lmdbLocks: 0 },
     failed: 0,
     dryRun: config.dryRun,
@@ -197,8 +203,7 @@ async function judge(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): 
   const abandoned = Date.now() - stat.mtimeMs >= config.lockStale;
   switch (entry.kind) {
     case 'data':
-      if (!stat.isFile()) return 'ignored';
-      return idle(stat, config) ? sweepSession(entry, config) : 'recent';
+      return judgeSession(entry, stat, config);
     case 'lock':
       return isLockEntry(stat) && abandoned ? clearStaleLock(entry, config) : 'ignored';
     case 'takeover':
@@ -213,6 +218,12 @@ async function judge(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): 
   }
 }
 
+function judgeSession(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): Verdict | Promise<Verdict> {
+  if (!stat.isFile()) return 'ignored';
+  if (isForeignDataFile(entry)) return 'foreign';
+  return idle(stat, config) ? sweepSession(entry, config) : 'recent';
+}
+
 /** A lock is a file, or a directory as older versions made it (never a symlink: the sweep does not follow them). */
 function isLockEntry(stat: fs.Stats): boolean {
   return stat.isFile() || stat.isDirectory();
@@ -223,6 +234,7 @@ const ORPHANS = { lock: 'locks', takeover: 'locks', temp: 'temps', 'lmdb-lock': 
 function tally(result: SweepResult, kind: DataDirEntry['kind'], verdict: Verdict): void {
   if (verdict === 'ignored') return;
   if (verdict === 'unnamed') result.skippedUnnamed++;
+  if (verdict === 'foreign') return void result.skippedForeign++;
   if (kind !== 'data') {
     if (verdict === 'removed') result.orphans[ORPHANS[kind]]++;
     return;
@@ -247,6 +259,7 @@ async function sweepSession(entry: DataDirEntry, config: SweepConfig): Promise<V
     const now = lstatOrUndefined(manager.file);
     if (!now) return 'gone';
     if (!idle(now, config)) return 'recent';
+    if (isForeignDataFile(entry)) return 'foreign';
     return manager.fileProblem() ? 'corrupt' : 'removed';
   });
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import fs from 'node:fs';
-import { scanDataDir } from '../data-dir.js';
+import { isForeignDataFile, scanDataDir } from '../data-dir.js';
 import { StorageError } from '../errors.js';
 import { COMMON_HELP, type Command, dataDirOf, EXIT, storageTypeOf } from './args.js';
 import { plural } from './output.js';
@@ -49,7 +49,7 @@ export const list: Command = {
     for await (const entry of scanDataDir(dataDir, type)) {
       if (entry.kind !== 'data') continue;
       const stat = lstatIfFile(entry.path);
-      if (!stat) continue;
+      if (!stat || isForeignDataFile(entry)) continue;
       count++;
       bytes += stat.size;
       const accessed = stat.mtime.toISOString();

@@ -123,10 +123,13 @@ function describeRemoval(entry: SweptEntry, dryRun: boolean): string {
 }
 
 function summarize(dataDir: string, result: SweepResult): string {
-  const { removed, scanned, skippedLocked, skippedRecent, skippedUnnamed, orphans, failed } = result;
+  const { removed, scanned, skippedLocked, skippedRecent, skippedUnnamed, skippedForeign, orphans, failed } = result;
   const parts = [
     `${result.dryRun ? 'dry run of' : 'swept'} ${dataDir}: ${result.dryRun ? 'would remove' : 'removed'} ${removed} of ${plural(scanned, 'session')}`,
     ` (${skippedLocked} locked, ${skippedRecent} recent kept${skippedUnnamed ? `, ${skippedUnnamed} with hashed names kept` : ''})`,
+    skippedForeign
+      ? `; ${plural(skippedForeign, 'file')} that ${skippedForeign === 1 ? 'is' : 'are'} not sessionlock's left alone`
+      : '',
     `; left-overs ${result.dryRun ? 'to remove' : 'removed'}: ${plural(orphans.locks, 'lock')}, ${plural(orphans.temps, 'temporary file')}, ${plural(orphans.lmdbLocks, 'LMDB lock file')}`,
     failed ? `; ${failed} failed` : '',
   ];

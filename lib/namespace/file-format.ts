@@ -51,6 +51,24 @@ export interface NamespaceFile {
   torn: boolean;
 }
 
+const SLOTTED_HEAD = Buffer.from('sessionlock ');
+const BARE_RECORD_HEAD = Buffer.from(`{"sessionlock":${RECORD_VERSION},`);
+
+/** How many leading bytes {@link isNamespaceFileHead} needs. */
+export const NAMESPACE_FILE_HEAD_BYTES = BARE_RECORD_HEAD.length;
+
+/**
+ * Whether a file that starts with `head` was written by the file backend (either format),
+ * however damaged the rest: the sweep removes such a file when it is corrupt, and leaves any
+ * other file alone.
+ */
+export function isNamespaceFileHead(head: Buffer): boolean {
+  return (
+    head.subarray(0, SLOTTED_HEAD.length).equals(SLOTTED_HEAD) ||
+    head.subarray(0, BARE_RECORD_HEAD.length).equals(BARE_RECORD_HEAD)
+  );
+}
+
 /** The record of `entries`, as every slot (and a version-1 file) holds it. */
 export function encodeRecord(namespace: string, entries: EncodedEntries): string {
   return JSON.stringify({ sessionlock: RECORD_VERSION, namespace, entries: Object.fromEntries(entries) });

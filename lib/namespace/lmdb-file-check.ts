@@ -27,6 +27,17 @@ const LAST_PAGE_OFFSET = DBS_OFFSET + 2 * DB_SIZE; // mm_last_pg: the last page 
 const TXNID_OFFSET = LAST_PAGE_OFFSET + 8; // mm_txnid: the commit this meta page describes
 const META_READ_SIZE = TXNID_OFFSET + 8;
 
+/** How many leading bytes {@link isLmdbFileHead} needs. */
+export const LMDB_FILE_HEAD_BYTES = MAGIC_OFFSET + 4;
+
+/**
+ * Whether a file that starts with `head` is an LMDB file (its first meta page says so) or
+ * empty (as dbm creates it, before LMDB initialises it), however damaged the rest.
+ */
+export function isLmdbFileHead(head: Buffer): boolean {
+  return head.length === 0 || (head.length >= LMDB_FILE_HEAD_BYTES && head.readUInt32LE(MAGIC_OFFSET) === META_MAGIC);
+}
+
 /**
  * Why `file` cannot be an LMDB file, or `undefined` if it looks like one (or is empty, which
  * LMDB initialises). LMDB maps files into memory and trusts them: opening garbage crashes

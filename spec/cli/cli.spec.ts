@@ -133,6 +133,7 @@ describe('sessionlock (CLI)', () => {
       const accessed = { file: new Date('2024-01-02T03:04:05.000Z'), dbm: new Date('2024-02-03T04:05:06.000Z') };
       for (const type of ['file', 'dbm'] as const) fs.utimesSync(sessions[type].file, accessed[type], accessed[type]);
       const size = (type: FileType) => fs.statSync(sessions[type].file).size;
+      fs.writeFileSync(path.join(dataDir, 'package.json'), '{"name":"not-a-session"}');
 
       const table = await runCli(['list', '--data-dir', dataDir]);
       assert.equal(table.code, 0, table.stderr);
@@ -420,6 +421,7 @@ async function sweepScene(dataDir: string) {
   });
   const orphanLock = path.join(dataDir, 'abandonedsession00.json.lock');
   const orphanTemp = path.join(dataDir, TEMP_DIRECTORY, `${path.basename(recent.file)}.0123456789ab.tmp`);
+  const foreign = path.join(dataDir, 'package.json');
   const leftOver = [orphanLock, orphanTemp, idle.file.file, idle.file.lock, idle.dbm.file, `${idle.dbm.file}-lock`];
   return {
     dataDir,
@@ -429,6 +431,8 @@ async function sweepScene(dataDir: string) {
     holder,
     orphanLock,
     orphanTemp,
+    /** Another program's file with a session's name: the sweep leaves it alone. */
+    foreign,
     /** What the sweep removes: left-over files, and the idle sessions' files (data, LMDB lock, dead holder's lock). */
     leftOver,
     /** Creates the left-overs and sets the times: call it once the holder has the lock. */
@@ -436,8 +440,9 @@ async function sweepScene(dataDir: string) {
       fs.mkdirSync(idle.file.lock);
       fs.mkdirSync(orphanLock);
       fs.writeFileSync(orphanTemp, '{"partial');
+      fs.writeFileSync(foreign, '{"name":"not-a-session"}');
       for (const file of [idle.file.lock, orphanLock, orphanTemp]) await age(file, 2 * TEST_LOCK_STALE);
-      for (const file of [idle.file.file, idle.dbm.file, locked.file]) await age(file, 2 * HOUR);
+      for (const file of [idle.file.file, idle.dbm.file, locked.file, foreign]) await age(file, 2 * HOUR);
     },
   };
 }
@@ -451,9 +456,10 @@ function assertSweepOutput(stdout: string, scene: Awaited<ReturnType<typeof swee
     lines.some((line) => line.startsWith(`removed ${kind} ${path.basename(file)} `));
   assert.ok(removedLeftOver('lock', scene.orphanLock), stdout);
   assert.ok(removedLeftOver('temp', scene.orphanTemp), stdout);
-  assert.doesNotMatch(stdout, new RegExp(`session (${scene.recent.id}|${scene.locked.id})`));
+  assert.doesNotMatch(stdout, new RegExp(`session (${scene.recent.id}|${scene.locked.id}|package)`));
+  assert.ok(fs.existsSync(scene.foreign), 'the foreign file is left alone');
   assert.match(
     lines.at(-1) as string,
-    /^swept .*: removed 2 of 4 sessions \(1 locked, 1 recent kept\); left-overs removed: [12] locks?, 1 temporary file, 0 LMDB lock files$/,
+    /^swept .*: removed 2 of 4 sessions \(1 locked, 1 recent kept\); 1 file that is not sessionlock's left alone; left-overs removed: [12] locks?, 1 temporary file, 0 LMDB lock files$/,
   );
 }

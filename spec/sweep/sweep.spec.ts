@@ -28,6 +28,14 @@ import { spawnWorker } from '../fixtures/processes.js';
 const TYPES: FileType[] = ['file', 'dbm'];
 const options = (dataDir: string) => ({ dataDir, timeout: 1800, lockStale: TEST_LOCK_STALE });
 
+/** A session file of `type` (its format's head) whose content is damaged. */
+function damagedSessionFile(type: FileType): Buffer {
+  if (type === 'file') return Buffer.from('sessionlock 1 9 00000000\n{"broken');
+  const pages = Buffer.alloc(8192, 0xa5);
+  pages.writeUInt32LE(0xbeefc0de, 24); // mm_magic of the first meta page, after its 24-byte header
+  return pages;
+}
+
 function emptyResult(overrides: Partial<SweepResult> = {}): SweepResult {
   return {
     scanned: 0,
@@ -35,6 +43,7 @@ function emptyResult(overrides: Partial<SweepResult> = {}): SweepResult {
     skippedLocked: 0,
     skippedRecent: 0,
     skippedUnnamed: 0,
+    skippedForeign: 0,
     orphans: { locks: 0, temps: 0, lmdbLocks: 0 },
     failed: 0,
     dryRun: false,
@@ -168,13 +177,24 @@ describe('sweep', () => {
       it('removes an idle session whose data is corrupt', async () => {
         freshDir();
         const corrupt = filesOf(type, dataDir, 'corruptsession0000');
-        fs.writeFileSync(corrupt.file, 'garbage \u0000 not a session');
+        fs.writeFileSync(corrupt.file, damagedSessionFile(type));
         await age(corrupt.file, 2 * HOUR);
         const removed: SweptEntry[] = [];
         const result = await sweep({ ...options(dataDir), onRemove: (entry) => void removed.push(entry) });
         assert.equal(result.removed, 1);
         assert.equal(removed[0]?.corrupt, true);
         assert.equal(await exists(corrupt.file), false);
+      });
+
+      it('leaves alone, and counts, idle files with a session’s name that are not sessionlock files', async () => {
+        freshDir();
+        const foreign = ['package', 'tsconfig'].map((name) => filesOf(type, dataDir, name).file);
+        fs.writeFileSync(foreign[0] as string, '{"name":"my-app","version":"1.0.0"}\n');
+        fs.writeFileSync(foreign[1] as string, 'x');
+        for (const file of foreign) await age(file, 2 * HOUR);
+        const result = await sweep(options(dataDir));
+        assert.deepEqual(result, emptyResult({ skippedForeign: 2 }));
+        for (const file of foreign) assert.equal(await exists(file), true, file);
       });
     });
   }
@@ -255,7 +275,7 @@ describe('sweep', () => {
   it('leaves sessions with hashed names alone and counts them', async () => {
     freshDir();
     const hashed = path.join(dataDir, `+${'ab'.repeat(32)}.json`);
-    fs.writeFileSync(hashed, '{}');
+    fs.writeFileSync(hashed, damagedSessionFile('file'));
     await age(hashed, 2 * HOUR);
     assert.deepEqual(await sweep(options(dataDir)), emptyResult({ scanned: 1, skippedUnnamed: 1 }));
     assert.equal(await exists(hashed), true);
