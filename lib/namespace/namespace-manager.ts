@@ -5,7 +5,7 @@
  * timeouts, change tracking and rollback live here once.
  * @module
  */
-import { LockCompromisedError, LockStateError, LockTimeoutError } from '../errors.js';
+import { LockCompromisedError, LockStateError, LockTimeoutError, SessionlockError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
 import { SerialQueue } from '../lock/serial-queue.js';
@@ -505,8 +505,10 @@ export abstract class NamespaceManager {
   }
 
   /**
-   * Unlocks. A lock found lost only now, after a commit under it landed (the backend checked
-   * the lock as it wrote), is logged, not thrown: LockCompromisedError means nothing was written.
+   * Unlocks. Once a commit or removal under the lock landed (the backend checked the lock as
+   * it wrote), a failure to unlock (the lease found expired, the server unreachable) is logged,
+   * not thrown: the operation succeeded, and a caller that retries a failure would apply it
+   * twice. A lock that could not be given back expires after `lockStale`.
    */
   async #unlockAll(): Promise<void> {
     const release = this.#releaseLocal;
@@ -519,8 +521,8 @@ export abstract class NamespaceManager {
     try {
       if (storageLocked) await this.unlockStorage();
     } catch (error) {
-      if (!(wrote && error instanceof LockCompromisedError)) throw error;
-      this.log(`the write lock of ${this.namespace} was lost after its commit landed: ${error.message}`);
+      if (!(wrote && error instanceof SessionlockError)) throw error;
+      this.log(`could not unlock ${this.namespace} after its commit landed: ${error.message}`);
     } finally {
       release?.();
     }

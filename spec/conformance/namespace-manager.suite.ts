@@ -518,12 +518,34 @@ export function namespaceManagerConformance(type: BackendType): void {
         holder.set('value', 'committed');
         await holder.releaseWriteLock();
         assert.equal(holder.lockState, 'none');
-        assert.ok(lines.some((line) => line.includes('lost after its commit landed')));
+        assert.ok(lines.some((line) => line.includes('after its commit landed') && line.includes('lost')));
         const reader = backend.create(name);
         assert.equal(await reader.withReadLock(() => reader.get('value')), 'committed');
         const next = backend.create(name);
         assert.equal(await next.acquireWriteLock({ wait: false }), true);
         await next.releaseWriteLock();
+      });
+    });
+
+    describe('unlock failures', () => {
+      it('resolves a release whose commit landed when unlocking then fails, and logs the failure', async () => {
+        const name = fresh();
+        // The backend under test, typed as a concrete backend so its storage primitives can be overridden.
+        const Backend = backend.create(name).constructor as typeof MemoryNamespaceManager;
+        class UnlockFails extends Backend {
+          protected override async unlockStorage(): Promise<void> {
+            await super.unlockStorage();
+            throw new StorageError('test://storage', 'remove the lock', { cause: new Error('connection reset') });
+          }
+        }
+        const lines: string[] = [];
+        const holder = new UnlockFails(name, { ...backend.options, log: (line: string) => lines.push(line) });
+        await holder.withWriteLock(() => holder.set('value', 'committed'));
+        assert.ok(lines.some((line) => line.includes('after its commit landed') && line.includes('connection reset')));
+        await holder.acquireWriteLock();
+        await assert.rejects(holder.releaseWriteLock(), StorageError, 'with nothing committed, the failure is thrown');
+        const reader = backend.create(name);
+        assert.equal(await reader.withReadLock(() => reader.get('value')), 'committed');
       });
     });
 
