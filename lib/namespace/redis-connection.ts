@@ -230,6 +230,9 @@ async function openClient(url: URL): Promise<Redis> {
     // queue past its timeout, and one cut off by a disconnect is not replayed later.
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
+    // A command in flight on a connection that drops is rejected then (a StorageError), not
+    // left to its commandTimeout: without resending, ioredis would never settle it.
+    maxRetriesPerRequest: 0,
     // Reconnects only while a command waits; an idle client that lost its server ends
     // (and is replaced on next use), so it keeps no timer running.
     retryStrategy: (attempt: number): number | null => (waiting.get(client) ? Math.min(50 * attempt, 1000) : null),

@@ -17,6 +17,7 @@ import { RedisLeaseLock } from '../../lib/lock/redis-lease-lock.js';
 import { RedisConnection } from '../../lib/namespace/redis-connection.js';
 import { releaseRedisServer, useRedisServer } from '../fixtures/backends.js';
 import { RedisServer, redisSkipReason } from '../fixtures/redis-server.js';
+import { TcpProxy } from '../fixtures/tcp-proxy.js';
 
 const skip = redisSkipReason();
 if (skip) it('redis backend', { skip }, () => {});
@@ -474,6 +475,28 @@ function specs(): void {
         () => own.resume(),
         /no reply within 500 ms/,
       ));
+
+    it('rejects a command in flight when its connection drops at once, not after commandTimeout, then works', async () => {
+      const proxy = await TcpProxy.start(own.port);
+      try {
+        const options = { url: `redis://127.0.0.1:${proxy.port}`, prefix, commandTimeout: 5000 };
+        const ns = new RedisNamespaceManager(`dropped-${randomUUID()}`, options);
+        await ns.withWriteLock(() => ns.set('before', true));
+        const lost = proxy.swallowNext();
+        const read = ns.acquireReadLock();
+        await lost;
+        proxy.cut();
+        await assert.rejects(read, (error: unknown) => {
+          assert.ok(error instanceof StorageError, String(error));
+          assert.doesNotMatch(String((error as Error).cause), /commandTimeout/);
+          return true;
+        });
+        assert.equal(await ns.withReadLock(() => ns.get('before')), true);
+      } finally {
+        await RedisNamespaceManager.closeConnections();
+        await proxy.close();
+      }
+    });
 
     it('leaves no lease behind when a lock request timed out on a hung server that runs it later', async () => {
       const unhandled: unknown[] = [];
