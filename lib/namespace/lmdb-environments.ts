@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as lmdb from 'lmdb';
-import { open, type RootDatabase } from 'lmdb';
+import { openAsClass, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
 import { ensureDirectory, statOrUndefined } from '../files.js';
 import { warnOnceIfMmapThresholdFloats } from './glibc-malloc.js';
@@ -65,6 +65,10 @@ export const NOT_OPEN: unique symbol = Symbol('not open');
 const REPLACED = Symbol('replaced');
 /** How many times a file replaced while being opened is opened again. */
 const OPEN_ATTEMPTS = 3;
+/** lmdb-js's `open()` error when LMDB could not begin the write transaction it runs (see {@link openStore}). */
+const NO_WRITE_TRANSACTION = /No transaction to renew/;
+/** How many times {@link openStore} opens a file whose write transactions could not begin. */
+const STORE_ATTEMPTS = 3;
 
 /**
  * Closes an environment and drops it from lmdb's `allDbs`, a registry of every store ever
@@ -81,6 +85,39 @@ async function closeStore(entry: EnvironmentHandle): Promise<void> {
 
 /** lmdb's registry of opened stores: exported by lmdb 3, though not declared in its types. */
 const openedStores = (lmdb as unknown as { allDbs?: Map<string, unknown> }).allDbs;
+/**
+ * Opens the store of `file` with lmdb's `open()`, but closes its environment when the store
+ * cannot be made (lmdb-js leaves it open) and, when LMDB could not begin a write transaction,
+ * opens the file again. That happens when this process opens a file just as the last other
+ * process that had it open closes it: LMDB's close takes the lock file's exclusive lock and
+ * destroys the mutexes in it; LMDB's open, refused the exclusive lock meanwhile, waits for a
+ * shared one and then uses the lock file as it finds it, so no transaction can begin
+ * (`pthread_mutex_lock` gives EINVAL). Left open, that environment would keep every process
+ * from initialising the lock file again, and every later open of the file, in any process,
+ * would fail the same way. Closed, the next open here takes the exclusive lock (files are
+ * only opened under their write lock, so no other process opens this one meanwhile) and
+ * initialises the mutexes.
+ */
+function openStore(file: string): LmdbDatabase {
+  for (let attempt = 1; ; attempt++) {
+    ensureDescriptorsForLmdb();
+    const options = lmdbOpenOptions(file);
+    // What `open()` does, in two steps; the class holds the environment.
+    const Store = openAsClass<string, LmdbKey>({ ...options }) as unknown as StoreClass;
+    try {
+      return new Store(null, { ...options, isRoot: true });
+    } catch (error) {
+      try {
+        Object.assign(Object.create(Store.prototype) as LmdbDatabase, { isRoot: true }).close();
+      } catch {}
+      if (attempt === STORE_ATTEMPTS || !NO_WRITE_TRANSACTION.test(String(error))) throw error;
+    }
+  }
+}
+
+/** What lmdb's `openAsClass` returns (its declared type has no construct signature). */
+type StoreClass = { prototype: LmdbDatabase } & (new (name: null, options: object) => LmdbDatabase);
+
 /** Descriptors LMDB's open takes: the lock file, the data file, and a synced one for meta pages. */
 const LMDB_OPEN_DESCRIPTORS = 3;
 
@@ -289,8 +326,7 @@ export class LmdbEnvironments {
       let db: LmdbDatabase;
       checkLmdbLockFile(lmdbLockFile(file));
       try {
-        ensureDescriptorsForLmdb();
-        db = open<string, LmdbKey>(lmdbOpenOptions(file));
+        db = openStore(file);
       } catch (error) {
         throw lmdbCorruption(error, namespace, file) ?? new StorageError(file, 'open', { cause: error });
       }

@@ -366,6 +366,18 @@ describe('dbm backend when the process runs out of file descriptors', { skip: pr
   }
 });
 
+describe('dbm backend closing and opening a file in two processes at once', () => {
+  const worker = fileURLToPath(new URL('../fixtures/dbm-close-race-worker.ts', import.meta.url));
+
+  // LMDB's close destroys the lock file's mutexes when it finds no other process using the
+  // file; an open refused the exclusive lock meanwhile then began no transaction at all.
+  it('opens a file another process is just closing', async () => {
+    const input = JSON.stringify({ dataDir: path.join(dataDir, 'close-race'), rounds: 150 });
+    const runs = await Promise.all([runNode([worker, input]), runNode([worker, input])]);
+    for (const run of runs) assert.deepEqual(resultOf(run), { failures: 0 });
+  });
+});
+
 describe('dbm backend on glibc with a floating mmap threshold', { skip: !glibcMmapThresholdFloats({}) }, () => {
   const worker = fileURLToPath(new URL('../fixtures/dbm-evict-worker.ts', import.meta.url));
   const run = async (name: string, maxOpenFiles: number, env: string) => {
