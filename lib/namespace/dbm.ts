@@ -8,6 +8,7 @@
  */
 import { LockCompromisedError, SessionlockError, StorageError } from '../errors.js';
 import { removeFile } from '../files.js';
+import { retryWithBackoff } from '../lock/backoff.js';
 import { checkCount } from '../options.js';
 import { FileLockedNamespaceManager, type FileLockedNamespaceManagerOptions } from './file-locked.js';
 import {
@@ -114,15 +115,37 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     if (lost) throw lost;
   }
 
-  /** One LMDB transaction, exclusive across processes; no lock file, no view. */
+  /**
+   * One LMDB transaction, exclusive across processes; no lock file, no view. A removal (which
+   * takes the lock file, not LMDB's write lock) can unlink the file while the commit is under
+   * way, or just before it on a file this process had open: the commit then went to a file
+   * that is gone. So a commit counts once the file at the path is still the one it went to,
+   * after any holder of the lock that came meanwhile has finished; otherwise it is made again.
+   */
   protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
-    const outcome = await this.#transaction(requireKey === undefined, 'write', (db) => {
-      if (this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
-      if (requireKey !== undefined && db.get(requireKey) === undefined) return 'missing' as const;
-      applyTo(db, changes);
-      return 'applied' as const;
-    });
-    return outcome ?? 'missing';
+    for (let attempt = 1; ; attempt++) {
+      let committedTo: EnvironmentHandle | undefined;
+      const outcome = await this.#withEnvironment(requireKey === undefined, 'write', (handle) =>
+        writeTransaction(handle, () => {
+          if (this.fileLock.heldElsewhere()) return HELD_ELSEWHERE;
+          if (requireKey !== undefined && handle.db.get(requireKey) === undefined) return 'missing' as const;
+          applyTo(handle.db, changes);
+          committedTo = handle;
+          return 'applied' as const;
+        }),
+      );
+      if (!committedTo || attempt === ATTEMPTS || (await this.#stillStored(committedTo))) return outcome ?? 'missing';
+    }
+  }
+
+  /** Whether the file `handle` committed to is still the namespace's, once no other process holds its lock. */
+  async #stillStored(handle: EnvironmentHandle): Promise<boolean> {
+    if (this.fileLock.heldElsewhere()) {
+      await retryWithBackoff(() => (this.fileLock.heldElsewhere() ? undefined : true), {
+        deadline: Date.now() + this.lockTimeout,
+      });
+    }
+    return dbmEnvironments.isCurrent(handle);
   }
 
   /**

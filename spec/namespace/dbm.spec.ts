@@ -3,9 +3,10 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { open } from 'lmdb';
-import { dir } from 'tmp-promise';
+import { type DirectoryResult, dir } from 'tmp-promise';
 import { DBMNamespaceManager, SessionCorruptError, StorageError } from '../../lib/index.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
 import {
@@ -349,6 +350,41 @@ describe('dbm backend while another process removes the namespace', () => {
       }
     }
   });
+});
+
+describe('dbm backend when another process removes a namespace while a commit to it is under way', () => {
+  const worker = fileURLToPath(new URL('../fixtures/dbm-late-commit-worker.ts', import.meta.url));
+  let tmp: DirectoryResult;
+  before(async () => {
+    tmp = await dir({ unsafeCleanup: true, prefix: 'sessionlock-dbm-late-' });
+  });
+  after(() => tmp.cleanup());
+
+  for (const requireKey of [undefined, 'created']) {
+    const outcome = requireKey ? 'resolves false (the namespace is gone)' : 'lands in a new file';
+    it(`never acknowledges a commit lost with the removed file: an apply ${requireKey ? 'requiring a key ' : ''}${outcome}`, async () => {
+      const dataDir = fs.mkdtempSync(path.join(tmp.path, 'data-'));
+      const markers = fs.mkdtempSync(path.join(tmp.path, 'markers-'));
+      const namespace = 'removedmidcommit';
+      const ns = new DBMNamespaceManager(namespace, { dataDir, lockStale: 2000 });
+      await ns.withWriteLock(() => ns.set('created', 1));
+      const child = spawnScript(worker, { dataDir, namespace, markers, requireKey });
+      while (!fs.existsSync(path.join(markers, 'in-transaction'))) await sleep(5);
+      await ns.remove();
+      fs.writeFileSync(path.join(markers, 'removed'), '');
+      const { applied } = await child.next<{ applied: boolean }>('applied');
+      await child.exited;
+      const stored = await ns.withReadLock(() => ns.get('late'));
+      if (requireKey) {
+        assert.equal(applied, false);
+        assert.equal(stored, undefined);
+      } else {
+        assert.equal(applied, true);
+        assert.equal(stored, 'from the worker', 'an acknowledged commit is stored');
+      }
+      await DBMNamespaceManager.closeFiles();
+    });
+  }
 });
 
 describe('dbm backend when the process runs out of file descriptors', { skip: process.platform === 'win32' }, () => {
