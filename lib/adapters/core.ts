@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe } from '../options.js';
 import { Session } from '../session.js';
 import { type SessionOptions, sessionConfig } from '../session-options.js';
-import { appendHeader, type DeferredResponse, deferResponse, headersReallySent } from './defer-response.js';
+import { appendHeader, type DeferredResponse, deferResponse, unheldHeaders } from './defer-response.js';
 
 /**
  * Options of the web framework adapters: the {@link SessionOptions}, plus `lock`, and
@@ -167,14 +167,8 @@ export function releaseOnClose(session: Session, res: ServerResponse, config: Ad
  */
 export function finishBeforeResponse(session: Session, res: ServerResponse, config: AdapterConfig): DeferredResponse {
   releaseOnClose(session, res, config);
-  // While calls are held, res.headersSent reports true; finishSession needs the real value.
-  const headers: HeaderTarget = {
-    getHeader: (name) => res.getHeader(name),
-    setHeader: (name, value) => res.setHeader(name, value),
-    get headersSent() {
-      return headersReallySent(res);
-    },
-  };
+  // While calls are held, res.headersSent reports true and its header methods throw; finishSession needs the real ones.
+  const headers: HeaderTarget = unheldHeaders(res);
   return deferResponse(
     res,
     (failed) => finishSession(session, headers, { statusCode: res.statusCode, failed }, config),

@@ -9,15 +9,32 @@
  * then, and the hook knows it. While calls are held, `res.headersSent` reports `true`, as
  * it would without the hold: a framework whose handler fails mid-response (Express's
  * finalhandler) then cuts the connection instead of starting a second response, which would
- * collide with the replay.
+ * collide with the replay. For the same reason, while calls are held the response behaves as
+ * node's does once its headers are out: `setHeader`, `removeHeader`, `appendHeader` and a
+ * second `writeHead` throw ERR_HTTP_HEADERS_SENT, and a write or end after the held `end`
+ * fails with ERR_STREAM_WRITE_AFTER_END (nothing is queued, nor replayed, after the first
+ * `end`). The hook sets its headers through {@link unheldHeaders}.
  * @module
  */
 import type { ServerResponse } from 'node:http';
 
 type Method = 'writeHead' | 'write' | 'end' | 'flushHeaders';
 type Call = readonly [Method, unknown[]];
+type HeaderMethod = 'setHeader' | 'removeHeader' | 'appendHeader';
 
 const METHODS: readonly Method[] = ['writeHead', 'write', 'end', 'flushHeaders'];
+const HEADER_METHODS: readonly HeaderMethod[] = ['setHeader', 'removeHeader', 'appendHeader'];
+
+/** A response's header methods that work while it is held (the hook's), and its real `headersSent`. */
+export interface UnheldHeaders {
+  getHeader(name: string): unknown;
+  setHeader(name: string, value: number | string | readonly string[]): unknown;
+  removeHeader(name: string): unknown;
+  readonly headersSent: boolean;
+}
+
+/** The header methods of held responses, as they were before {@link deferResponse} held them. */
+const originalHeaderMethods = new WeakMap<ServerResponse, Record<HeaderMethod, (...args: unknown[]) => unknown>>();
 
 /** Control over a response held back by {@link deferResponse}. */
 export interface DeferredResponse {
@@ -41,8 +58,9 @@ export interface DeferredResponse {
  * `beforeHeaders` runs a macrotask (`setImmediate`) after the first call, and gets `failed`:
  * whether the handler failed by then ({@link DeferredResponse.fail}) or the connection is
  * already gone, so the response cannot go out. From the first call until the replay,
- * `res.headersSent` reports `true`; {@link headersReallySent} gives node's own value (which
- * the hook should use).
+ * `res.headersSent` reports `true` and the header methods throw, as node's do once the
+ * headers are out; {@link unheldHeaders} gives the hook working ones and node's own
+ * `headersSent`.
  */
 export function deferResponse(
   res: ServerResponse,
@@ -53,16 +71,25 @@ export function deferResponse(
     Method,
     (...args: unknown[]) => unknown
   >;
+  const originalHeaders = Object.fromEntries(HEADER_METHODS.map((method) => [method, res[method]])) as Record<
+    HeaderMethod,
+    (...args: unknown[]) => unknown
+  >;
+  originalHeaderMethods.set(res, originalHeaders);
   const queue: Call[] = [];
   // waiting: nothing written yet; scheduled: calls queued, the hook starts at the next
   // macrotask; saving: the hook runs; open: the calls were replayed, writes go straight out.
   let state: 'waiting' | 'scheduled' | 'saving' | 'open' = 'waiting';
   let failed = false;
   let heldWrite = false;
+  let endQueued = false;
+  // The status the response started with: node's would ignore a later `res.statusCode = …`.
+  let heldStatus: { code: number; message: string } | undefined;
   const ownHeadersSent = Object.getOwnPropertyDescriptor(res, 'headersSent');
 
   const release = async (): Promise<void> => {
     state = 'saving';
+    restoreStatus();
     let hookFailed = false;
     try {
       await beforeHeaders(failed || res.destroyed || res.socket?.destroyed === true);
@@ -74,6 +101,7 @@ export function deferResponse(
     if (ownHeadersSent) Object.defineProperty(res, 'headersSent', ownHeadersSent);
     else delete (res as { headersSent?: boolean }).headersSent;
     const calls = queue.splice(0);
+    restoreStatus();
     if (res.destroyed) return;
     if (hookFailed || (failed && !calls.some(([method]) => method === 'end'))) {
       respondError(res);
@@ -90,20 +118,43 @@ export function deferResponse(
     if (heldWrite && !res.writableNeedDrain && !res.writableEnded) res.emit('drain');
   };
 
+  const restoreStatus = (): void => {
+    if (heldStatus === undefined) return;
+    res.statusCode = heldStatus.code;
+    res.statusMessage = heldStatus.message;
+  };
+
+  // The first call: the response is held from now on, and the hook starts at the next macrotask.
+  const hold = (): void => {
+    heldStatus = { code: res.statusCode, message: res.statusMessage };
+    state = 'scheduled';
+    Object.defineProperty(res, 'headersSent', { get: () => true, configurable: true, enumerable: true });
+    setImmediate(() => void release().catch(onError));
+  };
+
+  const intercept = (method: Method, args: unknown[]): unknown => {
+    if (state === 'open') return original[method].apply(res, args);
+    if (state !== 'waiting' && method === 'writeHead') throw headersSentError('write');
+    if (endQueued) return afterEnd(res, method, args);
+    queue.push([method, method === 'writeHead' ? moveHeaders(res, originalHeaders, args) : args]);
+    if (method === 'end') endQueued = true;
+    if (state === 'waiting') hold();
+    if (method === 'write') {
+      heldWrite = true;
+      return false;
+    }
+    return method === 'flushHeaders' ? undefined : res;
+  };
+
   for (const method of METHODS) {
+    const intercepted = (...args: unknown[]): unknown => intercept(method, args);
+    Object.defineProperty(res, method, { value: intercepted, writable: true, configurable: true });
+  }
+  for (const method of HEADER_METHODS) {
+    if (typeof originalHeaders[method] !== 'function') continue;
     const intercepted = (...args: unknown[]): unknown => {
-      if (state === 'open') return original[method].apply(res, args);
-      queue.push([method, method === 'writeHead' ? moveHeaders(res, args) : args]);
-      if (state === 'waiting') {
-        state = 'scheduled';
-        Object.defineProperty(res, 'headersSent', { get: () => true, configurable: true, enumerable: true });
-        setImmediate(() => void release().catch(onError));
-      }
-      if (method === 'write') {
-        heldWrite = true;
-        return false;
-      }
-      return method === 'flushHeaders' ? undefined : res;
+      if (state === 'scheduled' || state === 'saving') throw headersSentError(method.replace('Header', ''));
+      return originalHeaders[method].apply(res, args);
     };
     Object.defineProperty(res, method, { value: intercepted, writable: true, configurable: true });
   }
@@ -125,6 +176,53 @@ export function headersReallySent(res: ServerResponse): boolean {
   return Reflect.get(Object.getPrototypeOf(res) as object, 'headersSent', res) === true;
 }
 
+/** Header access to `res` past {@link deferResponse}'s hold (which makes its header methods throw, as once node's headers are out). */
+export function unheldHeaders(res: ServerResponse): UnheldHeaders {
+  const method = (name: HeaderMethod): ((...args: unknown[]) => unknown) =>
+    originalHeaderMethods.get(res)?.[name] ?? (res[name] as (...args: unknown[]) => unknown);
+  return {
+    getHeader: (name) => res.getHeader(name),
+    setHeader: (name, value) => method('setHeader').call(res, name, value),
+    removeHeader: (name) => method('removeHeader').call(res, name),
+    get headersSent() {
+      return headersReallySent(res);
+    },
+  };
+}
+
+/** A node-style error with a `code`. */
+function nodeError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/** What node throws when headers are set (`action`: set, remove, append, write) after they went out. */
+function headersSentError(action: string): Error {
+  return nodeError('ERR_HTTP_HEADERS_SENT', `Cannot ${action} headers after they are sent to the client`);
+}
+
+/**
+ * A `write`, `end` or `flushHeaders` after the held response's `end`: what node does once a
+ * response has ended (a write, or an end with data, fails with ERR_STREAM_WRITE_AFTER_END:
+ * to its callback and as an 'error' event; a bare end waits for 'finish'). Nothing is queued.
+ */
+function afterEnd(res: ServerResponse, method: Method, args: unknown[]): unknown {
+  if (method === 'flushHeaders') return undefined;
+  const callback = args.findLast((arg) => typeof arg === 'function') as ((error?: Error) => void) | undefined;
+  const chunk = typeof args[0] === 'function' ? undefined : args[0];
+  if (method === 'end' && !chunk) {
+    if (callback) res.once('finish', () => callback());
+    return res;
+  }
+  if (!res.destroyed) {
+    const error = nodeError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
+    process.nextTick(() => {
+      callback?.(error);
+      if (!res.destroyed) res.emit('error', error);
+    });
+  }
+  return method === 'end' ? res : false;
+}
+
 /** A short plain-text 500, replacing any headers but Set-Cookie. */
 export function respondError(res: ServerResponse): void {
   if (res.headersSent) {
@@ -139,14 +237,22 @@ export function respondError(res: ServerResponse): void {
 }
 
 /** Applies `writeHead`'s headers to `res` (as node does when `setHeader` was used too) and returns the call without them. */
-function moveHeaders(res: ServerResponse, args: unknown[]): unknown[] {
+function moveHeaders(
+  res: ServerResponse,
+  methods: Record<HeaderMethod, (...args: unknown[]) => unknown>,
+  args: unknown[],
+): unknown[] {
   const [statusCode, second, third] = args;
   const reason = typeof second === 'string' ? second : undefined;
   const headers = reason === undefined ? second : third;
+  const target = {
+    getHeader: (name: string) => res.getHeader(name),
+    setHeader: (name: string, value: unknown) => methods.setHeader.call(res, name, value),
+  };
   for (const [name, value] of headerPairs(headers)) {
     if (value === undefined) continue;
-    if (name.toLowerCase() === 'set-cookie') appendHeader(res, 'set-cookie', value);
-    else res.setHeader(name, value as string | number | readonly string[]);
+    if (name.toLowerCase() === 'set-cookie') appendHeader(target, 'set-cookie', value);
+    else target.setHeader(name, value);
   }
   if (typeof statusCode === 'number') res.statusCode = statusCode;
   return reason === undefined ? [statusCode] : [statusCode, reason];

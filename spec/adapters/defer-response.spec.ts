@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, describe, it } from 'node:test';
-import { type DeferredResponse, deferResponse } from '../../lib/adapters/defer-response.js';
+import { type DeferredResponse, deferResponse, unheldHeaders } from '../../lib/adapters/defer-response.js';
 import { get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
@@ -67,7 +67,7 @@ describe('deferResponse', () => {
           res.end('c', () => callbacks.push('end'));
         },
         async (res) => {
-          res.setHeader('x-hook', 'ran');
+          unheldHeaders(res).setHeader('x-hook', 'ran');
         },
       ),
     );
@@ -204,6 +204,49 @@ describe('deferResponse', () => {
     const fine = track(await serve((_req, res) => res.end('fine')));
     assert.equal((await get(fine.url)).body, 'fine');
     assert.equal(fine.seen.failedAtHook, false);
+  });
+
+  it("behaves as node's response does once its headers are out: header changes throw, nothing is replayed after the first end", async () => {
+    const outcomes: Record<string, unknown> = {};
+    const attempt = (name: string, call: () => unknown) => {
+      try {
+        call();
+        outcomes[name] = 'ok';
+      } catch (error) {
+        outcomes[name] = (error as { code?: string }).code;
+      }
+    };
+    const errors: unknown[] = [];
+    const server = track(
+      await serve((_req, res) => {
+        res.on('error', (error) => errors.push((error as { code?: string }).code));
+        res.statusCode = 401;
+        res.end('denied');
+        attempt('setHeader', () => res.setHeader('x-test', 'changed'));
+        attempt('removeHeader', () => res.removeHeader('content-length'));
+        attempt('appendHeader', () => res.appendHeader('x-test', 'appended'));
+        attempt('writeHead', () => res.writeHead(200, { 'x-test': 'second' }));
+        res.statusCode = 200;
+        res.end('secret', (error?: Error) => {
+          outcomes.endCallback = (error as { code?: string } | undefined)?.code;
+        });
+      }),
+    );
+    const response = await fetch(server.url);
+    assert.equal(response.status, 401);
+    assert.equal(await response.text(), 'denied');
+    assert.equal(response.headers.get('x-test'), null);
+    assert.deepEqual(outcomes, {
+      setHeader: 'ERR_HTTP_HEADERS_SENT',
+      removeHeader: 'ERR_HTTP_HEADERS_SENT',
+      appendHeader: 'ERR_HTTP_HEADERS_SENT',
+      writeHead: 'ERR_HTTP_HEADERS_SENT',
+      endCallback: 'ERR_STREAM_WRITE_AFTER_END',
+    });
+    assert.deepEqual(errors, ['ERR_STREAM_WRITE_AFTER_END'], 'one error, for the second end, as node emits it');
+    assert.equal(server.seen.atHook?.statusCode, 401, 'the status the response went out with');
+    assert.equal(server.seen.hookRuns, 1);
+    assert.deepEqual(server.seen.errors, []);
   });
 
   it('cuts a response that failed after its headers went out', async () => {

@@ -150,6 +150,47 @@ describe('Express adapter', () => {
     assert.equal(next.body, 2);
   });
 
+  it('survives a handler that answers twice: the second send throws in the handler, as without the hold', async () => {
+    const thrown: unknown[] = [];
+    const app = appWith({ log: () => {} });
+    app.get('/init', (req, res) => {
+      req.session.data.n = 1;
+      res.send('ok');
+    });
+    app.get('/double', (req, res) => {
+      req.session.data.n = 2;
+      res.status(401).send('denied');
+      try {
+        res.send('secret');
+      } catch (error) {
+        thrown.push((error as { code?: string }).code);
+        throw error;
+      }
+    });
+    app.get('/json-twice', (_req, res) => {
+      res.json({ a: 1 });
+      res.json({ b: 2 });
+    });
+    app.get('/show', (req, res) => {
+      res.json(req.session.data.n);
+    });
+    const url = await serve(app);
+    const cookie = cookieFrom(await get(`${url}/init`), 'sid');
+    for (const path of ['/double', '/json-twice']) {
+      const outcome = await get(`${url}${path}`, cookie).then(
+        (response) => response.body,
+        () => 'cut',
+      );
+      assert.ok(
+        outcome === 'cut' || outcome === 'denied' || (outcome as { a?: number }).a === 1,
+        `${path}: ${outcome}`,
+      );
+      const shown = await get(`${url}/show`, cookie);
+      assert.equal(shown.status, 200, `${path}: the server still serves, and the lock was released`);
+    }
+    assert.deepEqual(thrown, ['ERR_HTTP_HEADERS_SENT']);
+  });
+
   it('holds back a response written in pieces until the session is saved', async () => {
     const app = appWith();
     app.get('/stream', (req, res) => {
