@@ -23,6 +23,7 @@ import {
   finishSession,
   type HeaderTarget,
   openSession,
+  releaseOnClose,
   releaseSession,
   type SessionMiddlewareOptions,
 } from './core.js';
@@ -46,7 +47,8 @@ declare module 'fastify' {
  * locked with the `lock` option or the route's `config: { sessionLock: true }`, and saved (if
  * modified) in `onSend`, with its Set-Cookie appended, before the payload goes out. A request
  * that failed (the error handler ran) saves nothing. The lock is always released: in `onSend`,
- * and else in `onError`, `onResponse` or `onRequestAbort`. A storage failure while loading
+ * and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection closes
+ * (also when its client left while the session loaded or waited for its lock). A storage failure while loading
  * becomes the request's error (a 500 by default).
  */
 export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Object.assign(
@@ -65,9 +67,11 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
     const failed = new WeakSet<FastifyRequest>();
     const release = async (request: FastifyRequest): Promise<void> => releaseSession(request.session, config);
     fastify.decorateRequest('session', null as unknown as Session);
-    fastify.addHook('onRequest', async (request) => {
+    fastify.addHook('onRequest', async (request, reply) => {
       const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);
       request.session = await openSession(request.raw, config, lock);
+      // onRequestAbort may have fired while the session loaded or waited for its lock.
+      releaseOnClose(request.session, reply.raw, config);
     });
     fastify.addHook('onSend', async (request, reply, payload) => {
       if (request.session) {

@@ -10,8 +10,12 @@ import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 import { instrumentedMemory } from '../fixtures/instrumented-storage.js';
 
-const start: StartServer = (options, action) => {
+const start: StartServer = (options, action, observe) => {
   const app = express();
+  app.use((req, res, next) => {
+    observe?.(req, res);
+    next();
+  });
   app.use(sessionlock(options));
   app.use(async (req, res) => {
     const reply = await action({ path: req.originalUrl, session: req.session });

@@ -13,8 +13,9 @@ async function listen(app: FastifyInstance): Promise<RunningServer> {
   return { url, close: () => app.close() };
 }
 
-const start: StartServer = async (options, action) => {
+const start: StartServer = async (options, action, observe) => {
   const app = Fastify({ forceCloseConnections: true });
+  app.addHook('onRequest', async (request, reply) => observe?.(request.raw, reply.raw));
   await app.register(sessionlock, options);
   app.all('/*', async (request, reply) => {
     const result = await action({ path: request.url, session: request.session });

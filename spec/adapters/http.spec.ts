@@ -9,21 +9,24 @@ import { goneWaiter } from '../fixtures/gone-waiter.js';
 import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
-const start: StartServer = (options, action) =>
-  listen(
-    http.createServer(
-      withSession(async (req, res) => {
-        const reply = await action({ path: req.url ?? '/', session: req.session });
-        if (reply.cookie) res.setHeader('set-cookie', reply.cookie);
-        if (reply.redirect) {
-          res.writeHead(302, { location: reply.redirect }).end();
-          return;
-        }
-        res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(reply.json));
-      }, options),
-    ),
+const start: StartServer = (options, action, observe) => {
+  const listener = withSession(async (req, res) => {
+    const reply = await action({ path: req.url ?? '/', session: req.session });
+    if (reply.cookie) res.setHeader('set-cookie', reply.cookie);
+    if (reply.redirect) {
+      res.writeHead(302, { location: reply.redirect }).end();
+      return;
+    }
+    res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(reply.json));
+  }, options);
+  return listen(
+    http.createServer((req, res) => {
+      observe?.(req, res);
+      listener(req, res);
+    }),
   );
+};
 
 adapterConformance('node:http', start);
 

@@ -8,9 +8,13 @@ import { adapterConformance, type StartServer } from '../conformance/adapter.sui
 import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
-const start: StartServer = (options, action) => {
+const start: StartServer = (options, action, observe) => {
   const app = new Koa();
   app.silent = true;
+  app.use((ctx, next) => {
+    observe?.(ctx.req, ctx.res);
+    return next();
+  });
   app.use(sessionlock(options));
   app.use(async (ctx) => {
     const reply = await action({ path: ctx.url, session: ctx.session });

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { SessionMiddlewareOptions } from '../../lib/adapters/core.js';
 import { MemoryStore, type Session } from '../../lib/index.js';
@@ -32,8 +33,18 @@ export interface Exchange {
 /** A framework-neutral handler. When it throws, the harness lets the error take the framework's own path. */
 export type Action = (exchange: Exchange) => Promise<Reply>;
 
-/** Starts a server of the framework under test with the adapter configured by `options`. */
-export type StartServer = (options: SessionMiddlewareOptions, action: Action) => Promise<RunningServer>;
+/** Sees every request's node:http request and response before the adapter does. */
+export type Observe = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * Starts a server of the framework under test with the adapter configured by `options`;
+ * `observe`, when given, sees each request before the adapter (a middleware or hook ahead of it).
+ */
+export type StartServer = (
+  options: SessionMiddlewareOptions,
+  action: Action,
+  observe?: Observe,
+) => Promise<RunningServer>;
 
 const KEY = 'sid';
 const SECRET = 'adapter-suite-secret';
@@ -42,7 +53,10 @@ const CONCURRENCY = 200;
 /** Requests under `/locked/` hold the session lock for the whole request. */
 const lockLockedPaths = (req: { url?: string | undefined }) => req.url?.startsWith('/locked/') === true;
 
-/** Announces a request to `/hang`, which never answers (until its client gives up). */
+/**
+ * Announces a request to `/hang`, which never answers (until its client gives up), and one to
+ * `/hold` ('holding'), which answers once the test emits 'release'.
+ */
 const hangs = new EventEmitter();
 
 /** The application every framework serves. */
@@ -89,6 +103,12 @@ const suiteApp: Action = async ({ path, session }) => {
       data.n = -1;
       hangs.emit('hang');
       return new Promise<Reply>(() => {});
+    case 'hold': {
+      const released = once(hangs, 'release');
+      hangs.emit('holding');
+      await released;
+      return { json: {} };
+    }
     default:
       return { status: 404, json: { error: 'not found' } };
   }
@@ -97,8 +117,8 @@ const suiteApp: Action = async ({ path, session }) => {
 export function adapterConformance(framework: string, start: StartServer): void {
   describe(`adapter conformance: ${framework}`, () => {
     const servers: RunningServer[] = [];
-    const serve = async (options: SessionMiddlewareOptions) => {
-      const server = await start({ key: KEY, ...options }, suiteApp);
+    const serve = async (options: SessionMiddlewareOptions, observe?: Observe) => {
+      const server = await start({ key: KEY, ...options }, suiteApp, observe);
       servers.push(server);
       return server.url;
     };
@@ -281,6 +301,38 @@ export function adapterConformance(framework: string, start: StartServer): void 
         assert.deepEqual(response.body.data, {});
         assert.ok(logs.some((line) => line.includes(id) && line.includes('corrupt')));
       });
+    });
+
+    it('releases the lock of a request whose client left while it waited for the lock', async () => {
+      // The waiter's handler never answers: unless its lock is released once it gets it, the
+      // next request waits out lockTimeout and gets a 500.
+      const events = new EventEmitter();
+      const observe: Observe = (req, res) => {
+        if (req.url !== '/locked/hang') return;
+        res.once('close', () => events.emit('waiter-closed'));
+        events.emit('waiter-arrived');
+      };
+      const url = await serve(
+        { store: new MemoryStore(), lock: lockLockedPaths, lockTimeout: 3000, log: () => {} },
+        observe,
+      );
+      const cookie = await storedSession(url, { n: '5' });
+      const holding = once(hangs, 'holding');
+      const holder = get(`${url}/locked/hold`, cookie);
+      await holding;
+      const arrived = once(events, 'waiter-arrived');
+      const closed = once(events, 'waiter-closed');
+      const abort = new AbortController();
+      const waiter = fetch(`${url}/locked/hang`, { headers: { cookie }, signal: abort.signal }).catch(() => 'aborted');
+      await arrived;
+      abort.abort();
+      await closed;
+      hangs.emit('release');
+      assert.equal((await holder).status, 200);
+      assert.equal(await waiter, 'aborted');
+      const next = await get(`${url}/locked/set/after/gone`, cookie);
+      assert.equal(next.status, 200, "the waiter's lock was released");
+      assert.deepEqual(next.body, { n: '5', after: 'gone' });
     });
 
     it('answers a corrupt record with a 500 when invalidateCorrupt is false', async () => {
