@@ -5,10 +5,11 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { describe } from '../options.js';
 import { Session } from '../session.js';
 import { type SessionOptions, sessionConfig } from '../session-options.js';
-import { appendHeader, type DeferredResponse, deferResponse, unheldHeaders } from './defer-response.js';
+import { appendHeader, connectionGone, type DeferredResponse, deferResponse, unheldHeaders } from './defer-response.js';
 
 /**
  * Options of the web framework adapters: the {@link SessionOptions}, plus `lock`, and
@@ -149,13 +150,44 @@ async function unlock(session: Session, config: AdapterConfig, abandonReason?: s
 
 /**
  * Releases the session's lock when `res` closes (finished, or the connection was lost while
- * the handler ran) — at once when it closed already (its client left while the session
- * loaded or waited for its lock: a handler that does not answer a gone client would else
- * keep the lock forever).
+ * the handler ran) or its connection does — at once when either closed already (its client
+ * left while the session loaded or waited for its lock: a handler that does not answer a
+ * gone client would else keep the lock forever). The connection is watched too because node
+ * gives a response queued behind an earlier pipelined one no 'close' when the connection
+ * drops (nor a socket: `res.socket` is null until its turn).
  */
 export function releaseOnClose(session: Session, res: ServerResponse, config: AdapterConfig): void {
-  if (res.destroyed) void releaseSession(session, config);
-  else res.once('close', () => void releaseSession(session, config));
+  const release = () => void releaseSession(session, config);
+  if (connectionGone(res)) {
+    release();
+    return;
+  }
+  const socket = res.socket ?? res.req?.socket;
+  const unwatch = socket ? onSocketClose(socket, release) : () => {};
+  res.once('close', () => {
+    unwatch();
+    release();
+  });
+}
+
+/** Callbacks waiting for a socket's 'close': one listener per socket, which keep-alive requests share. */
+const socketWatchers = new WeakMap<Socket, Set<() => void>>();
+
+/** Calls `callback` when `socket` closes; returns the function that stops watching. */
+function onSocketClose(socket: Socket, callback: () => void): () => void {
+  let watchers = socketWatchers.get(socket);
+  if (!watchers) {
+    const callbacks = new Set<() => void>();
+    watchers = callbacks;
+    socketWatchers.set(socket, callbacks);
+    socket.once('close', () => {
+      socketWatchers.delete(socket);
+      for (const watcher of callbacks) watcher();
+    });
+  }
+  const registered = watchers;
+  registered.add(callback);
+  return () => registered.delete(callback);
 }
 
 /**

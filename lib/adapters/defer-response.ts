@@ -92,7 +92,7 @@ export function deferResponse(
     restoreStatus();
     let hookFailed = false;
     try {
-      await beforeHeaders(failed || res.destroyed || res.socket?.destroyed === true);
+      await beforeHeaders(failed || connectionGone(res));
     } catch (error) {
       hookFailed = true;
       onError(error);
@@ -169,6 +169,11 @@ export function deferResponse(
       }
     },
   };
+}
+
+/** Whether `res` can no longer go out: it was destroyed, or its connection (also the one of a pipelined response not yet attached to it) is gone. */
+export function connectionGone(res: ServerResponse): boolean {
+  return res.destroyed || (res.socket ?? res.req?.socket)?.destroyed === true;
 }
 
 /** Whether `res` has really sent its headers: node's own `headersSent`, past the `true` that {@link deferResponse} reports while it holds calls. */

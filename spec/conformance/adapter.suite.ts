@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { SessionMiddlewareOptions } from '../../lib/adapters/core.js';
 import { MemoryStore, type Session } from '../../lib/index.js';
@@ -333,6 +334,42 @@ export function adapterConformance(framework: string, start: StartServer): void 
       const next = await get(`${url}/locked/set/after/gone`, cookie);
       assert.equal(next.status, 200, "the waiter's lock was released");
       assert.deepEqual(next.body, { n: '5', after: 'gone' });
+    });
+
+    it('saves nothing of, and releases the lock of, pipelined requests whose connection is gone', async () => {
+      // node gives a response queued behind an earlier pipelined one no 'close' when the
+      // connection drops: only its request and the socket close.
+      const events = new EventEmitter();
+      const observe: Observe = (req) => {
+        if (!req.url?.startsWith('/locked/set/dead/')) return;
+        req.socket.once('close', () => events.emit('socket-closed'));
+        events.emit('pipelined');
+      };
+      const url = await serve({ store: new MemoryStore(), lock: lockLockedPaths, log: () => {} }, observe);
+      const cookie = await storedSession(url, { n: '5' });
+      const { hostname, port } = new URL(url);
+      const socket = net.connect(Number(port), hostname);
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+      const request = (path: string) => `GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nCookie: ${cookie}\r\n\r\n`;
+      const holding = once(hangs, 'holding');
+      socket.write(request('/locked/hold'));
+      await holding;
+      let arrivals = 0;
+      const pipelined = new Promise<void>((resolve) =>
+        events.on('pipelined', () => {
+          if (++arrivals === 2) resolve();
+        }),
+      );
+      socket.write(request('/locked/set/dead/1') + request('/locked/set/dead/2'));
+      await pipelined;
+      const closed = once(events, 'socket-closed');
+      socket.destroy();
+      await closed;
+      hangs.emit('release');
+      const next = await get(`${url}/locked/set/after/dead`, cookie);
+      assert.equal(next.status, 200);
+      assert.deepEqual(next.body, { n: '5', after: 'dead' }, 'the pipelined requests of the gone client saved nothing');
     });
 
     it('answers a corrupt record with a 500 when invalidateCorrupt is false', async () => {
