@@ -46,7 +46,8 @@ declare module 'fastify' {
  * fastify-plugin). Each request's session is loaded in `onRequest` into `request.session`,
  * locked with the `lock` option or the route's `config: { sessionLock: true }`, and saved (if
  * modified) in `onSend`, with its Set-Cookie appended, before the payload goes out. A request
- * that failed (the error handler ran) saves nothing. The lock is always released: in `onSend`,
+ * that failed (the error handler ran) saves nothing; an `onSend` hook registered after this
+ * plugin runs after the save, so its failure cannot undo it. The lock is always released: in `onSend`,
  * and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection closes
  * (also when its client left while the session loaded or waited for its lock). A storage failure while loading
  * becomes the request's error (a 500 by default).
@@ -65,6 +66,7 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
       return;
     }
     const failed = new WeakSet<FastifyRequest>();
+    const finished = new WeakSet<FastifyRequest>();
     const release = async (request: FastifyRequest): Promise<void> => releaseSession(request.session, config);
     fastify.decorateRequest('session', null as unknown as Session);
     fastify.addHook('onRequest', async (request, reply) => {
@@ -74,7 +76,9 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
       releaseOnClose(request.session, reply.raw, config);
     });
     fastify.addHook('onSend', async (request, reply, payload) => {
-      if (request.session) {
+      // Once per request: Fastify runs onSend again for the error payload when a later onSend hook throws.
+      if (request.session && !finished.has(request)) {
+        finished.add(request);
         const outcome = { statusCode: reply.statusCode, failed: failed.has(request) };
         await finishSession(request.session, replyHeaders(reply), outcome, config);
       }

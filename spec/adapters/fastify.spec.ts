@@ -85,6 +85,30 @@ describe('Fastify adapter', () => {
     assert.equal((await get(`${url}/count`, cookie)).body, 2);
   });
 
+  it('finishes a session once when a later onSend hook fails: one Set-Cookie, the lock released', async () => {
+    const url = await serve({ lock: true }, (app) => {
+      app.addHook('onSend', async (request, _reply, payload) => {
+        if (request.url === '/fail') throw new Error('onSend failure (expected by the test)');
+        return payload;
+      });
+      app.get('/fail', async (request) => {
+        request.session.data.n = 1;
+        return 'x';
+      });
+      app.get('/count', async (request) => {
+        request.session.data.n = (request.session.data.n ?? 0) + 1;
+        return request.session.data.n;
+      });
+    });
+    const failed = await get(`${url}/fail`);
+    assert.equal(failed.status, 500);
+    assert.equal(failed.setCookies.filter((header) => header.startsWith('sid=')).length, 1);
+    const cookie = cookieFrom(failed, 'sid');
+    const next = await get(`${url}/count`, cookie);
+    assert.equal(next.status, 200);
+    assert.equal(next.body, 2, 'the save came before the failing hook, and stands');
+  });
+
   it('fails registration for bad options', async () => {
     const app = Fastify();
     app.register(sessionlock, { lock: 'always' as never });
