@@ -254,11 +254,31 @@ function moveHeaders(
     getHeader: (name: string) => res.getHeader(name),
     setHeader: (name: string, value: unknown) => methods.setHeader.call(res, name, value),
   };
-  for (const [name, value] of headerPairs(headers)) {
-    if (value === undefined) continue;
+  const pairs = headerPairs(headers).filter(([, value]) => value !== undefined);
+  if (Array.isArray(headers)) {
+    // A flat array may repeat a name, and every value goes out (as node sends it): each
+    // name's values replace its earlier value. Set-Cookie keeps its earlier values.
+    const grouped = new Map<string, [string, unknown[]]>();
+    for (const [name, value] of pairs) {
+      const entry = grouped.get(name.toLowerCase());
+      if (entry) entry[1].push(value);
+      else grouped.set(name.toLowerCase(), [name, [value]]);
+    }
+    for (const [lower, [name, values]] of grouped) {
+      if (lower === 'set-cookie') appendHeader(target, name, values.flat());
+      else target.setHeader(name, values.length === 1 ? values[0] : values.flat());
+    }
+    return withoutHeaders(res, statusCode, reason);
+  }
+  for (const [name, value] of pairs) {
     if (name.toLowerCase() === 'set-cookie') appendHeader(target, 'set-cookie', value);
     else target.setHeader(name, value);
   }
+  return withoutHeaders(res, statusCode, reason);
+}
+
+/** `writeHead`'s call without its headers; sets `res.statusCode` so the hook sees it. */
+function withoutHeaders(res: ServerResponse, statusCode: unknown, reason: string | undefined): unknown[] {
   if (typeof statusCode === 'number') res.statusCode = statusCode;
   return reason === undefined ? [statusCode] : [statusCode, reason];
 }

@@ -57,6 +57,29 @@ describe('node:http adapter', () => {
     assert.equal((await get(`${url}/`, cookie)).body, 2);
   });
 
+  it("sends every value of a header that writeHead's flat array repeats", async () => {
+    const { url } = await serve((req, res) => {
+      req.session.data.user = 'ann';
+      res.setHeader('vary', 'Origin');
+      res.writeHead(200, [
+        'Link',
+        '</a.css>; rel=preload',
+        'Link',
+        '</b.js>; rel=preload',
+        'Vary',
+        'Accept',
+        'Vary',
+        'Cookie',
+      ]);
+      res.end('ok');
+    });
+    const response = await fetch(url);
+    assert.equal(await response.text(), 'ok');
+    assert.equal(response.headers.get('link'), '</a.css>; rel=preload, </b.js>; rel=preload');
+    assert.equal(response.headers.get('vary'), 'Accept, Cookie', "the array's values replace the earlier one");
+    assert.equal(response.headers.getSetCookie().length, 1, "the session's cookie");
+  });
+
   it('serves a handler that answers later from a callback, without returning a promise', async () => {
     const { url } = await serve((req, res) => {
       req.session.data.user = 'ann';
