@@ -13,6 +13,7 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Session } from '../session.js';
+import { Session as SessionClass } from '../session.js';
 import { adapterConfig, finishBeforeResponse, openSession, type SessionMiddlewareOptions } from './core.js';
 
 export type { SessionMiddlewareOptions } from './core.js';
@@ -33,11 +34,17 @@ declare module 'express-serve-static-core' {
  * all the same, also when the connection closes first. While the response is held,
  * `res.headersSent` is `true`, as it would be without the hold: a handler that throws after
  * starting its response gets its connection cut by Express's error handling, and saves
- * nothing. A storage failure while loading is passed to `next`.
+ * nothing. A storage failure while loading is passed to `next`. Mounted again on the path
+ * of a request that has its session (app-level and router-level), it does nothing.
  */
 export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHandler {
   const config = adapterConfig(options);
   return (req: Request, res: Response, next: NextFunction): void => {
+    // Mounted twice on a path (app and router): the request has its session, and its lock.
+    if (req.session instanceof SessionClass) {
+      next();
+      return;
+    }
     openSession(req, config)
       .then(
         (session) => {

@@ -195,6 +195,26 @@ describe('Express adapter', () => {
     assert.deepEqual(thrown, ['ERR_HTTP_HEADERS_SENT']);
   });
 
+  it('does nothing when mounted again on the path of a request that has its session (no deadlock)', async () => {
+    const options = { key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 3000, log: () => {} };
+    const app = express();
+    app.use(sessionlock(options));
+    const router = express.Router();
+    router.use(sessionlock(options));
+    router.get('/count', (req, res) => {
+      req.session.data.n = (req.session.data.n ?? 0) + 1;
+      res.json(req.session.data.n);
+    });
+    app.use('/r', router);
+    const url = await serve(app);
+    const first = await get(`${url}/r/count`);
+    assert.equal(first.status, 200);
+    const cookie = cookieFrom(first, 'sid');
+    const second = await get(`${url}/r/count`, cookie);
+    assert.equal(second.status, 200, 'the second middleware did not wait for the lock the first one holds');
+    assert.equal(second.body, 2);
+  });
+
   it('holds back a response written in pieces until the session is saved', async () => {
     const app = appWith();
     app.get('/stream', (req, res) => {
