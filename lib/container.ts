@@ -18,20 +18,20 @@ export interface ContainerOptions extends NamespaceManagerOptions {
    * The backend: 'memory', 'file', 'dbm', 'redis' or a registered name.
    * @default 'dbm' when `dataDir` is given, else 'memory'
    */
-  type?: string;
+  type?: string | undefined;
   /** A NamespaceManager class to use instead of `type`. */
-  namespaceClass?: NamespaceManagerClass;
+  namespaceClass?: NamespaceManagerClass | undefined;
   /** Seconds after which a value expires unless `get`/`set` say otherwise. None by default (values never expire). */
-  expiretime?: number;
+  expiretime?: number | undefined;
   [backendOption: string]: unknown;
 }
 
 /** Options of {@link Container.get}. */
 export interface GetOptions<T> {
   /** Creates the value when it is missing or expired. Without it, a missing or expired value is `undefined`. */
-  createfunc?: () => T | Promise<T>;
+  createfunc?: (() => T | Promise<T>) | undefined;
   /** Seconds the value stays fresh. @default the container's `expiretime` */
-  expiretime?: number;
+  expiretime?: number | undefined;
 }
 
 interface Stored {
@@ -92,7 +92,7 @@ export class Container {
   }
 
   /** Stores `value` under `key`, fresh for `expiretime` seconds (default: the container's). */
-  async set(key: string, value: unknown, options: { expiretime?: number } = {}): Promise<void> {
+  async set(key: string, value: unknown, options: { expiretime?: number | undefined } = {}): Promise<void> {
     await this.#write(key, value, checkSeconds('expiretime', options.expiretime) ?? this.#expiretime);
   }
 
@@ -241,7 +241,11 @@ export class CacheRegion extends Container {
    */
   memoize<A extends unknown[], R>(
     fn: (...args: A) => R | Promise<R>,
-    options: { name?: string; key?: (...args: A) => string; expiretime?: number } = {},
+    options: {
+      name?: string | undefined;
+      key?: ((...args: A) => string) | undefined;
+      expiretime?: number | undefined;
+    } = {},
   ): (...args: A) => Promise<R> {
     if (typeof fn !== 'function') throw new TypeError(`fn must be a function, received ${describe(fn)}`);
     const name = checkString('name', options.name ?? fn.name, { nonEmpty: false }) as string;

@@ -31,69 +31,69 @@ export interface SessionOptions extends NamespaceManagerOptions {
    * Subject to `strict` like an id from a cookie.
    * @default the id in the request's cookie
    */
-  id?: string;
+  id?: string | undefined;
   /**
    * Read the id from the request's Cookie header and offer a Set-Cookie in
    * {@link Session.cookieHeader} (Myghty `session_use_cookies`).
    * @default true
    */
-  useCookies?: boolean;
+  useCookies?: boolean | undefined;
   /**
    * Corrupt stored data starts a fresh session (with `wasInvalidated`) instead of making
    * `load()` throw {@link SessionCorruptError} (Myghty `session_invalidate_corrupt`).
    * @default false
    */
-  invalidateCorrupt?: boolean;
+  invalidateCorrupt?: boolean | undefined;
   /**
    * The storage backend: 'memory', 'file', 'dbm', 'redis' or a registered name (Myghty `session_type`).
    * @default 'dbm' when `dataDir` is given, else 'memory'
    */
-  type?: string;
+  type?: string | undefined;
   /**
    * A NamespaceManager class to use instead of `type` (Myghty `session_namespace_class`).
    * @default the class registered for `type`
    */
-  namespaceClass?: NamespaceManagerClass;
+  namespaceClass?: NamespaceManagerClass | undefined;
   /**
    * The cookie's name (Myghty `session_key`).
    * @default 'sessionlock_id'
    */
-  key?: string;
+  key?: string | undefined;
   /**
    * Seconds of inactivity after which the session is invalidated on load (Myghty `session_timeout`).
    * @default none: sessions never time out
    */
-  timeout?: number;
+  timeout?: number | undefined;
   /**
    * When the cookie expires (Myghty `session_cookie_expires`): `true`, when the browser
    * closes; `false`, never; a `Date`; or a number of seconds from now (more than 0), renewed
    * as the session is used.
    * @default true
    */
-  cookieExpires?: boolean | Date | number;
+  cookieExpires?: boolean | Date | number | undefined;
   /**
    * Signs session ids in cookies with HMAC-SHA256 (Myghty `session_secret`). An array
    * rotates secrets: the first signs, any verifies.
    * @default none: ids are not signed
    */
-  secret?: string | readonly string[];
+  secret?: string | readonly string[] | undefined;
   /**
    * Receives a debug line for each invalidation, rejected cookie and lock wait (Myghty `session_log_file`).
    * @default none
    */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
   /** The cookie's Path attribute. @default '/' */
-  cookiePath?: string;
+  cookiePath?: string | undefined;
   /** The cookie's Domain attribute. @default none: a host-only cookie */
-  cookieDomain?: string;
+  cookieDomain?: string | undefined;
   /** The cookie's Secure attribute: send it over HTTPS only. @default false */
-  secure?: boolean;
+  secure?: boolean | undefined;
   /** The cookie's HttpOnly attribute: hide it from scripts. @default true */
-  httpOnly?: boolean;
+  httpOnly?: boolean | undefined;
   /** The cookie's SameSite attribute ('None' needs `secure`). @default 'Lax' */
-  sameSite?: 'Strict' | 'Lax' | 'None';
+  sameSite?: 'Strict' | 'Lax' | 'None' | undefined;
   /** The cookie's Partitioned attribute (CHIPS; needs `secure`). @default false */
-  partitioned?: boolean;
+  partitioned?: boolean | undefined;
   /**
    * Seconds between writes of the access time: a load writes it only when the stored one
    * is older, so read-only requests cost no write (zope.session's "resolution"). A session
@@ -101,26 +101,31 @@ export interface SessionOptions extends NamespaceManagerOptions {
    * last use.
    * @default a tenth of `timeout`, at most 60
    */
-  accessResolution?: number;
+  accessResolution?: number | undefined;
   /**
    * Never adopt an id that is not in storage: a client cannot choose its session id.
    * @default true
    */
-  strict?: boolean;
+  strict?: boolean | undefined;
   /** Backend option ('memory'): the MemoryStore to use. @default the process's default store */
   store?: unknown;
   /** Backend option ('file'): fsync each commit. @default false */
-  durable?: boolean;
+  durable?: boolean | undefined;
   /** Backend option ('dbm'): how many LMDB files stay open. @default 512 */
-  maxOpenFiles?: number;
+  maxOpenFiles?: number | undefined;
   /** Backend option ('redis'): an ioredis client (see RedisNamespaceManager). @default a client for `url` */
   client?: unknown;
   /** Backend option ('redis'): where Redis is. @default 'redis://127.0.0.1:6379' */
-  url?: string;
-  /** Backend option ('redis'): prepended to every key. @default 'sessionlock:' */
+  url?: string | undefined;
+  /**
+   * Backend option ('redis'): prepended to every key. The one option without `| undefined`:
+   * Fastify's `register` options declare `prefix?: string`, and the adapters' options must
+   * stay assignable to them under `exactOptionalPropertyTypes`.
+   * @default 'sessionlock:'
+   */
   prefix?: string;
   /** Backend option ('redis'): milliseconds a command may take. @default 5000 */
-  commandTimeout?: number;
+  commandTimeout?: number | undefined;
 }
 
 /** What a Session needs of a request: its headers (a node:http IncomingMessage fits). */
@@ -135,13 +140,13 @@ export interface SessionLoadOptions {
    * (PHP-style, for a whole request): one read instead of a load and a reload.
    * @default false
    */
-  lock?: boolean | SessionLockOptions;
+  lock?: boolean | SessionLockOptions | undefined;
 }
 
 /** Options of {@link Session.lock}. */
 export interface SessionLockOptions {
   /** Milliseconds to wait for the lock before {@link LockTimeoutError}. @default the `lockTimeout` option */
-  timeout?: number;
+  timeout?: number | undefined;
 }
 
 /** Options that configure the Session itself rather than its storage. */

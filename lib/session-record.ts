@@ -145,7 +145,10 @@ export function applyUnder(manager: NamespaceManager, changes: Changes, requireK
 }
 
 /** Takes the write lock and reads the session under it; releases the lock if reading fails. */
-export async function readLocked(manager: NamespaceManager, lock: { timeout?: number }): Promise<StoredSession> {
+export async function readLocked(
+  manager: NamespaceManager,
+  lock: { timeout?: number | undefined },
+): Promise<StoredSession> {
   await manager.acquireWriteLock(lock.timeout === undefined ? {} : { timeout: lock.timeout });
   try {
     return readSession(manager);

@@ -33,28 +33,28 @@ export interface SweepOptions {
    * Which sessions to sweep.
    * @default both kinds found
    */
-  type?: SweepType;
+  type?: SweepType | undefined;
   /**
    * Milliseconds after which a lock whose holder stopped renewing it is abandoned: the
    * sessions' `lockStale`. Also the age at which temporary files count as left over.
    * @default 10000
    */
-  lockStale?: number;
+  lockStale?: number | undefined;
   /**
    * Report what would be removed, and remove nothing (no lock is taken).
    * @default false
    */
-  dryRun?: boolean;
+  dryRun?: boolean | undefined;
   /**
    * Called for each session or left-over file removed (with `dryRun`: that would be). The
    * sweep waits for a promise it returns before it goes on.
    */
-  onRemove?: (entry: SweptEntry) => void | Promise<void>;
+  onRemove?: ((entry: SweptEntry) => void | Promise<void>) | undefined;
   /**
    * Called for each entry that could not be swept; the entry is counted in `failed` and the
    * sweep goes on (after a promise it returns has settled).
    */
-  onError?: (error: Error, path: string) => void | Promise<void>;
+  onError?: ((error: Error, path: string) => void | Promise<void>) | undefined;
 }
 
 /** What {@link sweep} removed: an idle session, or a left-over lock or temporary file. */

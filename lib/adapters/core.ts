@@ -22,7 +22,7 @@ export interface SessionMiddlewareOptions extends SessionOptions {
    * turn this on unless it is set; `false` lets the SessionCorruptError take the error path.
    * @default true
    */
-  invalidateCorrupt?: boolean;
+  invalidateCorrupt?: boolean | undefined;
   /**
    * Hold the session's lock for the whole request, PHP-style: the session is loaded under
    * its exclusive lock, and the lock is released once the session is saved, just before the
@@ -32,7 +32,7 @@ export interface SessionMiddlewareOptions extends SessionOptions {
    * (Express's `req`, Fastify's `request.raw`, Koa's `ctx.req`).
    * @default false
    */
-  lock?: boolean | ((req: IncomingMessage) => boolean);
+  lock?: boolean | ((req: IncomingMessage) => boolean) | undefined;
 }
 
 /** Where a session's Set-Cookie goes: a ServerResponse, or a framework's reply. */

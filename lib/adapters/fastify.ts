@@ -37,7 +37,7 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     /** Hold the session's lock for the whole request on this route; overrides the plugin's `lock` option. */
-    sessionLock?: boolean;
+    sessionLock?: boolean | undefined;
   }
 }
 

@@ -42,7 +42,7 @@ export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOp
    * applies.
    * @default 512
    */
-  maxOpenFiles?: number;
+  maxOpenFiles?: number | undefined;
 }
 
 /** The extension of namespace files. */

@@ -42,7 +42,7 @@ export interface FileNamespaceManagerOptions extends FileLockedNamespaceManagerO
    * but may be lost if the machine crashes, as with most session stores.
    * @default false
    */
-  durable?: boolean;
+  durable?: boolean | undefined;
 }
 
 /** The extension of namespace files. */

@@ -31,7 +31,7 @@ export interface MemoryNamespaceManagerOptions extends NamespaceManagerOptions {
    * Where namespaces live; give a separate store to isolate tests or tenants.
    * @default defaultMemoryStore
    */
-  store?: MemoryStore;
+  store?: MemoryStore | undefined;
 }
 
 /**

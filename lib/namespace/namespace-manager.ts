@@ -281,7 +281,7 @@ export abstract class NamespaceManager {
    * Runs `fn` under the write lock and commits what it changed. When `fn` throws, its
    * changes are rolled back, the lock is released, and the error propagates.
    */
-  async withWriteLock<T>(fn: () => T | Promise<T>, options: { timeout?: number } = {}): Promise<T> {
+  async withWriteLock<T>(fn: () => T | Promise<T>, options: { timeout?: number | undefined } = {}): Promise<T> {
     await this.acquireWriteLock(options.timeout === undefined ? {} : { timeout: options.timeout });
     const depth = this.#holds.length;
     const savepoint = this.#view?.savepoint();

@@ -24,28 +24,28 @@ export interface NamespaceManagerOptions {
    * Directory that holds the namespaces (file and dbm backends, which require it). Created when missing.
    * @default none
    */
-  dataDir?: string;
+  dataDir?: string | undefined;
   /**
    * How long a lock wait may take, in milliseconds, before it throws {@link LockTimeoutError}.
    * @default 30000
    */
-  lockTimeout?: number;
+  lockTimeout?: number | undefined;
   /**
    * Milliseconds after which the lock of a holder that stopped renewing it (a killed
    * process) is taken over. A live holder renews its lease well within this time.
    * @default 10000
    */
-  lockStale?: number;
+  lockStale?: number | undefined;
   /**
    * Encodes each stored value.
    * @default jsonSerializer
    */
-  serializer?: Serializer;
+  serializer?: Serializer | undefined;
   /**
    * Receives a debug line for each lock wait, stale-lock takeover and lost lock.
    * @default none
    */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
   /**
    * Encrypts every stored value with AES-256-GCM (a fresh nonce per write, bound to its
    * namespace and key). An array rotates keys: the first encrypts, any decrypts. A value
@@ -53,7 +53,7 @@ export interface NamespaceManagerOptions {
    * Keys are strings of 16 or more characters (use random ones).
    * @default none: values are stored as the serializer writes them
    */
-  encryptKey?: string | readonly string[];
+  encryptKey?: string | readonly string[] | undefined;
 }
 
 /** Options of {@link NamespaceManager.applyChanges}. */
@@ -61,15 +61,15 @@ export interface ApplyChangesOptions {
   /** Write nothing, and resolve `false`, unless this key is stored. */
   requireKey?: string | undefined;
   /** `false`: resolve `false` at once, writing nothing, while a writer holds the lock. @default true */
-  wait?: boolean;
+  wait?: boolean | undefined;
 }
 
 /** Options of {@link NamespaceManager.acquireWriteLock}. */
 export interface AcquireWriteLockOptions {
   /** `false`: return `false` at once instead of waiting when the lock is held elsewhere. @default true */
-  wait?: boolean;
+  wait?: boolean | undefined;
   /** Milliseconds to wait before {@link LockTimeoutError}. @default the `lockTimeout` option */
-  timeout?: number;
+  timeout?: number | undefined;
 }
 
 /** The encoded entries of a namespace: key → the serializer's string for its value. */

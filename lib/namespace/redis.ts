@@ -30,7 +30,7 @@ export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions {
    * closes it. Give either `client` or `url`.
    * @default a client for `url`, shared by every manager of this process that uses the same `url`
    */
-  client?: Redis | Cluster;
+  client?: Redis | Cluster | undefined;
   /**
    * Where Redis is, when no `client` is given (`redis://[user:password@]host[:port][/db]`,
    * `rediss://` for TLS). The client is created on first use, shared in this process, and
@@ -38,25 +38,25 @@ export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions {
    * closes it.
    * @default 'redis://127.0.0.1:6379'
    */
-  url?: string;
+  url?: string | undefined;
   /**
    * Prepended to every key; must not contain `{` or `}`, as the namespace is the hash tag.
    * @default 'sessionlock:'
    */
-  prefix?: string;
+  prefix?: string | undefined;
   /**
    * Milliseconds a command may take, waiting for a connection included, before it rejects
    * with a {@link StorageError} naming the server's address.
    * @default 5000
    */
-  commandTimeout?: number;
+  commandTimeout?: number | undefined;
   /**
    * Milliseconds after which stored data expires unless written again: each commit sets it
    * anew. Give the session timeout plus a margin, so abandoned sessions disappear without a sweep.
    * At most 2^53 - 1 (`Number.MAX_SAFE_INTEGER`).
    * @default Infinity (data never expires)
    */
-  ttl?: number;
+  ttl?: number | undefined;
 }
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
