@@ -2,7 +2,7 @@
  * sessionlock: server-side web sessions that stay correct under concurrent access.
  * @module sessionlock
  */
-export type { SessionMiddlewareOptions } from './adapters/core.js';
+export type { AdapterSessionData, SessionData, SessionMiddlewareOptions } from './adapters/core.js';
 export {
   CacheRegion,
   Container,

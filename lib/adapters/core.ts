@@ -12,6 +12,36 @@ import { type SessionOptions, sessionConfig } from '../session-options.js';
 import { appendHeader, connectionGone, type DeferredResponse, deferResponse, unheldHeaders } from './defer-response.js';
 
 /**
+ * The data of the sessions the adapters hand to handlers: Express's `req.session.data`,
+ * Fastify's `request.session.data`, Koa's `ctx.session.data`, and `withSession`'s default.
+ * It is empty, and while it stays empty that data is loose (`Record<string, any>`). An
+ * application types it by declaring its keys, in a file that imports from `'sessionlock'`
+ * (TypeScript augments only a module the program loads):
+ *
+ * ```ts
+ * import type {} from 'sessionlock';
+ *
+ * declare module 'sessionlock' {
+ *   interface SessionData {
+ *     user?: string;
+ *     cart?: string[];
+ *   }
+ * }
+ * ```
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: applications augment it
+export interface SessionData {}
+
+/**
+ * The data type of the adapters' sessions: {@link SessionData} once an application has
+ * declared keys in it, else `Record<string, any>`.
+ */
+export type AdapterSessionData = keyof SessionData extends never
+  ? // biome-ignore lint/suspicious/noExplicitAny: session data is the application's to type
+    Record<string, any>
+  : SessionData;
+
+/**
  * Options of the web framework adapters: the {@link SessionOptions}, plus `lock`, and
  * `invalidateCorrupt` on by default.
  */
@@ -80,8 +110,8 @@ export async function openSession(
   req: IncomingMessage,
   config: AdapterConfig,
   lock: boolean = config.lock(req),
-): Promise<Session> {
-  const session = new Session(req, config.session);
+): Promise<Session<AdapterSessionData>> {
+  const session = new Session<AdapterSessionData>(req, config.session);
   await session.load({ lock });
   return session;
 }

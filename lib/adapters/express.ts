@@ -14,6 +14,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Session } from '../session.js';
 import { Session as SessionClass } from '../session.js';
+import type { AdapterSessionData } from './core.js';
 import { adapterConfig, finishBeforeResponse, openSession, type SessionMiddlewareOptions } from './core.js';
 
 export type { SessionMiddlewareOptions } from './core.js';
@@ -21,7 +22,7 @@ export type { SessionMiddlewareOptions } from './core.js';
 declare module 'express-serve-static-core' {
   interface Request {
     /** The request's sessionlock session (set by the `sessionlock/express` middleware). */
-    session: Session;
+    session: Session<AdapterSessionData>;
   }
 }
 

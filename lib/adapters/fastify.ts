@@ -17,6 +17,7 @@
  */
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { Session } from '../session.js';
+import type { AdapterSessionData } from './core.js';
 import {
   type AdapterConfig,
   adapterConfig,
@@ -33,7 +34,7 @@ export type { SessionMiddlewareOptions } from './core.js';
 declare module 'fastify' {
   interface FastifyRequest {
     /** The request's sessionlock session (set by the `sessionlock/fastify` plugin). */
-    session: Session;
+    session: Session<AdapterSessionData>;
   }
   interface FastifyContextConfig {
     /** Hold the session's lock for the whole request on this route; overrides the plugin's `lock` option. */
@@ -68,7 +69,7 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
     const failed = new WeakSet<FastifyRequest>();
     const finished = new WeakSet<FastifyRequest>();
     const release = async (request: FastifyRequest): Promise<void> => releaseSession(request.session, config);
-    fastify.decorateRequest('session', null as unknown as Session);
+    fastify.decorateRequest('session', null as unknown as Session<AdapterSessionData>);
     fastify.addHook('onRequest', async (request, reply) => {
       const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);
       request.session = await openSession(request.raw, config, lock);

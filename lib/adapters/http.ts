@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Session } from '../session.js';
 import {
   type AdapterConfig,
+  type AdapterSessionData,
   adapterConfig,
   finishBeforeResponse,
   openSession,
@@ -26,14 +27,12 @@ import { respondError } from './defer-response.js';
 export type { SessionMiddlewareOptions } from './core.js';
 
 /** A node:http request with its loaded session. */
-// biome-ignore lint/suspicious/noExplicitAny: session data is the application's to type
-export type RequestWithSession<Data extends object = Record<string, any>> = IncomingMessage & {
+export type RequestWithSession<Data extends object = AdapterSessionData> = IncomingMessage & {
   session: Session<Data>;
 };
 
 /** A node:http request handler that gets the request's session as `req.session`. */
-// biome-ignore lint/suspicious/noExplicitAny: session data is the application's to type
-export type SessionHandler<Data extends object = Record<string, any>> = (
+export type SessionHandler<Data extends object = AdapterSessionData> = (
   req: RequestWithSession<Data>,
   res: ServerResponse,
 ) => unknown;
@@ -50,8 +49,7 @@ export type SessionHandler<Data extends object = Record<string, any>> = (
  * a short 500; the error goes to `log` (or stderr). The changes of a failed request are not
  * saved. Options are checked here, once: a bad one throws a TypeError.
  */
-// biome-ignore lint/suspicious/noExplicitAny: session data is the application's to type
-export function withSession<Data extends object = Record<string, any>>(
+export function withSession<Data extends object = AdapterSessionData>(
   handler: SessionHandler<Data>,
   options: SessionMiddlewareOptions = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {

@@ -16,6 +16,7 @@
  */
 import type { Middleware } from 'koa';
 import type { Session } from '../session.js';
+import type { AdapterSessionData } from './core.js';
 import {
   adapterConfig,
   finishSession,
@@ -30,7 +31,7 @@ export type { SessionMiddlewareOptions } from './core.js';
 declare module 'koa' {
   interface DefaultContext {
     /** The request's sessionlock session (set by the `sessionlock/koa` middleware). */
-    session: Session;
+    session: Session<AdapterSessionData>;
   }
 }
 
