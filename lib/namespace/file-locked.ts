@@ -18,7 +18,7 @@ export interface FileLockedNamespaceManagerOptions extends NamespaceManagerOptio
 /**
  * A backend that keeps each namespace in one file under `dataDir`, locked across processes
  * by a proper-lockfile lock file beside it.
- * @internal
+ * @hidden
  */
 export abstract class FileLockedNamespaceManager extends NamespaceManager {
   /** The path of this namespace's file. */
