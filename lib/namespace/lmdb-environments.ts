@@ -20,7 +20,13 @@ import { openAsClass, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
 import { ensureDirectory, statOrUndefined } from '../files.js';
 import { warnOnceIfMmapThresholdFloats } from './glibc-malloc.js';
-import { checkLmdbLockFile, checkOpenFile, openForCheck, openOrCreateForCheck } from './lmdb-file-check.js';
+import {
+  checkOpenFile,
+  checkSpaceForNewFile,
+  openForCheck,
+  openOrCreateForCheck,
+  prepareLmdbLockFile,
+} from './lmdb-file-check.js';
 import { writeTransaction } from './lmdb-transactions.js';
 
 /** Keys are data keys (strings) or reserved numbers (the commit stamp). */
@@ -324,7 +330,8 @@ export class LmdbEnvironments {
       const problem = checkOpenFile(fd, file);
       if (problem) throw new SessionCorruptError(namespace, `${file} ${problem}`);
       let db: LmdbDatabase;
-      checkLmdbLockFile(lmdbLockFile(file));
+      checkSpaceForNewFile(fd, file);
+      prepareLmdbLockFile(lmdbLockFile(file));
       try {
         db = openStore(file);
       } catch (error) {

@@ -81,24 +81,71 @@ export function openOrCreateForCheck(file: string, mode: number): number {
   throw new StorageError(file, 'create', { cause: new Error('it was removed as soon as it was created, three times') });
 }
 
+/** The size of the lock file lmdb 3.5's LMDB makes (its reader table for 126 readers). */
+const LOCK_FILE_BYTES = 8272;
+/** The free space below which LMDB is not given an empty data file to initialise. */
+const MIN_FREE_BYTES_FOR_NEW_FILE = 64 * 1024;
+
 /**
  * Throws {@link StorageError} unless LMDB can open `lockFile` (an LMDB file's `-lock` file)
  * or create it: something other than a regular file there (a directory, a symbolic link, a
  * FIFO), or one this process may not read and write, makes LMDB's open fail part-way, and
- * lmdb-js 3.5.6 then frees memory twice and the process crashes.
+ * lmdb-js 3.5.6 then frees memory twice and the process crashes. A missing lock file is
+ * created here, its blocks written: LMDB would size it without writing it and then write it
+ * through a memory map, which on a full disk kills the process (SIGBUS) where a write fails.
  */
-export function checkLmdbLockFile(lockFile: string): void {
+export function prepareLmdbLockFile(lockFile: string): void {
   let fd: number | undefined;
   try {
     const stat = fs.lstatSync(lockFile, { throwIfNoEntry: false });
-    if (stat === undefined) return;
+    if (stat === undefined) {
+      createLockFile(lockFile);
+      return;
+    }
     if (!stat.isFile()) throw new Error('it is not a regular file');
     fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (error) {
+    if (error instanceof StorageError) throw error;
     throw new StorageError(lockFile, 'open', { cause: error });
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
+}
+
+function createLockFile(lockFile: string): void {
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+  let fd: number;
+  try {
+    fd = fs.openSync(lockFile, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new StorageError(lockFile, 'create', { cause: error });
+    prepareLmdbLockFile(lockFile);
+    return;
+  }
+  try {
+    fs.writeSync(fd, Buffer.alloc(LOCK_FILE_BYTES), 0, LOCK_FILE_BYTES, 0);
+  } catch (error) {
+    fs.rmSync(lockFile, { force: true });
+    throw new StorageError(lockFile, 'create', { cause: error });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Throws {@link StorageError} (ENOSPC) when the empty data file `file`, open as `fd`, sits on
+ * a file system with too little space for LMDB to write its first pages: that write fails
+ * inside LMDB's open, and a failed open crashes lmdb-js 3.5.6 (see above).
+ */
+export function checkSpaceForNewFile(fd: number, file: string): void {
+  if (fs.fstatSync(fd).size > 0) return;
+  const { bavail, bsize } = fs.statfsSync(file);
+  if (bavail * bsize >= MIN_FREE_BYTES_FOR_NEW_FILE) return;
+  const cause = Object.assign(new Error(`ENOSPC: no space left on device, less than 64 KB free for ${file}`), {
+    code: 'ENOSPC',
+  });
+  throw new StorageError(file, 'create', { cause });
 }
 
 /** {@link lmdbFileProblem} of `file` open as `fd`. */

@@ -82,6 +82,23 @@ for (const type of ['file', 'dbm'] as const) {
         assert.equal((await readAll(manager(mount))).after, 'space came back');
       }));
 
+    it('rejects creating a namespace on a full disk with StorageError, not a crash, and creates it once space returns', (t) =>
+      onSmallDisk(t, 'full-disk-new-namespace', async (mount) => {
+        fillDisk(mount);
+        for (const name of ['new0', 'new1']) {
+          const ns = manager(mount, name);
+          await assert.rejects(
+            ns.withWriteLock(() => ns.set('created', name)),
+            StorageError,
+          );
+          assert.equal(ns.lockState, 'none');
+        }
+        fs.unlinkSync(path.join(mount, 'filler'));
+        const ns = manager(mount, 'new0');
+        await ns.withWriteLock(() => ns.set('created', 'after'));
+        assert.deepEqual(await readAll(manager(mount, 'new0')), { created: 'after' });
+      }));
+
     it('rejects a commit that only partly fits on the disk with StorageError and keeps the committed data', (t) =>
       onSmallDisk(t, 'nearly-full-disk', async (mount) => {
         const ns = manager(mount);
