@@ -238,7 +238,11 @@ async function openClient(url: URL): Promise<Redis> {
     retryStrategy: (attempt: number): number | null => (waiting.get(client) ? Math.min(50 * attempt, 1000) : null),
     connectionName: 'sessionlock',
   });
-  client.on('error', () => {});
+  client.on('error', (error: Error & { command?: { name?: string } }) => {
+    // A database the server refuses: ioredis would carry on in database 0. Once closed, the
+    // client is replaced on next use, which fails the same way: every command is refused.
+    if (error.command?.name === 'select') client.disconnect();
+  });
   // An idle connection does not keep the process alive; a command in flight does (its timer).
   client.on('connect', () => client.stream.unref());
   return client;
@@ -268,7 +272,7 @@ async function waitingOn<T>(
 }
 
 /**
- * Resolves when `client` is next 'ready', rejects at its next 'error'. The commands that wait
+ * Resolves when `client` is next 'ready', rejects at its next 'error' or when it ends. The commands that wait
  * share one pair of listeners per client (one each would pass the emitter's listener limit).
  */
 function whenReady(client: RedisClient): Promise<void> {
@@ -281,14 +285,17 @@ function whenReady(client: RedisClient): Promise<void> {
       const settle = (error?: Error) => {
         client.off('ready', onReady);
         client.off('error', onError);
+        client.off('end', onEnd);
         readiness.delete(client);
         if (error) reject(error);
         else resolve();
       };
       const onReady = () => settle();
       const onError = (error: Error) => settle(error);
+      const onEnd = () => settle(new Error('the connection was closed'));
       client.on('ready', onReady);
       client.on('error', onError);
+      client.on('end', onEnd);
     });
     // Every command that waited may have timed out before it settles.
     next.catch(() => {});

@@ -476,6 +476,24 @@ function specs(): void {
         /no reply within 500 ms/,
       ));
 
+    it('refuses every command when the url names a database the server refuses, instead of writing to database 0', async () => {
+      const options = { url: `${own.url}/99`, prefix, commandTimeout: 2000 };
+      try {
+        for (let i = 0; i < 3; i++) {
+          const ns = new RedisNamespaceManager(`baddb-${i}`, options);
+          await assert.rejects(ns.applyChanges(new Map([['k', i]])), StorageError);
+        }
+        const database0 = new Redis(own.url);
+        try {
+          assert.deepEqual(await database0.keys(`${prefix}*baddb*`), []);
+        } finally {
+          await database0.quit();
+        }
+      } finally {
+        await RedisNamespaceManager.closeConnections();
+      }
+    });
+
     it('rejects a command in flight when its connection drops at once, not after commandTimeout, then works', async () => {
       const proxy = await TcpProxy.start(own.port);
       try {
