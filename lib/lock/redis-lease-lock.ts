@@ -15,6 +15,19 @@ const EXTEND = luaScript(
   "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
 );
 
+/**
+ * `SET key token NX PX stale`; when the key is taken by something that will never expire
+ * (a key without a TTL, or of another type, that sessionlock did not write), it is given the
+ * lease's TTL, so it is taken over after `stale` like a lease whose holder died.
+ */
+const CLAIM = luaScript(
+  'Claim',
+  1,
+  "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n" +
+    "if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n" +
+    'return 0',
+);
+
 const UNCLAIM = luaScript(
   'Unclaim',
   1,
@@ -58,7 +71,7 @@ export class RedisLeaseLock extends LeaseLock {
   }
 
   /**
-   * `SET key token NX PX stale`. When it fails (no reply within commandTimeout, a dropped
+   * {@link CLAIM}. When it fails (no reply within commandTimeout, a dropped
    * connection), Redis may still have run it, or run it later, leaving a lease nobody renews
    * or releases that would block the namespace for `stale`. So a compare-and-delete of
    * `token` follows it, unawaited: sent after the SET (on the same connection, or on the next
@@ -68,14 +81,12 @@ export class RedisLeaseLock extends LeaseLock {
   protected override async claim(token: string): Promise<boolean> {
     let reply: unknown;
     try {
-      reply = await this.#redis.command('take a lock on', (client) =>
-        client.set(this.#key, token, 'PX', this.#leaseMs(), 'NX'),
-      );
+      reply = await this.#redis.script('take a lock on', CLAIM, [this.#key], [token, this.#leaseMs()]);
     } catch (error) {
       this.unclaim(token).catch(() => {});
       throw error;
     }
-    return reply === 'OK';
+    return reply === 1;
   }
 
   protected override async extend(token: string): Promise<boolean> {

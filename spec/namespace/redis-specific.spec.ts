@@ -330,6 +330,21 @@ function specs(): void {
       assert.equal(await reader.withReadLock(() => reader.get('value')), 'from the rival');
     });
 
+    for (const [what, plant] of [
+      ['a string without a TTL', (key: string) => raw.set(key, 'written by something else')],
+      ['a hash', (key: string) => raw.hset(key, 'field', 'value')],
+    ] as const) {
+      it(`take over a lock key that something else left as ${what} after lockStale, instead of waiting for good`, async () => {
+        const ns = create(`foreign-lease-${randomUUID()}`, { lockStale: 500 });
+        await plant(ns.leaseKey);
+        assert.equal(await ns.acquireWriteLock({ timeout: 10_000 }), true);
+        ns.set('after', true);
+        await ns.releaseWriteLock();
+        const reader = create(ns.namespace);
+        assert.equal(await reader.withReadLock(() => reader.get('after')), true);
+      });
+    }
+
     it('check the lease inside the commit script: a holder whose lock key now holds another token writes nothing', async () => {
       const name = `fenced-${randomUUID()}`;
       const holder = on(0, name, { lockStale: 60_000 });
