@@ -12,10 +12,14 @@
  * @module sessionlock/express
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { Session } from '../session.js';
-import { Session as SessionClass } from '../session.js';
-import type { AdapterSessionData } from './core.js';
-import { adapterConfig, finishBeforeResponse, openSession, type SessionMiddlewareOptions } from './core.js';
+import { Session } from '../session.js';
+import {
+  type AdapterSessionData,
+  adapterConfig,
+  finishBeforeResponse,
+  openSession,
+  type SessionMiddlewareOptions,
+} from './core.js';
 
 export type { SessionMiddlewareOptions } from './core.js';
 
@@ -42,7 +46,7 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHand
   const config = adapterConfig(options);
   return (req: Request, res: Response, next: NextFunction): void => {
     // Mounted twice on a path (app and router): the request has its session, and its lock.
-    if (req.session instanceof SessionClass) {
+    if (req.session instanceof Session) {
       next();
       return;
     }

@@ -17,9 +17,9 @@
  */
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { Session } from '../session.js';
-import type { AdapterSessionData } from './core.js';
 import {
   type AdapterConfig,
+  type AdapterSessionData,
   adapterConfig,
   finishSession,
   type HeaderTarget,
@@ -48,10 +48,10 @@ declare module 'fastify' {
  * locked with the `lock` option or the route's `config: { sessionLock: true }`, and saved (if
  * modified) in `onSend`, with its Set-Cookie appended, before the payload goes out. A request
  * that failed (the error handler ran) saves nothing; an `onSend` hook registered after this
- * plugin runs after the save, so its failure cannot undo it. The lock is always released: in `onSend`,
- * and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection closes
- * (also when its client left while the session loaded or waited for its lock). A storage failure while loading
- * becomes the request's error (a 500 by default).
+ * plugin runs after the save, so its failure cannot undo it. The lock is always released: in
+ * `onSend`, and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection
+ * closes (also when its client left while the session loaded or waited for its lock). A
+ * storage failure while loading becomes the request's error (a 500 by default).
  */
 export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Object.assign(
   (
