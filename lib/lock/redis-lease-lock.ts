@@ -6,7 +6,7 @@
  * @module
  */
 import { LockCompromisedError } from '../errors.js';
-import { type LuaScript, luaScript, type RedisConnection } from '../namespace/redis-connection.js';
+import { isConnectionDrop, type LuaScript, luaScript, type RedisConnection } from '../namespace/redis-connection.js';
 import { LeaseLock, type LeaseOptions } from './lease-lock.js';
 
 const EXTEND = luaScript(
@@ -93,8 +93,19 @@ export class RedisLeaseLock extends LeaseLock {
     return (await this.#redis.script('renew a lock on', EXTEND, [this.#key], [token, this.#leaseMs()])) === 1;
   }
 
+  /**
+   * Compare-and-delete of `token`. One lost with its connection is sent once more, on the
+   * next connection (it is idempotent): else the lease would block the namespace until it
+   * expires. One that timed out is not: Redis may be hung, and the lease expires anyway.
+   */
   protected override async unclaim(token: string): Promise<void> {
-    await this.#redis.script('release a lock on', UNCLAIM, [this.#key], [token]);
+    const release = () => this.#redis.script('release a lock on', UNCLAIM, [this.#key], [token]);
+    try {
+      await release();
+    } catch (error) {
+      if (!isConnectionDrop(error)) throw error;
+      await release();
+    }
   }
 
   #leaseMs(): number {

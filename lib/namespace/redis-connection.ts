@@ -149,6 +149,12 @@ export function luaScript(name: string, keys: number, lua: string): LuaScript {
   return { name: `sessionlock${name}`, keys, lua };
 }
 
+/** Whether `error` is a command's loss with its connection (not a timeout, nor Redis refusing it). */
+export function isConnectionDrop(error: unknown): boolean {
+  const cause = error instanceof StorageError ? error.cause : error;
+  return cause instanceof Error && cause.name === 'MaxRetriesPerRequestError';
+}
+
 /** Whether `error` is Redis saying a key holds another type than the command expects. */
 export function isWrongType(error: unknown): boolean {
   const cause = error instanceof StorageError ? error.cause : error;

@@ -531,6 +531,29 @@ function specs(): void {
       }
     });
 
+    it('sends a release lost with its connection again, so the lock is free at once, not after lockStale', async () => {
+      const proxy = await TcpProxy.start(own.port);
+      try {
+        const options = { url: `redis://127.0.0.1:${proxy.port}`, prefix, commandTimeout: 5000, lockStale: 60_000 };
+        const holder = new RedisNamespaceManager(`release-dropped-${randomUUID()}`, options);
+        await holder.acquireWriteLock();
+        const lost = proxy.swallowNext();
+        const release = holder.releaseWriteLock();
+        await lost;
+        proxy.cut();
+        await release;
+        const direct = new Redis(own.url);
+        try {
+          assert.equal(await direct.exists(holder.leaseKey), 0, 'the lease is gone');
+        } finally {
+          await direct.quit();
+        }
+      } finally {
+        await RedisNamespaceManager.closeConnections();
+        await proxy.close();
+      }
+    });
+
     it('leaves no lease behind when a lock request timed out on a hung server that runs it later', async () => {
       const unhandled: unknown[] = [];
       const onUnhandled = (error: unknown) => unhandled.push(error);
