@@ -95,7 +95,6 @@ const MIN_FREE_BYTES_FOR_NEW_FILE = 64 * 1024;
  * through a memory map, which on a full disk kills the process (SIGBUS) where a write fails.
  */
 export function prepareLmdbLockFile(lockFile: string): void {
-  let fd: number | undefined;
   try {
     const stat = fs.lstatSync(lockFile, { throwIfNoEntry: false });
     if (stat === undefined) {
@@ -103,12 +102,12 @@ export function prepareLmdbLockFile(lockFile: string): void {
       return;
     }
     if (!stat.isFile()) throw new Error('it is not a regular file');
-    fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    // Not opened: closing a descriptor of the file would drop every fcntl lock this process
+    // holds on it, LMDB's included, where the file is open in this process already.
+    fs.accessSync(lockFile, fs.constants.R_OK | fs.constants.W_OK);
   } catch (error) {
     if (error instanceof StorageError) throw error;
     throw new StorageError(lockFile, 'open', { cause: error });
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 
