@@ -72,14 +72,14 @@ export class RedisConnection {
    * Sends what `send` sends once the connection is ready. Rejects with a StorageError
    * ("Cannot `action` redis at `address`: reason") when it fails or takes longer than the timeout.
    */
-  command<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+  command<T>(action: string, send: (client: RedisClient, timeout: number) => Promise<T>): Promise<T> {
     const client = this.#source instanceof URL ? readyClients.get(this.#source.href) : this.#source;
     if (client?.status === 'ready') return this.#send(client, action, send, this.#timeout);
     return this.#sendWhenReady(action, send);
   }
 
   /** Waits for a ready connection, then sends within what is left of the timeout. */
-  async #sendWhenReady<T>(action: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+  async #sendWhenReady<T>(action: string, send: (client: RedisClient, timeout: number) => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.#timeout;
     let client: RedisClient;
     try {
@@ -93,7 +93,7 @@ export class RedisConnection {
   async #send<T>(
     client: RedisClient,
     action: string,
-    send: (client: RedisClient) => Promise<T>,
+    send: (client: RedisClient, timeout: number) => Promise<T>,
     timeout: number,
   ): Promise<T> {
     try {
@@ -101,7 +101,7 @@ export class RedisConnection {
         client,
         () => {
           batchWritesThisTurn(client);
-          return send(client);
+          return send(client, timeout);
         },
         timeout,
         () => `no reply within ${this.#timeout} ms (commandTimeout)`,
@@ -122,6 +122,31 @@ export class RedisConnection {
       () => `no reply within ${this.#timeout} ms (commandTimeout) while the connection was ${client.status}`,
     );
     return client;
+  }
+
+  /**
+   * Runs `script` with `keys` and, before `args`, the time (epoch ms on the server's clock)
+   * after which the command has timed out here: a script that checks it against Redis's
+   * `TIME` writes nothing when it arrives later (a network partition that delivers it once
+   * the caller was told it failed). The server's clock is measured once per connection.
+   */
+  scriptWithDeadline(
+    action: string,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return this.command(action, async (client, timeout) => {
+      const deadline = Date.now() + timeout;
+      let offset = knownClockOffsets.get(client);
+      if (offset === undefined) {
+        offset = await serverClockOffset(client);
+        batchWritesThisTurn(client);
+      }
+      defineScript(client, script);
+      const run = (client as unknown as Record<string, ScriptCommand>)[script.name] as ScriptCommand;
+      return run.call(client, ...keys, Math.floor(deadline + offset), ...args);
+    });
   }
 
   /** Runs `script` with `keys` and `args`, like {@link command}. */
@@ -309,6 +334,30 @@ function whenReady(client: RedisClient): Promise<void> {
   }
   return next;
 }
+
+/** Milliseconds from this machine's clock to each client's server's, measured with TIME: once known, and while measured. */
+const knownClockOffsets = new WeakMap<RedisClient, number>();
+const clockOffsets = new WeakMap<RedisClient, Promise<number>>();
+
+function serverClockOffset(client: RedisClient): Promise<number> {
+  let offset = clockOffsets.get(client);
+  if (!offset) {
+    const sent = Date.now();
+    offset = client.time().then(([seconds, microseconds]) => {
+      const measured = Number(seconds) * 1000 + Number(microseconds) / 1000 - (sent + Date.now()) / 2;
+      knownClockOffsets.set(client, measured);
+      return measured;
+    });
+    offset.catch(() => clockOffsets.delete(client));
+    clockOffsets.set(client, offset);
+  }
+  return offset;
+}
+
+/** The Lua that returns `'late'` unless Redis's clock is still before `ARGV[1]` (see {@link RedisConnection.scriptWithDeadline}). */
+export const RETURN_IF_LATE =
+  "local now = redis.call('TIME')\n" +
+  "if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[1]) then return 'late' end";
 
 function defineScript(client: RedisClient, script: LuaScript): void {
   const names = definedScripts.get(client) ?? new Set();

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Cluster, Redis } from 'ioredis';
-import { SessionCorruptError } from '../errors.js';
+import { SessionCorruptError, StorageError } from '../errors.js';
 import { fencedScript, RedisLeaseLock } from '../lock/redis-lease-lock.js';
 import { checkMilliseconds, checkString, describe, MAX_TTL } from '../options.js';
 import { NamespaceManager } from './namespace-manager.js';
@@ -21,7 +21,14 @@ import {
   NAMESPACE_MANAGER_OPTIONS,
   type NamespaceManagerOptions,
 } from './namespace-options.js';
-import { closeSharedClients, isWrongType, luaScript, type RedisClient, RedisConnection } from './redis-connection.js';
+import {
+  closeSharedClients,
+  isWrongType,
+  luaScript,
+  RETURN_IF_LATE,
+  type RedisClient,
+  RedisConnection,
+} from './redis-connection.js';
 
 /** Options of {@link RedisNamespaceManager}. */
 export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions {
@@ -85,18 +92,20 @@ if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE
 const REMOVE = fencedScript('Remove', 1, "redis.call('DEL', KEYS[2])");
 
 /**
- * An unlocked save in one round trip. ARGV: ttl ('' for none), '1' when ARGV[3] must be
- * stored (else '0'), that key, number of fields set, field/value pairs, deleted fields.
+ * An unlocked save in one round trip. ARGV: the deadline (see `scriptWithDeadline`), ttl (''
+ * for none), '1' when ARGV[4] must be stored (else '0'), that key, number of fields set,
+ * field/value pairs, deleted fields.
  */
 const APPLY = luaScript(
   'Apply',
   2,
-  `if redis.call('EXISTS', KEYS[2]) == 1 then return 'held' end
-if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then return 'missing' end
-local last = 4 + 2 * tonumber(ARGV[4])
-for i = 5, last, ${SET_CHUNK} do redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + ${SET_CHUNK - 1}, last))) end
+  `${RETURN_IF_LATE}
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'held' end
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then return 'missing' end
+local last = 5 + 2 * tonumber(ARGV[5])
+for i = 6, last, ${SET_CHUNK} do redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + ${SET_CHUNK - 1}, last))) end
 for i = last + 1, #ARGV, ${DELETE_CHUNK} do redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + ${DELETE_CHUNK - 1}, #ARGV))) end
-if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 'applied'`,
 );
 
@@ -180,13 +189,18 @@ export class RedisNamespaceManager extends NamespaceManager {
   protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
     const required = requireKey === undefined ? ['0', ''] : ['1', requireKey];
     const reply = await this.#checked(
-      this.#redis.script(
+      this.#redis.scriptWithDeadline(
         'write to',
         APPLY,
         [this.dataKey, this.leaseKey],
         [this.#ttl, ...required, ...changeArguments(changes)],
       ),
     );
+    if (reply === 'late') {
+      throw new StorageError(this.#redis.address, 'write to redis at', {
+        cause: new Error(`it reached Redis after its commandTimeout; nothing was written`),
+      });
+    }
     return reply === 'held' ? HELD_ELSEWHERE : (reply as 'applied' | 'missing');
   }
 

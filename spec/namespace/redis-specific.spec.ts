@@ -481,7 +481,7 @@ function specs(): void {
       checkOutage(
         () => own.stop(),
         () => own.start(),
-        /ECONNREFUSED|closed/,
+        /ECONNREFUSED|closed|isn't writeable/,
       ));
 
     it('rejects them after commandTimeout when Redis stops answering (a hung server), then recovers', () =>
@@ -525,6 +525,29 @@ function specs(): void {
           return true;
         });
         assert.equal(await ns.withReadLock(() => ns.get('before')), true);
+      } finally {
+        await RedisNamespaceManager.closeConnections();
+        await proxy.close();
+      }
+    });
+
+    it('never applies an unlocked save that reaches Redis after its commandTimeout over a newer save', async () => {
+      const proxy = await TcpProxy.start(own.port);
+      try {
+        const name = `late-${randomUUID()}`;
+        const late = new RedisNamespaceManager(name, {
+          url: `redis://127.0.0.1:${proxy.port}`,
+          prefix,
+          commandTimeout: 500,
+        });
+        await late.applyChanges(new Map([['cart', 'first']]));
+        proxy.hold();
+        await assert.rejects(late.applyChanges(new Map([['cart', 'stale']])), StorageError);
+        const other = new RedisNamespaceManager(name, { url: own.url, prefix });
+        await other.applyChanges(new Map([['cart', 'newer']]));
+        proxy.deliverHeld();
+        // Sent after the held save on the same connection, so it runs after it.
+        assert.equal(await late.withReadLock(() => late.get('cart')), 'newer');
       } finally {
         await RedisNamespaceManager.closeConnections();
         await proxy.close();
