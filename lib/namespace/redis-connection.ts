@@ -143,9 +143,7 @@ export class RedisConnection {
         offset = await serverClockOffset(client);
         batchWritesThisTurn(client);
       }
-      defineScript(client, script);
-      const run = (client as unknown as Record<string, ScriptCommand>)[script.name] as ScriptCommand;
-      return run.call(client, ...keys, Math.floor(deadline + offset), ...args);
+      return runScript(client, script, keys, [Math.floor(deadline + offset), ...args]);
     });
   }
 
@@ -156,11 +154,7 @@ export class RedisConnection {
     keys: readonly string[],
     args: readonly (string | number)[],
   ): Promise<unknown> {
-    return this.command(action, (client) => {
-      defineScript(client, script);
-      const run = (client as unknown as Record<string, ScriptCommand>)[script.name] as ScriptCommand;
-      return run.call(client, ...keys, ...args);
-    });
+    return this.command(action, (client) => runScript(client, script, keys, args));
   }
 
   #client(): Promise<RedisClient> {
@@ -358,6 +352,18 @@ function serverClockOffset(client: RedisClient): Promise<number> {
 export const RETURN_IF_LATE =
   "local now = redis.call('TIME')\n" +
   "if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[1]) then return 'late' end";
+
+/** Runs `script` on `client` (defining it there first): EVALSHA, or EVAL when Redis lacks it. */
+function runScript(
+  client: RedisClient,
+  script: LuaScript,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  defineScript(client, script);
+  const run = (client as unknown as Record<string, ScriptCommand>)[script.name] as ScriptCommand;
+  return run.call(client, ...keys, ...args);
+}
 
 function defineScript(client: RedisClient, script: LuaScript): void {
   const names = definedScripts.get(client) ?? new Set();

@@ -477,6 +477,17 @@ function specs(): void {
       }
     }
 
+    /** Runs `test` with a TCP proxy in front of the outage server; closes the proxy and the url clients after it. */
+    async function throughProxy(test: (proxy: TcpProxy, url: string) => Promise<void>): Promise<void> {
+      const proxy = await TcpProxy.start(own.port);
+      try {
+        await test(proxy, `redis://127.0.0.1:${proxy.port}`);
+      } finally {
+        await RedisNamespaceManager.closeConnections();
+        await proxy.close();
+      }
+    }
+
     it('rejects commit, read and lock with a StorageError naming the address while Redis is down, then recovers', () =>
       checkOutage(
         () => own.stop(),
@@ -509,10 +520,9 @@ function specs(): void {
       }
     });
 
-    it('rejects a command in flight when its connection drops at once, not after commandTimeout, then works', async () => {
-      const proxy = await TcpProxy.start(own.port);
-      try {
-        const options = { url: `redis://127.0.0.1:${proxy.port}`, prefix, commandTimeout: 5000 };
+    it('rejects a command in flight when its connection drops at once, not after commandTimeout, then works', () =>
+      throughProxy(async (proxy, url) => {
+        const options = { url, prefix, commandTimeout: 5000 };
         const ns = new RedisNamespaceManager(`dropped-${randomUUID()}`, options);
         await ns.withWriteLock(() => ns.set('before', true));
         const lost = proxy.swallowNext();
@@ -525,18 +535,13 @@ function specs(): void {
           return true;
         });
         assert.equal(await ns.withReadLock(() => ns.get('before')), true);
-      } finally {
-        await RedisNamespaceManager.closeConnections();
-        await proxy.close();
-      }
-    });
+      }));
 
-    it('never applies an unlocked save that reaches Redis after its commandTimeout over a newer save', async () => {
-      const proxy = await TcpProxy.start(own.port);
-      try {
+    it('never applies an unlocked save that reaches Redis after its commandTimeout over a newer save', () =>
+      throughProxy(async (proxy, url) => {
         const name = `late-${randomUUID()}`;
         const late = new RedisNamespaceManager(name, {
-          url: `redis://127.0.0.1:${proxy.port}`,
+          url,
           prefix,
           commandTimeout: 500,
         });
@@ -548,16 +553,11 @@ function specs(): void {
         proxy.deliverHeld();
         // Sent after the held save on the same connection, so it runs after it.
         assert.equal(await late.withReadLock(() => late.get('cart')), 'newer');
-      } finally {
-        await RedisNamespaceManager.closeConnections();
-        await proxy.close();
-      }
-    });
+      }));
 
-    it('sends a release lost with its connection again, so the lock is free at once, not after lockStale', async () => {
-      const proxy = await TcpProxy.start(own.port);
-      try {
-        const options = { url: `redis://127.0.0.1:${proxy.port}`, prefix, commandTimeout: 5000, lockStale: 60_000 };
+    it('sends a release lost with its connection again, so the lock is free at once, not after lockStale', () =>
+      throughProxy(async (proxy, url) => {
+        const options = { url, prefix, commandTimeout: 5000, lockStale: 60_000 };
         const holder = new RedisNamespaceManager(`release-dropped-${randomUUID()}`, options);
         await holder.acquireWriteLock();
         const lost = proxy.swallowNext();
@@ -571,11 +571,7 @@ function specs(): void {
         } finally {
           await direct.quit();
         }
-      } finally {
-        await RedisNamespaceManager.closeConnections();
-        await proxy.close();
-      }
-    });
+      }));
 
     it('leaves no lease behind when a lock request timed out on a hung server that runs it later', async () => {
       const unhandled: unknown[] = [];
