@@ -39,6 +39,7 @@ export {
   type ApplyChangesOptions,
   type EncodedChanges,
   type EncodedEntries,
+  type ExpiringOptions,
   HELD_ELSEWHERE,
   NAMESPACE_MANAGER_OPTIONS,
   type NamespaceLockState,

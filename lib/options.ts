@@ -27,6 +27,11 @@ export function checkOptionsObject(options: unknown): void {
  */
 export const MAX_TTL = Number.MAX_SAFE_INTEGER;
 
+/** A data `ttl` option in milliseconds (at least 1, at most {@link MAX_TTL}), or `Infinity` when not given. */
+export function checkTtl(value: unknown): number {
+  return checkMilliseconds('ttl', value, Infinity, { min: 1, max: MAX_TTL, infinite: true });
+}
+
 /** The longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days); a longer one becomes 1 ms. */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1;
 

@@ -3,30 +3,81 @@
  * Values are kept encoded, so instances never share mutable objects.
  * @module
  */
-import { describe } from '../options.js';
+import { checkTtl, describe } from '../options.js';
 import { NamespaceManager } from './namespace-manager.js';
 import {
   type EncodedChanges,
   type EncodedEntries,
+  type ExpiringOptions,
   NAMESPACE_MANAGER_OPTIONS,
   type NamespaceManagerOptions,
 } from './namespace-options.js';
 
 let nextStoreId = 0;
 
-/** Where {@link MemoryNamespaceManager} keeps namespaces. One default store per process. */
+/** How many namespaces with a ttl each write looks at for expiry, so a full pass takes half as many writes as there are. */
+const PRUNE_STEP = 2;
+
+/**
+ * Where {@link MemoryNamespaceManager} keeps namespaces. One default store per process.
+ * Namespaces written with a `ttl` are dropped once it has passed: at once for readers, and
+ * from memory by the writes that follow (each write looks at a few of them in turn).
+ */
 export class MemoryStore {
   /** Distinguishes stores in lock keys. */
   readonly id = nextStoreId++;
   /** Namespace → its encoded entries. */
   readonly namespaces = new Map<string, Map<string, string>>();
+  /** Namespace → when it expires (ms since the epoch), for those written with a ttl. */
+  readonly #expiresAt = new Map<string, number>();
+  #pruning: Iterator<[string, number]> | undefined;
+
+  /** The entries of `namespace`, or `undefined` when it is not stored (or has expired: it is dropped). */
+  get(namespace: string): Map<string, string> | undefined {
+    const expiresAt = this.#expiresAt.get(namespace);
+    if (expiresAt !== undefined && expiresAt <= Date.now()) this.delete(namespace);
+    return this.namespaces.get(namespace);
+  }
+
+  /** Stores `entries` as `namespace` (none: drops it), to expire `ttl` ms from now. */
+  set(namespace: string, entries: Map<string, string>, ttl = Infinity): void {
+    if (entries.size === 0) {
+      this.delete(namespace);
+      return;
+    }
+    this.namespaces.set(namespace, entries);
+    if (ttl === Infinity) this.#expiresAt.delete(namespace);
+    else this.#expiresAt.set(namespace, Date.now() + ttl);
+    this.#pruneSome();
+  }
+
+  /** Drops `namespace`. */
+  delete(namespace: string): void {
+    this.namespaces.delete(namespace);
+    this.#expiresAt.delete(namespace);
+  }
+
+  #pruneSome(): void {
+    const now = Date.now();
+    for (let looked = 0; looked < PRUNE_STEP; looked++) {
+      this.#pruning ??= this.#expiresAt.entries();
+      let next = this.#pruning.next();
+      if (next.done) {
+        this.#pruning = this.#expiresAt.entries();
+        next = this.#pruning.next();
+        if (next.done) return;
+      }
+      const [namespace, expiresAt] = next.value;
+      if (expiresAt <= now) this.delete(namespace);
+    }
+  }
 }
 
 /** The store used when no `store` option is given. */
 export const defaultMemoryStore = new MemoryStore();
 
 /** Options of {@link MemoryNamespaceManager}. */
-export interface MemoryNamespaceManagerOptions extends NamespaceManagerOptions {
+export interface MemoryNamespaceManagerOptions extends NamespaceManagerOptions, ExpiringOptions {
   /**
    * Where namespaces live; give a separate store to isolate tests or tenants.
    * @default defaultMemoryStore
@@ -36,17 +87,20 @@ export interface MemoryNamespaceManagerOptions extends NamespaceManagerOptions {
 
 /**
  * Keeps namespaces in process memory: fast and exclusive within one process, invisible to
- * others. For one-process apps, tests and caches.
+ * others. For one-process apps, tests and caches. Give a `ttl` (a Session with a `timeout`
+ * does) or abandoned namespaces stay in memory until the process ends.
  */
 export class MemoryNamespaceManager extends NamespaceManager {
-  static override readonly optionNames: readonly string[] = [...NAMESPACE_MANAGER_OPTIONS, 'store'];
+  static override readonly optionNames: readonly string[] = [...NAMESPACE_MANAGER_OPTIONS, 'store', 'ttl'];
   readonly #store: MemoryStore;
+  readonly #ttl: number;
 
   constructor(namespace: string, options: MemoryNamespaceManagerOptions = {}) {
     super(namespace, options);
     this.#store = options.store ?? defaultMemoryStore;
     if (!(this.#store instanceof MemoryStore))
       throw new TypeError(`store must be a MemoryStore, received ${describe(options.store)}`);
+    this.#ttl = checkTtl(options.ttl);
   }
 
   protected override get lockKey(): string {
@@ -54,7 +108,7 @@ export class MemoryNamespaceManager extends NamespaceManager {
   }
 
   protected override async readCommitted(): Promise<EncodedEntries> {
-    return this.#store.namespaces.get(this.namespace) ?? new Map();
+    return this.#store.get(this.namespace) ?? new Map();
   }
 
   protected override async tryLockStorage(): Promise<boolean> {
@@ -64,27 +118,22 @@ export class MemoryNamespaceManager extends NamespaceManager {
   protected override async unlockStorage(): Promise<void> {}
 
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
-    this.#keep(new Map(entries));
+    this.#store.set(this.namespace, new Map(entries), this.#ttl);
   }
 
   protected override async removeCommitted(): Promise<void> {
-    this.#store.namespaces.delete(this.namespace);
+    this.#store.delete(this.namespace);
   }
 
   /** Changes the stored map in place: readers copy it under the read lock, which this caller's write lock excludes. */
   protected override async applyAtomically(changes: EncodedChanges, requireKey: string | undefined) {
-    const current = this.#store.namespaces.get(this.namespace) ?? new Map<string, string>();
+    const current = this.#store.get(this.namespace) ?? new Map<string, string>();
     if (requireKey !== undefined && !current.has(requireKey)) return 'missing' as const;
     for (const [key, raw] of changes) {
       if (raw === undefined) current.delete(key);
       else current.set(key, raw);
     }
-    this.#keep(current);
+    this.#store.set(this.namespace, current, this.#ttl);
     return 'applied' as const;
-  }
-
-  #keep(entries: Map<string, string>): void {
-    if (entries.size === 0) this.#store.namespaces.delete(this.namespace);
-    else this.#store.namespaces.set(this.namespace, entries);
   }
 }

@@ -56,6 +56,18 @@ export interface NamespaceManagerOptions {
   encryptKey?: string | readonly string[] | undefined;
 }
 
+/** The `ttl` option of the backends that expire stored data themselves (memory, redis). */
+export interface ExpiringOptions {
+  /**
+   * Milliseconds after which stored data expires unless written again: each commit sets it
+   * anew, reads do not. Give the session timeout plus a margin, so abandoned sessions
+   * disappear without a sweep; a Session with a `timeout` sets it so. At most 2^53 - 1
+   * (`Number.MAX_SAFE_INTEGER`).
+   * @default Infinity (data never expires)
+   */
+  ttl?: number | undefined;
+}
+
 /** Options of {@link NamespaceManager.applyChanges}. */
 export interface ApplyChangesOptions {
   /** Write nothing, and resolve `false`, unless this key is stored. */

@@ -12,11 +12,12 @@
 import type { Cluster, Redis } from 'ioredis';
 import { SessionCorruptError, StorageError } from '../errors.js';
 import { fencedScript, RedisLeaseLock } from '../lock/redis-lease-lock.js';
-import { checkMilliseconds, checkString, describe, MAX_TTL } from '../options.js';
+import { checkMilliseconds, checkString, checkTtl, describe } from '../options.js';
 import { NamespaceManager } from './namespace-manager.js';
 import {
   type EncodedChanges,
   type EncodedEntries,
+  type ExpiringOptions,
   HELD_ELSEWHERE,
   NAMESPACE_MANAGER_OPTIONS,
   type NamespaceManagerOptions,
@@ -31,7 +32,7 @@ import {
 } from './redis-connection.js';
 
 /** Options of {@link RedisNamespaceManager}. */
-export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions {
+export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions, ExpiringOptions {
   /**
    * An ioredis `Redis` or `Cluster` client. It stays the application's: sessionlock never
    * closes it. Give either `client` or `url`.
@@ -57,13 +58,6 @@ export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions {
    * @default 5000
    */
   commandTimeout?: number | undefined;
-  /**
-   * Milliseconds after which stored data expires unless written again: each commit sets it
-   * anew. Give the session timeout plus a margin, so abandoned sessions disappear without a sweep.
-   * At most 2^53 - 1 (`Number.MAX_SAFE_INTEGER`).
-   * @default Infinity (data never expires)
-   */
-  ttl?: number | undefined;
 }
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
@@ -140,7 +134,7 @@ export class RedisNamespaceManager extends NamespaceManager {
     const commandTimeout = checkMilliseconds('commandTimeout', options.commandTimeout, DEFAULT_COMMAND_TIMEOUT, {
       min: 1,
     });
-    const ttl = checkMilliseconds('ttl', options.ttl, Infinity, { min: 1, max: MAX_TTL, infinite: true });
+    const ttl = checkTtl(options.ttl);
     this.#ttl = ttl === Infinity ? '' : String(Math.ceil(ttl));
     this.#redis = new RedisConnection(clientOrUrl(options), commandTimeout);
     [this.dataKey, this.leaseKey] = namespaceKeys(prefix, namespace);
