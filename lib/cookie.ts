@@ -20,7 +20,6 @@ export interface CookieAttributes {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const ATTRIBUTE_VALUE = /^[\u0021-\u003a\u003c-\u007e]+$/;
 const VALUE = /^[\u0021\u0023-\u002b\u002d-\u003a\u003c-\u005b\u005d-\u007e]*$/;
-const MAX_HEADER = 16 * 1024;
 
 /** Whether `name` can be a cookie name. */
 export function isCookieName(name: string): boolean {
@@ -29,11 +28,12 @@ export function isCookieName(name: string): boolean {
 
 /**
  * The values of every cookie called `name` in a Cookie header, in order, at most `limit`.
- * Browsers send the cookie with the most specific path first when several match.
+ * Browsers send the cookie with the most specific path first when several match. The
+ * header's length is the server's to bound (Node's `maxHeaderSize`).
  */
-export function cookieValues(header: string | string[] | undefined, name: string, limit = 4): string[] {
+export function cookieValues(header: string | string[] | undefined, name: string, limit = 64): string[] {
   if (header === undefined) return [];
-  const text = (Array.isArray(header) ? header.join('; ') : String(header)).slice(0, MAX_HEADER);
+  const text = Array.isArray(header) ? header.join('; ') : String(header);
   const values: string[] = [];
   for (const pair of text.split(';')) {
     const equals = pair.indexOf('=');

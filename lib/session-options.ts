@@ -3,9 +3,10 @@
  * (cached), so passing the same object on every request costs nothing after the first.
  * @module
  */
-import { type CookieAttributes, checkAttribute, isCookieName } from './cookie.js';
+import { type CookieAttributes, isCookieName } from './cookie.js';
+import { cookieSettings } from './cookie-options.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
-import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
+import type { ExpiringOptions, NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
 import {
   checkBoolean,
@@ -18,17 +19,18 @@ import {
   warnUnknownOptions,
 } from './options.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
-import { IdSigner, isSessionId } from './session-id.js';
+import { IdSigner } from './session-id.js';
 
 /**
  * Options of a {@link Session}. Myghty's names are given in camelCase (`session_data_dir`
  * → `dataDir`); options a backend needs (`store`, `durable`, `maxOpenFiles`, `client`, `url`,
  * `prefix`, …) are passed on to it.
  */
-export interface SessionOptions extends NamespaceManagerOptions {
+export interface SessionOptions extends NamespaceManagerOptions, ExpiringOptions {
   /**
    * The session id to load, for sessions carried outside cookies (Myghty `session_id`).
-   * Subject to `strict` like an id from a cookie.
+   * Treated like an id from a cookie: one that is not a session id, or not stored (with
+   * `strict`), starts a new session, and `log` says why.
    * @default the id in the request's cookie
    */
   id?: string | undefined;
@@ -55,7 +57,9 @@ export interface SessionOptions extends NamespaceManagerOptions {
    */
   namespaceClass?: NamespaceManagerClass | undefined;
   /**
-   * The cookie's name (Myghty `session_key`).
+   * The cookie's name (Myghty `session_key`). A name starting `__Secure-` needs `secure`;
+   * one starting `__Host-` also needs `cookiePath` '/' and no `cookieDomain` (browsers drop
+   * such cookies otherwise).
    * @default 'sessionlock_id'
    */
   key?: string | undefined;
@@ -66,8 +70,10 @@ export interface SessionOptions extends NamespaceManagerOptions {
   timeout?: number | undefined;
   /**
    * When the cookie expires (Myghty `session_cookie_expires`): `true`, when the browser
-   * closes; `false`, never; a `Date`; or a number of seconds from now (more than 0), renewed
-   * as the session is used.
+   * closes; a `Date`; a number of seconds (more than 0, rounded up) after the last response
+   * of the stored session, which sets the cookie anew each time; or `false`, never, which is
+   * the longest a browser keeps a cookie (400 days, RFC 6265bis) renewed likewise. Numbers
+   * beyond 400 days count as 400 days.
    * @default true
    */
   cookieExpires?: boolean | Date | number | undefined;
@@ -82,9 +88,9 @@ export interface SessionOptions extends NamespaceManagerOptions {
    * @default none
    */
   log?: ((line: string) => void) | undefined;
-  /** The cookie's Path attribute. @default '/' */
+  /** The cookie's Path attribute; starts with '/'. @default '/' */
   cookiePath?: string | undefined;
-  /** The cookie's Domain attribute. @default none: a host-only cookie */
+  /** The cookie's Domain attribute: a host name, without port. @default none: a host-only cookie */
   cookieDomain?: string | undefined;
   /** The cookie's Secure attribute: send it over HTTPS only. @default false */
   secure?: boolean | undefined;
@@ -170,7 +176,6 @@ const SESSION_ONLY = new Set<string>([
   'strict',
 ]);
 
-const FAR_FUTURE = new Date('9999-12-31T23:59:59.000Z');
 const DEFAULT_KEY = 'sessionlock_id';
 
 /** Validated, normalised session options. */
@@ -187,7 +192,7 @@ export interface SessionConfig {
   readonly signer: IdSigner;
   readonly log: ((line: string) => void) | undefined;
   readonly serializer: Serializer;
-  /** Whether the cookie's expiry moves with use (a number of seconds). */
+  /** Whether every response of a stored session renews the cookie (`cookieExpires` a number of seconds, or `false`). */
   readonly rollingCookie: boolean;
   createManager(id: string): NamespaceManager;
   cookieAttributes(now: number): CookieAttributes;
@@ -211,18 +216,16 @@ function buildConfig(options: SessionOptions): SessionConfig {
   const resolution = seconds('accessResolution', options.accessResolution) ?? defaultResolution(timeout);
   const key = checkString('key', options.key ?? DEFAULT_KEY) as string;
   if (!isCookieName(key)) throw new TypeError(`key must be a valid cookie name, received ${describe(key)}`);
-  if (options.id !== undefined && !isSessionId(options.id)) {
-    throw new TypeError(`id must be 16-128 letters, digits, '_' or '-', received ${describe(options.id)}`);
-  }
+  const id = checkString('id', options.id, { optional: true, nonEmpty: false });
   const Backend = backendClass(options);
   const { optionNames } = Backend as unknown as { optionNames?: readonly string[] };
   if (optionNames) warnUnknownOptions(options, [...SESSION_ONLY, ...optionNames]);
   const storage = storageOptions(options, timeout, resolution, !optionNames || optionNames.includes('ttl'));
   new Backend('option-check', storage);
-  const cookieAttributes = cookieAttributesOf(options);
+  const cookie = cookieSettings(key, options);
   const log = checkFunction<(line: string) => void>('log', options.log);
   return {
-    id: options.id,
+    id,
     useCookies: checkBoolean('useCookies', options.useCookies, true),
     invalidateCorrupt: checkBoolean('invalidateCorrupt', options.invalidateCorrupt, false),
     key,
@@ -232,9 +235,9 @@ function buildConfig(options: SessionOptions): SessionConfig {
     signer: new IdSigner(secrets(options.secret)),
     log,
     serializer: options.serializer ?? jsonSerializer,
-    rollingCookie: typeof options.cookieExpires === 'number',
+    rollingCookie: cookie.rolling,
     createManager: (id) => new Backend(id, storage),
-    cookieAttributes,
+    cookieAttributes: cookie.attributes,
   };
 }
 
@@ -276,34 +279,4 @@ function secrets(secret: unknown): string[] {
     throw new TypeError(`secret must be a non-empty string or array of them, received ${describe(secret)}`);
   }
   return list;
-}
-
-function cookieAttributesOf(options: SessionOptions): (now: number) => CookieAttributes {
-  const secure = checkBoolean('secure', options.secure, false);
-  const sameSite = options.sameSite ?? 'Lax';
-  if (!['Strict', 'Lax', 'None'].includes(sameSite)) {
-    throw new TypeError(`sameSite must be 'Strict', 'Lax' or 'None', received ${describe(sameSite)}`);
-  }
-  const partitioned = checkBoolean('partitioned', options.partitioned, false);
-  if ((sameSite === 'None' || partitioned) && !secure) {
-    throw new TypeError(`sameSite 'None' and partitioned cookies need secure: true (browsers reject them otherwise)`);
-  }
-  const fixed: CookieAttributes = {
-    path: checkAttribute('cookiePath', checkString('cookiePath', options.cookiePath ?? '/') as string),
-    domain: options.cookieDomain === undefined ? undefined : checkAttribute('cookieDomain', options.cookieDomain),
-    secure,
-    httpOnly: checkBoolean('httpOnly', options.httpOnly, true),
-    sameSite,
-    partitioned,
-  };
-  const expires = options.cookieExpires ?? true;
-  if (expires === true) return () => fixed;
-  if (expires === false) return () => ({ ...fixed, expires: FAR_FUTURE });
-  if (expires instanceof Date && !Number.isNaN(expires.getTime())) return () => ({ ...fixed, expires });
-  if (typeof expires === 'number' && Number.isFinite(expires) && expires > 0) {
-    return (now) => ({ ...fixed, maxAge: expires, expires: new Date(now + expires * 1000) });
-  }
-  throw new TypeError(
-    `cookieExpires must be true, false, a Date or a number of seconds > 0, received ${describe(expires)}`,
-  );
 }

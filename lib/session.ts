@@ -10,7 +10,7 @@ import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { checkString, describe } from './options.js';
 import { encodeValue } from './serializer.js';
 import { type Changes, SessionData } from './session-data.js';
-import { generateSessionId } from './session-id.js';
+import { generateSessionId, isSessionId } from './session-id.js';
 import { SessionLock } from './session-lock.js';
 import {
   type SessionConfig,
@@ -32,6 +32,9 @@ import {
 } from './session-record.js';
 
 type Outcome = 'loaded' | 'absent' | 'invalidated';
+
+/** How many well-formed, correctly signed cookies of the session's name a load tries, in the order sent. */
+const MAX_CANDIDATES = 4;
 
 /**
  * A web session.
@@ -61,8 +64,8 @@ export class Session<Data extends object = Record<string, any>> {
   #created = new Date();
   #accessed = this.#created;
   readonly #state: SessionData;
+  /** The browser's cookie for this session, as it sent it (signed with an older secret, maybe). */
   #clientValue: string | undefined;
-  #touched = false;
   #clearCookie = false;
   readonly #lock = new SessionLock((options) => this.#takeLock(options));
   /** The {@link load} under way, if any. */
@@ -157,8 +160,9 @@ export class Session<Data extends object = Record<string, any>> {
    * The Set-Cookie header value to send, or `undefined` when the browser's cookie is right
    * already. Defined when a stored session's id is new to the browser (a new session after
    * its first save, after {@link regenerate} or {@link invalidate}), when a rotated secret
-   * re-signs it, when a rolling `cookieExpires` renews it, and (an expired cookie) after
-   * {@link invalidate} without a save.
+   * re-signs it, on every response of a stored session when `cookieExpires` is a number of
+   * seconds or `false` (so the cookie expires that long after the last use), and (an expired
+   * cookie) after {@link invalidate} without a save.
    */
   get cookieHeader(): string | undefined {
     if (!this.#config.useCookies || !this.#loaded) return undefined;
@@ -168,7 +172,7 @@ export class Session<Data extends object = Record<string, any>> {
       return serializeCookie(this.key, '', { ...this.#config.cookieAttributes(now), maxAge: 0, expires: new Date(0) });
     }
     const value = this.#config.signer.sign(this.#id);
-    if (value === this.#clientValue && !(this.#config.rollingCookie && this.#touched)) return undefined;
+    if (value === this.#clientValue && !this.#config.rollingCookie) return undefined;
     return serializeCookie(this.key, value, this.#config.cookieAttributes(now));
   }
 
@@ -209,8 +213,7 @@ export class Session<Data extends object = Record<string, any>> {
         this.#clientValue = candidate.value;
         return;
       }
-      invalidated = outcome === 'invalidated';
-      if (invalidated) break;
+      if (outcome === 'invalidated') invalidated = true;
     }
     if (reloading && wasStored && !invalidated) {
       this.#log(`session ${this.#id} was removed by another request before load(); starting a new one`);
@@ -276,7 +279,6 @@ export class Session<Data extends object = Record<string, any>> {
     }
     this.#state.saved(state);
     this.#stored = true;
-    this.#touched = true;
     this.#clearCookie = false;
   }
 
@@ -327,7 +329,6 @@ export class Session<Data extends object = Record<string, any>> {
     this.#id = id;
     this.#manager = manager;
     this.#stored = true;
-    this.#touched = true;
     this.#state.saved(state);
     if (wasLocked) await this.#lock.acquire({});
   }
@@ -474,12 +475,18 @@ export class Session<Data extends object = Record<string, any>> {
   }
 
   #candidates(): { id: string; value: string | undefined }[] {
-    if (this.#config.id !== undefined) return [{ id: this.#config.id, value: undefined }];
+    const { id } = this.#config;
+    if (id !== undefined) {
+      if (isSessionId(id)) return [{ id, value: undefined }];
+      this.#log('rejected the id option: it is not a session id');
+      return [];
+    }
     const candidates: { id: string; value: string | undefined }[] = [];
     for (const value of this.#cookies) {
       const verified = this.#config.signer.verify(value);
-      if (verified.ok) candidates.push({ id: verified.id, value: verified.stale ? undefined : value });
+      if (verified.ok) candidates.push({ id: verified.id, value });
       else this.#log(`rejected the ${this.key} cookie: ${verified.reason}`);
+      if (candidates.length === MAX_CANDIDATES) break;
     }
     return candidates;
   }
@@ -517,10 +524,7 @@ export class Session<Data extends object = Record<string, any>> {
         this.#refuseIfAbandoned('load');
       }
       this.#lock.held(manager, true);
-      if (due) {
-        manager.set(ACCESSED, now);
-        this.#touched = true;
-      }
+      if (due) manager.set(ACCESSED, now);
     } else if (due) {
       await this.#recordAccess(manager, now);
     }
@@ -546,7 +550,7 @@ export class Session<Data extends object = Record<string, any>> {
   async #recordAccess(manager: NamespaceManager, now: number): Promise<void> {
     const change = new Map([[ACCESSED, this.#encodeTime(ACCESSED, new Date(now))]]);
     try {
-      if (await manager.applyEncoded(change, { requireKey: CREATED, wait: false })) this.#touched = true;
+      await manager.applyEncoded(change, { requireKey: CREATED, wait: false });
     } catch (error) {
       this.#log(`could not record the access time of session ${manager.namespace}: ${(error as Error).message}`);
     }

@@ -30,8 +30,8 @@ describe('Set-Cookie', () => {
     assert.match(header, /^sid=[a-z2-7]{32}; Path=\/; HttpOnly; SameSite=Lax$/);
   });
 
-  it('follows cookieExpires: false (far future), a Date, a number of seconds', async () => {
-    assert.match(await savedCookie({ ...base(), cookieExpires: false }), /; Expires=Fri, 31 Dec 9999 23:59:59 GMT;/);
+  it('follows cookieExpires: false (400 days, the most browsers keep), a Date, a number of seconds', async () => {
+    assert.match(await savedCookie({ ...base(), cookieExpires: false }), /; Max-Age=34560000; Expires=/);
     const when = new Date('2030-01-02T03:04:05Z');
     assert.match(await savedCookie({ ...base(), cookieExpires: when }), /; Expires=Wed, 02 Jan 2030 03:04:05 GMT;/);
     const relative = await savedCookie({ ...base(), cookieExpires: 3600 });
@@ -53,14 +53,54 @@ describe('Set-Cookie', () => {
     assert.match(header, /^sid=[a-z2-7]{32}; Domain=example\.com; Path=\/app; Secure; SameSite=None; Partitioned$/);
   });
 
-  it('renews a rolling (seconds) cookie when the session is written, and not otherwise', async () => {
-    const options = { ...base(), cookieExpires: 3600, accessResolution: 3600 };
-    const cookie = (await savedCookie(options)).split(';')[0] as string;
-    const readOnly = await Session.open({ headers: { cookie } }, options);
-    assert.equal(readOnly.cookieHeader, undefined);
-    readOnly.data.y = 2;
-    await readOnly.save();
-    assert.match(readOnly.cookieHeader ?? '', /Max-Age=3600/);
+  it('renews a rolling cookie (seconds, or false) on every response of a stored session, read-only ones too', async () => {
+    for (const cookieExpires of [3600, false]) {
+      const options = { ...base(), cookieExpires, accessResolution: 3600 };
+      const cookie = (await savedCookie(options)).split(';')[0] as string;
+      const readOnly = await Session.open({ headers: { cookie } }, options);
+      assert.equal(readOnly.modified, false);
+      assert.match(readOnly.cookieHeader ?? '', /Max-Age=\d+; Expires=/, `cookieExpires ${cookieExpires}`);
+    }
+    const fixed = { ...base(), cookieExpires: new Date('2030-01-02T03:04:05Z') };
+    const cookie = (await savedCookie(fixed)).split(';')[0] as string;
+    assert.equal(
+      (await Session.open({ headers: { cookie } }, fixed)).cookieHeader,
+      undefined,
+      'a fixed expiry is sent once',
+    );
+    const fresh = await Session.open({ headers: {} }, { ...base(), cookieExpires: 3600 });
+    assert.equal(fresh.cookieHeader, undefined, 'nothing for a session that is not stored');
+  });
+
+  it('sends whole seconds in Max-Age, at most 400 days, with an Expires that agrees', async () => {
+    assert.match(await savedCookie({ ...base(), cookieExpires: 0.5 }), /; Max-Age=1; /);
+    for (const seconds of [1e13, 1e21]) {
+      const header = await savedCookie({ ...base(), cookieExpires: seconds });
+      assert.match(header, /; Max-Age=34560000; /);
+      const expires = Date.parse(/Expires=([^;]+)/.exec(header)?.[1] ?? '');
+      assert.ok(Math.abs(expires - (Date.now() + 34_560_000_000)) < 5000, header);
+    }
+  });
+
+  it('refuses cookie options that browsers would drop the cookie for', () => {
+    const cases: [SessionOptions, RegExp][] = [
+      [{ key: '__Secure-sid' }, /"__Secure-sid" needs secure: true/],
+      [{ key: '__secure-sid' }, /needs secure: true/],
+      [{ key: '__Host-sid' }, /"__Host-sid" needs secure: true, cookiePath '\/' and no cookieDomain/],
+      [{ key: '__Host-sid', secure: true, cookiePath: '/app' }, /cookiePath '\/'/],
+      [{ key: '__HOST-sid', secure: true, cookieDomain: 'example.com' }, /no cookieDomain/],
+      [{ cookiePath: 'admin' }, /cookiePath must start with '\/', received "admin"/],
+      [{ cookieDomain: 'example.com:8080' }, /cookieDomain must be a host name without port or path/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => new Session(undefined, { ...base(), ...options }),
+        (e: unknown) => e instanceof TypeError && message.test(e.message),
+        JSON.stringify(options),
+      );
+    }
+    assert.match(String(new Session(undefined, { ...base(), key: '__Secure-sid', secure: true }).key), /__Secure-sid/);
+    new Session(undefined, { ...base(), key: '__Host-sid', secure: true });
   });
 
   it('signs ids when a secret is given, and sends nothing without useCookies', async () => {
@@ -78,7 +118,7 @@ describe('cookie parsing and ids', () => {
     assert.deepEqual(cookieValues(['a=1', 'sid=z'], 'sid'), ['z']);
     assert.deepEqual(cookieValues(';;=;sid;sidx=1; sid =w', 'sid'), ['w']);
     assert.deepEqual(cookieValues(undefined, 'sid'), []);
-    assert.equal(cookieValues(Array(100).fill('sid=a').join(';'), 'sid').length, 4, 'at most 4 candidates');
+    assert.equal(cookieValues(Array(100).fill('sid=a').join(';'), 'sid').length, 64, 'at most 64 values');
   });
 
   it('refuses to serialise what would break the header', () => {
@@ -98,6 +138,67 @@ describe('cookie parsing and ids', () => {
     assert.deepEqual(signer.verify(new IdSigner(['old']).sign(id)), { ok: true, id, stale: true });
     assert.equal(signer.verify(`${id}.`).ok, false);
     assert.equal(signer.verify('x'.repeat(10_000)).ok, false);
+  });
+});
+
+describe('which cookie a load adopts', () => {
+  const base = (): SessionOptions => ({ store: new MemoryStore(), key: 'sid' });
+  const pairOf = (header: string | undefined) => (header ?? '').split(';')[0] as string;
+
+  it('loads the stored session behind malformed or badly signed cookies of the same name', async () => {
+    const options = { ...base(), secret: 'k'.repeat(32) };
+    const stored = pairOf(await savedCookie(options));
+    const junk = ['sid=junk0', 'sid=../x', `sid=${generateSessionId()}.AAAA`, 'sid=', 'sid=junk4', 'sid=junk5'];
+    const session = await Session.open({ headers: { cookie: [...junk, stored].join('; ') } }, options);
+    assert.equal(session.isNew, false);
+    assert.equal(session.data.x, 1);
+  });
+
+  it('finds the cookie after 17 KB of other cookies, on a server that accepts such headers', async () => {
+    const options = base();
+    const stored = pairOf(await savedCookie(options));
+    const others = Array.from({ length: 170 }, (_, i) => `other${i}=${'v'.repeat(95)}`).join('; ');
+    assert.ok(others.length > 17_000);
+    const session = await Session.open({ headers: { cookie: `${others}; ${stored}` } }, options);
+    assert.equal(session.isNew, false);
+  });
+
+  it('goes on to the next cookie after a timed-out one, and says the first was invalidated', async () => {
+    const options = { ...base(), timeout: 60 };
+    const live = pairOf(await savedCookie(options));
+    const old = pairOf(await savedCookie(options));
+    const oldId = old.slice('sid='.length);
+    const manager = new MemoryNamespaceManager(oldId, { store: options.store as MemoryStore });
+    await manager.withWriteLock(() => manager.set('#accessed', Date.now() - 3_600_000));
+    const session = await Session.open({ headers: { cookie: `${old}; ${live}` } }, options);
+    assert.equal(session.isNew, false);
+    assert.equal(session.id, live.slice('sid='.length));
+    assert.equal(session.wasInvalidated, true);
+    assert.equal(session.cookieHeader, undefined, "the browser's live cookie is right");
+    await manager.withReadLock(() => assert.deepEqual(manager.keys(), [], 'the timed-out one is removed'));
+  });
+
+  it('clears the cookie on invalidate() also when the browser signed it with an older secret', async () => {
+    const store = new MemoryStore();
+    const old = pairOf(await savedCookie({ store, key: 'sid', secret: 'old-secret-0123456789' }));
+    const rotated = { store, key: 'sid', secret: ['new-secret-0123456789', 'old-secret-0123456789'] };
+    const session = await Session.open({ headers: { cookie: old } }, rotated);
+    assert.equal(session.isNew, false, 'the old secret still verifies');
+    assert.match(session.cookieHeader ?? '', /^sid=[a-z2-7]{32}\./, 're-signed with the new secret');
+    await session.invalidate();
+    assert.match(session.cookieHeader ?? '', /^sid=; Max-Age=0; Expires=Thu, 01 Jan 1970/);
+  });
+
+  it('starts a new session for an id option that is not a session id, and logs why', async () => {
+    for (const id of ['short', '', '../../etc/passwd', 'a'.repeat(200), 'x\0'.repeat(10)]) {
+      const lines: string[] = [];
+      const session = await Session.open({ headers: {} }, { ...base(), id, log: (line) => lines.push(line) });
+      assert.equal(session.isNew, true);
+      assert.notEqual(session.id, id);
+      assert.match(lines.join('\n'), /rejected the id option: it is not a session id/);
+    }
+    const lax = await Session.open({ headers: {} }, { ...base(), id: '../x', strict: false });
+    assert.match(lax.id, /^[a-z2-7]{32}$/, 'strict: false does not adopt it either');
   });
 });
 
@@ -161,7 +262,7 @@ describe('Session options', () => {
       [{ cookieExpires: 'tomorrow' as unknown as number }, /cookieExpires must be .*, received "tomorrow"/],
       [{ cookieExpires: 0 }, /cookieExpires must be .* seconds > 0, received 0/],
       [{ cookiePath: '/a;b' }, /cookiePath cannot be used/],
-      [{ id: '../x' }, /id must be 16-128 .*, received "..\/x"/],
+      [{ id: 42 as unknown as string }, /id must be a string, received 42/],
       [{ lockTimeout: Number.NaN }, /lockTimeout must be a number/],
       [{ lockStale: 2 ** 31 }, /lockStale must be a number >= 1 and <= 2147483647/],
       [
