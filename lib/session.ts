@@ -309,28 +309,42 @@ export class Session<Data extends object = Record<string, any>> {
   /**
    * Moves the session to a new id, keeping its data, and removes the old record so the old
    * id no longer loads anything. Call it when a user logs in (session fixation defence).
+   * A stored session is moved under its lock, reloaded there: what other requests saved
+   * meanwhile moves too, with this request's changes on top. One that another request
+   * removed meanwhile (a logout) is not brought back: a new, empty session starts, as
+   * {@link save} does.
    */
   async regenerate(): Promise<void> {
     this.#need('regenerate');
     if (this.lockPending) await this.#settled();
     this.#refuseIfAbandoned('regenerate');
-    const state = this.#state.encode();
-    const previous = this.#manager;
     const wasLocked = this.#lock.locked;
-    const id = generateSessionId();
+    const wasStored = this.#stored;
+    if (wasStored) await this.#lock.acquire({});
+    try {
+      if (wasStored && !this.#stored) return;
+      await this.#moveTo(generateSessionId());
+    } finally {
+      if (!wasLocked) await this.#lock.release();
+    }
+    if (wasLocked) await this.#lock.acquire({});
+  }
+
+  /** Writes the session to `id` and removes the record it had, under the lock held on it. */
+  async #moveTo(id: string): Promise<void> {
+    const state = this.#state.encode();
     const manager = this.#config.createManager(id);
     await manager.withWriteLock(() => {
       manager.set(CREATED, this.#created.getTime());
       manager.set(ACCESSED, Date.now());
       for (const [key, { value, raw }] of state) manager.setEncoded(key, value, raw);
     });
-    if (previous) await previous.remove();
+    if (this.#stored) await this.#manager?.remove();
     await this.#lock.release();
     this.#id = id;
     this.#manager = manager;
     this.#stored = true;
     this.#state.saved(state);
-    if (wasLocked) await this.#lock.acquire({});
   }
 
   /**

@@ -509,6 +509,38 @@ export function sessionConformance(type: BackendType): void {
         });
       });
 
+      it('regenerate() moves what other requests saved meanwhile, with its own changes on top', async () => {
+        const { id, cookie } = await storedSession({ cart: ['book'], user: 'guest' });
+        const login = await Session.open(requestWith(cookie), options);
+        const other = await Session.open(requestWith(cookie), options);
+        other.data.cart = ['book', 'pen'];
+        other.data.seen = true;
+        await other.save();
+        login.data.user = 'ann';
+        await login.regenerate();
+        assert.notEqual(login.id, id);
+        assert.deepEqual(login.data, { cart: ['book', 'pen'], user: 'ann', seen: true }, 'reloaded under the lock');
+        assert.equal(login.modified, false);
+        const moved = await Session.open(requestWith(cookiePair(login.cookieHeader)), options);
+        assert.deepEqual(moved.data, { cart: ['book', 'pen'], user: 'ann', seen: true });
+        assert.deepEqual(await storedKeys(id), [], 'the old record is removed');
+      });
+
+      it('regenerate() does not bring back a session that another request invalidated (logout)', async () => {
+        const { id, cookie } = await storedSession({ user: 'ann' });
+        const late = await Session.open(requestWith(cookie), options);
+        const logout = await Session.open(requestWith(cookie), options);
+        await logout.invalidate();
+        await late.regenerate();
+        assert.equal(late.isNew, true);
+        assert.equal(late.wasInvalidated, true);
+        assert.deepEqual(late.data, {});
+        assert.equal(late.locked, false);
+        assert.match(late.cookieHeader ?? '', /^sid=;.*Max-Age=0/, "the browser's cookie is cleared");
+        assert.deepEqual(await storedKeys(id), []);
+        assert.deepEqual(await storedKeys(late.id), [], 'nothing stored under a new id either');
+      });
+
       it('merges concurrent saves key by key: one request sets a, another b, both survive', async () => {
         const { cookie } = await storedSession({ base: true });
         const [one, two] = await Promise.all([
