@@ -10,7 +10,7 @@ import type fs from 'node:fs';
 import { type DataDirEntry, isForeignDataFile, scanDataDir } from './data-dir.js';
 import { LockTimeoutError, StorageError } from './errors.js';
 import { lstatOrUndefined, removeFile } from './files.js';
-import { FileLock, MIN_FILE_LOCK_STALE, removeStaleLockEntry } from './lock/file-lock.js';
+import { FileLock, isStaleLockEntry, MIN_FILE_LOCK_STALE, removeStaleLockEntry } from './lock/file-lock.js';
 import { DBMNamespaceManager } from './namespace/dbm.js';
 import { FileNamespaceManager } from './namespace/file.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
@@ -36,7 +36,8 @@ export interface SweepOptions {
   type?: SweepType | undefined;
   /**
    * Milliseconds after which a lock whose holder stopped renewing it is abandoned: the
-   * sessions' `lockStale`. Also the age at which temporary files count as left over.
+   * sessions' `lockStale`; a longer one that the holder recorded in its lock file is honoured.
+   * Also the age at which temporary files count as left over.
    * @default 10000
    */
   lockStale?: number | undefined;
@@ -205,9 +206,9 @@ async function judge(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): 
     case 'data':
       return judgeSession(entry, stat, config);
     case 'lock':
-      return isLockEntry(stat) && abandoned ? clearStaleLock(entry, config) : 'ignored';
+      return isAbandonedLock(entry, stat, config) ? clearStaleLock(entry, config) : 'ignored';
     case 'takeover':
-      if (!isLockEntry(stat) || !abandoned) return 'ignored';
+      if (!isAbandonedLock(entry, stat, config)) return 'ignored';
       return config.dryRun || removeStaleLockEntry(entry.path, config.lockStale) ? 'removed' : 'ignored';
     case 'temp':
       return stat.isFile() && abandoned ? removeUnlessDry(config, () => removeFile(entry.path)) : 'ignored';
@@ -224,9 +225,13 @@ function judgeSession(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig):
   return idle(stat, config) ? sweepSession(entry, config) : 'recent';
 }
 
-/** A lock is a file, or a directory as older versions made it (never a symlink: the sweep does not follow them). */
-function isLockEntry(stat: fs.Stats): boolean {
-  return stat.isFile() || stat.isDirectory();
+/**
+ * Whether a lock entry is stale by the longer of `lockStale` and the lease its holder
+ * recorded. A lock is a file, or a directory as older versions made it (never a symlink: the
+ * sweep does not follow them).
+ */
+function isAbandonedLock(entry: DataDirEntry, stat: fs.Stats, config: SweepConfig): boolean {
+  return (stat.isFile() || stat.isDirectory()) && isStaleLockEntry(entry.path, stat, config.lockStale);
 }
 
 const ORPHANS = { lock: 'locks', takeover: 'locks', temp: 'temps', 'lmdb-lock': 'lmdbLocks' } as const;

@@ -32,7 +32,8 @@ Options:
   --timeout <time>      idle time after which a session is removed: seconds, or a number
                         with a unit s, m, h or d (1800, 30m, 12h); use the sessions' timeout
   --lock-stale <ms>     age after which a lock or temporary file is left over: the
-                        sessions' lockStale (default 10000, at least 2000)
+                        sessions' lockStale (default 10000, at least 2000); a longer
+                        one that a lock's holder recorded in it is honoured
   --dry-run             print what would be removed, remove nothing
   --json                one JSON object per line: each removal, then {"summary": …}
 

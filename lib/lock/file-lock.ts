@@ -1,16 +1,21 @@
 /**
  * The cross-process lock of one file, on proper-lockfile (a `<file>.lock` entry whose mtime
- * is refreshed while held). Four things are added around it:
- * - the entry is an empty file created with `O_EXCL` rather than proper-lockfile's directory:
+ * is refreshed while held). Five things are added around it:
+ * - the entry is a file created with `O_EXCL` rather than proper-lockfile's directory:
  *   both are atomic, but on ext4 a directory costs many times more to create and delete
  *   (bench/raw.ts), and the lock is taken and released on every save. Either kind excludes
  *   the other (each fails with `EEXIST` on the other), and a lock directory left by an older
  *   version is honoured and, once stale, removed like a file;
+ * - the lock file and the takeover mutex record their holder's lease (`stale` in ms, a few
+ *   ASCII digits written when the file is created), and an entry is stale only once older
+ *   than the longer of the judge's own `stale` and the recorded one: a process (or the sweep)
+ *   with a shorter `lockStale` than the holder's never takes over a live lock. An empty entry
+ *   (an older version's), a directory or an unreadable record counts as no record;
  * - stale takeover happens here, under a `<file>.lock.takeover` mutex, so two processes that
  *   see the same stale lock cannot both remove it and both get in (proper-lockfile's own
  *   takeover is switched off); a stale lock or mutex is removed only after it was renamed
- *   aside and found stale there, so a takeover that comes too late puts back the fresh lock it
- *   moved instead of removing it;
+ *   aside and found stale there (by its record too), so a takeover that comes too late puts
+ *   back the fresh lock it moved instead of removing it;
  * - {@link FileLock.verify} checks, synchronously and right before a commit, that the lock
  *   file is still the one we created (its inode and mtime) and its lease unexpired (a fence:
  *   a holder that lost it writes nothing);
@@ -25,7 +30,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { LockCompromisedError, StorageError } from '../errors.js';
-import { ensureDirectory, lstatOrUndefined } from '../files.js';
+import { ensureDirectory, lstatOrUndefined, readFileHead } from '../files.js';
+import { MAX_TIMER_DELAY } from '../options.js';
 
 interface HeldLockRecord {
   mtime: Date;
@@ -65,13 +71,8 @@ function viaSync<A extends unknown[]>(call: (...args: A) => unknown) {
 /** The inode of each lock file proper-lockfile created here, until the FileLock that asked takes it. */
 const createdInodes = new Map<string, number>();
 
-/**
- * proper-lockfile's `mkdir` and `rmdir`, performed on a lock file. One object for every lock:
- * proper-lockfile caches the file system's mtime precision on it (otherwise each lock taken
- * would cost a `utimes` to find it out again).
- */
+/** proper-lockfile's file-system calls, performed synchronously; `rmdir` removes a lock file. */
 const syncFs = {
-  mkdir: viaSync((file: string) => void createdInodes.set(file, createLockFile(file))),
   rmdir: viaSync(deleteLockEntry),
   stat: viaSync(fs.statSync),
   utimes: viaSync(fs.utimesSync),
@@ -80,6 +81,28 @@ const syncFs = {
 };
 /** Used to let proper-lockfile forget a lock we lost without deleting what is now someone else's. */
 const forgetfulFs = { ...syncFs, rmdir: (_path: string, callback: Callback) => process.nextTick(callback, null) };
+
+type LockFs = typeof syncFs & { mkdir: (file: string, callback: Callback) => void };
+
+/** The file systems of {@link lockFsFor}, by the lease record their lock files get. */
+const lockFsByLease = new Map<string, LockFs>();
+
+/**
+ * {@link syncFs} with a `mkdir` that creates a lock file recording `stale`. One object per
+ * lease: proper-lockfile caches the file system's mtime precision on it (otherwise each lock
+ * taken would cost a `utimes` to find it out again).
+ */
+function lockFsFor(stale: number): LockFs {
+  const lease = leaseRecord(stale);
+  const known = lockFsByLease.get(lease);
+  if (known) return known;
+  const lockFs = {
+    ...syncFs,
+    mkdir: viaSync((file: string) => void createdInodes.set(file, createLockFile(file, lease))),
+  };
+  lockFsByLease.set(lease, lockFs);
+  return lockFs;
+}
 
 /**
  * The smallest `stale` a FileLock accepts: its holder refreshes the lock file's mtime
@@ -126,7 +149,7 @@ export class FileLock {
         stale: Number.POSITIVE_INFINITY,
         update: Math.max(1000, this.#options.stale / 4),
         retries: 0,
-        fs: syncFs,
+        fs: lockFsFor(this.#options.stale),
         onCompromised: (error: Error) => {
           this.#lost = error.message;
           this.#options.log?.(`lock of ${this.#options.name} compromised: ${error.message}`);
@@ -178,10 +201,10 @@ export class FileLock {
     }
   }
 
-  /** Whether a live holder (another process) holds the lock now. */
+  /** Whether a live holder (another process) holds the lock now, by the longer of our lease and the one it recorded. */
   heldElsewhere(): boolean {
     const stat = lstatOrUndefined(this.#lockPath);
-    return stat !== undefined && Date.now() - stat.mtimeMs < this.#options.stale;
+    return stat !== undefined && !isStaleLockEntry(this.#lockPath, stat, this.#options.stale);
   }
 
   #lostReason(): string | undefined {
@@ -206,7 +229,7 @@ export class FileLock {
    */
   #takeOverIfStale(): boolean {
     const seen = lstatOrUndefined(this.#lockPath);
-    if (!seen || !isStale(seen, this.#options.stale)) return false;
+    if (!seen || !isStaleLockEntry(this.#lockPath, seen, this.#options.stale)) return false;
     const guard = `${this.#lockPath}.takeover`;
     if (!this.#takeGuard(guard)) return false;
     try {
@@ -224,13 +247,45 @@ export class FileLock {
 
   /** Takes the takeover mutex; one left by a process that died during a takeover is removed once it is stale. */
   #takeGuard(guard: string): boolean {
-    if (tryCreateLockFile(guard)) return true;
-    return removeStaleLockEntry(guard, this.#options.stale) !== undefined && tryCreateLockFile(guard);
+    const lease = leaseRecord(this.#options.stale);
+    if (tryCreateLockFile(guard, lease)) return true;
+    return removeStaleLockEntry(guard, this.#options.stale) !== undefined && tryCreateLockFile(guard, lease);
   }
 }
 
-function isStale(stat: fs.Stats, stale: number): boolean {
-  return Date.now() - stat.mtimeMs >= stale;
+/** What a lock file records: its holder's lease in ms (at most {@link MAX_TIMER_DELAY}), as ASCII digits. */
+function leaseRecord(stale: number): string {
+  return String(Math.min(Math.ceil(stale), MAX_TIMER_DELAY));
+}
+
+/** The longest record {@link leaseRecord} makes. */
+const LEASE_RECORD_LENGTH = String(MAX_TIMER_DELAY).length;
+const LEASE_RECORD = new RegExp(`^[0-9]{1,${LEASE_RECORD_LENGTH}}$`);
+
+/**
+ * The lease the holder of a lock entry recorded in it (at most {@link MAX_TIMER_DELAY}), or 0
+ * when there is none: an empty file (an older version's), a directory, a symbolic link, or
+ * content that is not a record.
+ */
+function recordedLease(entry: string, stat: fs.Stats): number {
+  if (!stat.isFile() || stat.size === 0) return 0;
+  let text: string;
+  try {
+    text = readFileHead(entry, LEASE_RECORD_LENGTH + 1)?.toString('latin1') ?? '';
+  } catch {
+    return 0;
+  }
+  return LEASE_RECORD.test(text) ? Math.min(Number(text), MAX_TIMER_DELAY) : 0;
+}
+
+/**
+ * Whether the lock entry `entry` (a lock file, a takeover mutex, or an older version's lock
+ * directory) whose stats are `stat` is stale: not refreshed for the longer of `stale` and
+ * the lease its holder recorded in it.
+ */
+export function isStaleLockEntry(entry: string, stat: fs.Stats, stale: number): boolean {
+  const age = Date.now() - stat.mtimeMs;
+  return age >= stale && age >= recordedLease(entry, stat);
 }
 
 /** The suffix of a lock entry renamed aside by {@link removeStaleLockEntry}, for the sweep to recognise. */
@@ -238,15 +293,16 @@ export const ASIDE_SUFFIX = '.aside';
 
 /**
  * Removes the lock entry (a lock file, a takeover mutex, or an older version's lock
- * directory) if it is stale, and returns the stats of what it removed. A file is first renamed
- * aside and judged there, so one that a faster process created in place of the stale entry
- * the caller saw is never removed: it is linked back (if yet another process made a new entry
- * meanwhile, that one stays, and the fence of the holder whose entry was moved refuses its
- * commits). Directories, which only older versions make, are judged and removed in place.
+ * directory) if it is stale (see {@link isStaleLockEntry}), and returns the stats of what it
+ * removed. A file is first renamed aside and judged there, by its own mtime and record, so
+ * one that a faster process created in place of the stale entry the caller saw is never
+ * removed: it is linked back (if yet another process made a new entry meanwhile, that one
+ * stays, and the fence of the holder whose entry was moved refuses its commits).
+ * Directories, which only older versions make, are judged and removed in place.
  */
 export function removeStaleLockEntry(entry: string, stale: number): fs.Stats | undefined {
   const seen = lstatOrUndefined(entry);
-  if (!seen || !isStale(seen, stale)) return undefined;
+  if (!seen || !isStaleLockEntry(entry, seen, stale)) return undefined;
   if (seen.isDirectory()) {
     removeLockEntry(entry);
     return seen;
@@ -260,7 +316,7 @@ export function removeStaleLockEntry(entry: string, stale: number): fs.Stats | u
   }
   const moved = lstatOrUndefined(aside);
   if (!moved) return undefined;
-  if (isStale(moved, stale)) {
+  if (isStaleLockEntry(aside, moved, stale)) {
     removeLockEntry(aside);
     return moved;
   }
@@ -289,19 +345,26 @@ function putBack(aside: string, entry: string): void {
   removeLockEntry(aside);
 }
 
-/** Creates the empty lock file `file` and returns its inode; throws `EEXIST` when a lock (file or directory) is there. */
-function createLockFile(file: string): number {
+/**
+ * Creates the lock file `file` recording `lease` and returns its inode; throws `EEXIST` when a
+ * lock (file or directory) is there. A record that cannot be written (a full disk) leaves the
+ * file empty, judged by others' own lease, rather than fail the lock.
+ */
+function createLockFile(file: string, lease: string): number {
   const fd = fs.openSync(file, 'wx', 0o600);
   try {
+    try {
+      fs.writeSync(fd, lease);
+    } catch {}
     return fs.fstatSync(fd).ino;
   } finally {
     fs.closeSync(fd);
   }
 }
 
-function tryCreateLockFile(file: string): boolean {
+function tryCreateLockFile(file: string, lease: string): boolean {
   try {
-    createLockFile(file);
+    createLockFile(file, lease);
     return true;
   } catch {
     return false;

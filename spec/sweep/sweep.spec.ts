@@ -26,6 +26,9 @@ import { age, createSession, exists, type FileType, filesOf, HOUR } from '../fix
 import { spawnWorker } from '../fixtures/processes.js';
 
 const TYPES: FileType[] = ['file', 'dbm'];
+/** The lockStale of an application that holds its locks longer than the sweep's `lockStale` assumes. */
+const LONG_LEASE = 60_000;
+const SHORT_LEASE = 10_000;
 const options = (dataDir: string) => ({ dataDir, timeout: 1800, lockStale: TEST_LOCK_STALE });
 
 /** A session file of `type` (its format's head) whose content is damaged. */
@@ -157,6 +160,35 @@ describe('sweep', () => {
         assert.equal(await exists(held.lock), false);
       });
 
+      it('never takes over the lock of a holder whose lease is longer than its lockStale', async () => {
+        freshDir();
+        const held = await createSession(type, dataDir, { n: 1 });
+        const worker = spawnWorker({
+          type,
+          options: { dataDir, lockStale: LONG_LEASE },
+          namespace: held.id,
+          task: { kind: 'hold' },
+        });
+        try {
+          await worker.next('locked');
+          await age(held.file, 2 * HOUR);
+          await age(held.lock, 2 * SHORT_LEASE);
+          for (const dryRun of [true, false]) {
+            const result = await sweep({ ...options(dataDir), lockStale: SHORT_LEASE, dryRun });
+            assert.deepEqual(result, emptyResult({ scanned: 1, skippedLocked: 1, dryRun }));
+          }
+          assert.equal(await exists(held.file), true);
+          assert.equal(await exists(held.lock), true);
+        } finally {
+          worker.kill();
+          await worker.exited;
+        }
+        await age(held.lock, LONG_LEASE);
+        const result = await sweep({ ...options(dataDir), lockStale: SHORT_LEASE });
+        assert.equal(result.removed, 1);
+        assert.equal(await exists(held.lock), false);
+      });
+
       it('skips an idle session locked in this process, without waiting', async () => {
         freshDir();
         const held = await createSession(type, dataDir, { n: 1 });
@@ -241,6 +273,23 @@ describe('sweep', () => {
     for (const name of [...staleDirs, ...staleFiles]) assert.equal(await exists(at(name)), false, name);
     for (const name of [...freshDirs, ...freshFiles]) assert.equal(await exists(at(name)), true, name);
     assert.equal(await exists(`${live.file}-lock`), true);
+  });
+
+  it('keeps left-over locks and takeover mutexes until they are older than the lease their holder recorded', async () => {
+    freshDir();
+    const entries = ['held.json.lock', 'held.mdb.lock.takeover'].map((name) => path.join(dataDir, name));
+    for (const entry of entries) {
+      fs.writeFileSync(entry, String(LONG_LEASE));
+      await age(entry, 2 * SHORT_LEASE);
+    }
+    for (const dryRun of [true, false]) {
+      const result = await sweep({ ...options(dataDir), lockStale: SHORT_LEASE, dryRun });
+      assert.deepEqual(result, emptyResult({ dryRun }));
+    }
+    for (const entry of entries) assert.equal(await exists(entry), true, entry);
+    for (const entry of entries) await age(entry, LONG_LEASE);
+    const result = await sweep({ ...options(dataDir), lockStale: SHORT_LEASE });
+    assert.deepEqual(result, emptyResult({ orphans: { locks: 2, temps: 0, lmdbLocks: 0 } }));
   });
 
   it('ignores unrelated files and directories and never follows symbolic links', async () => {

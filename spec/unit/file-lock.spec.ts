@@ -1,7 +1,8 @@
 /**
  * FileLock's takeover and fence against the interleavings a killed process can cause: a
  * takeover that comes too late must not remove the lock a faster process now holds, and the
- * fence must notice a lock file replaced by another, even one with the same mtime.
+ * fence must notice a lock file replaced by another, even one with the same mtime. A holder
+ * with a longer lease than the taker's, which its lock file records, keeps its lock.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -14,8 +15,13 @@ import { FileLock, removeStaleLockEntry } from '../../lib/lock/file-lock.js';
 const STALE = 2000;
 
 function makeStale(entry: string): void {
-  const old = new Date(Date.now() - 2 * STALE);
-  fs.utimesSync(entry, old, old);
+  setAge(entry, 2 * STALE);
+}
+
+/** Sets the entry's mtime `ms` into the past, as if its holder had not refreshed it since. */
+function setAge(entry: string, ms: number): void {
+  const then = new Date(Date.now() - ms);
+  fs.utimesSync(entry, then, then);
 }
 
 /** What another process does in a takeover: removes `entry` and creates its own; returns the new one's stats. */
@@ -138,6 +144,74 @@ describe('FileLock', () => {
       await holder.release();
     }
     assert.equal(fs.readFileSync(elsewhere, 'utf8'), 'untouched');
+  });
+
+  describe('a lease recorded by the holder', () => {
+    const LONG = 60_000;
+    const SHORT = 10_000;
+    const withStale = (stale: number) => new FileLock(target, { stale, name: 'ns' });
+
+    it('keeps a lock from a taker with a shorter lease until it is older than the holder’s', async () => {
+      const holder = withStale(LONG);
+      assert.equal(await holder.tryAcquire(), true);
+      const record = fs.readFileSync(lockPath, 'latin1');
+      assert.equal(record, String(LONG), 'the lock file records the lease');
+      await holder.release();
+      // the same lock file, held by another process
+      fs.writeFileSync(lockPath, record, { flag: 'wx' });
+      const held = fs.statSync(lockPath);
+      setAge(lockPath, 2 * SHORT);
+      const taker = withStale(SHORT);
+      assert.equal(taker.heldElsewhere(), true);
+      assert.equal(await taker.tryAcquire(), false);
+      assert.equal(fs.statSync(lockPath).ino, held.ino, 'the holder’s lock file stays');
+      setAge(lockPath, LONG + 1000);
+      assert.equal(taker.heldElsewhere(), false);
+      assert.equal(await taker.tryAcquire(), true);
+      assert.equal(fs.readFileSync(lockPath, 'latin1'), String(SHORT));
+      await taker.release();
+    });
+
+    it('judges an empty lock file (an older version’s) or one without a record by the taker’s own lease', async () => {
+      for (const content of ['', 'garbage', '60000\n', '99999999999999']) {
+        fs.writeFileSync(lockPath, content);
+        setAge(lockPath, 2 * SHORT);
+        const taker = withStale(SHORT);
+        assert.equal(await taker.tryAcquire(), true, JSON.stringify(content));
+        await taker.release();
+      }
+    });
+
+    it('keeps a takeover mutex whose holder recorded a longer lease', () => {
+      const guard = `${lockPath}.takeover`;
+      fs.writeFileSync(guard, String(LONG));
+      setAge(guard, 2 * SHORT);
+      assert.equal(removeStaleLockEntry(guard, SHORT), undefined);
+      assert.deepEqual(fs.readdirSync(tmp.path), ['ns.json.lock.takeover']);
+      setAge(guard, LONG);
+      assert.ok(removeStaleLockEntry(guard, SHORT));
+    });
+
+    it('judges an entry again by its own record once set aside', async () => {
+      fs.writeFileSync(lockPath, '');
+      setAge(lockPath, 2 * SHORT);
+      let replacement: fs.Stats | undefined;
+      // Between the first look and the move aside, a holder with the longer lease takes the place of the stale lock.
+      const removed = await afterFirstStat(
+        lockPath,
+        () => true,
+        () => {
+          fs.unlinkSync(lockPath);
+          fs.writeFileSync(lockPath, String(LONG), { flag: 'wx' });
+          setAge(lockPath, 2 * SHORT);
+          replacement = fs.statSync(lockPath);
+        },
+        () => removeStaleLockEntry(lockPath, SHORT),
+      );
+      assert.equal(removed, undefined);
+      assert.equal(fs.statSync(lockPath).ino, replacement?.ino, 'the live holder’s lock file is back');
+      assert.deepEqual(fs.readdirSync(tmp.path), ['ns.json.lock']);
+    });
   });
 
   it('verify() refuses a lock file another process put in its place, even with the same mtime', async () => {
