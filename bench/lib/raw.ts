@@ -155,10 +155,12 @@ export async function redisGetSet(url: string): Promise<RawOp> {
 export function exclusiveLockFile(dir: string): RawOp {
   fs.mkdirSync(dir, { recursive: true });
   return {
-    name: 'lock file create (O_EXCL) + unlink',
+    name: 'lock file create (O_EXCL) + lease record + unlink',
     op: (i) => {
       const lock = path.join(dir, `s${i % RAW_SESSIONS}.json.lock`);
-      fs.closeSync(fs.openSync(lock, 'wx', 0o600));
+      const fd = fs.openSync(lock, 'wx', 0o600);
+      fs.writeSync(fd, '10000');
+      fs.closeSync(fd);
       fs.unlinkSync(lock);
     },
     close: async () => {},

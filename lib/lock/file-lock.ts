@@ -106,7 +106,8 @@ function lockFsFor(stale: number): LockFs {
 
 /**
  * The smallest `stale` a FileLock accepts: its holder refreshes the lock file's mtime
- * about every `stale / 2` ms, and a shorter lease is taken over on ordinary scheduling delays.
+ * every `stale / 4` ms (at most once a second), and a shorter lease is taken over on
+ * ordinary scheduling delays.
  */
 export const MIN_FILE_LOCK_STALE = 2000;
 
