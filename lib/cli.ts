@@ -50,7 +50,7 @@ async function main(argv: string[], io: Io): Promise<number> {
     if (name === '-h' || name === '--help') return print(io.out, mainHelp());
     if (name === '-v' || name === '--version') return print(io.out, version());
     if (name === 'help') return print(io.out, helpOf(args[0]));
-    command = COMMANDS.find((candidate) => candidate.name === name);
+    command = commandNamed(name);
     if (!command) {
       const hint = name.startsWith('-') ? ' (the command comes first: sessionlock <command> [options])' : '';
       throw new UsageError(`unknown ${name.startsWith('-') ? 'option' : 'command'} ${JSON.stringify(name)}${hint}`);
@@ -64,9 +64,13 @@ async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
+function commandNamed(name: string | undefined): Command | undefined {
+  return COMMANDS.find((candidate) => candidate.name === name);
+}
+
 function helpOf(name: string | undefined): string {
   if (name === undefined) return mainHelp();
-  const command = COMMANDS.find((candidate) => candidate.name === name);
+  const command = commandNamed(name);
   if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
   return command.help;
 }
@@ -83,7 +87,7 @@ function version(): string {
 
 /** One line for an error the user can act on; a stack trace only for what must be a bug. */
 async function report(error: unknown, command: Command | undefined, err: Output): Promise<number> {
-  const prefix = command ? `sessionlock ${command.name}` : 'sessionlock';
+  const prefix = prefixOf(command);
   if (error instanceof UsageError) {
     await err.line(`${prefix}: ${error.message} (see ${prefix} --help)`);
     return EXIT.usage;
@@ -96,14 +100,24 @@ async function report(error: unknown, command: Command | undefined, err: Output)
   return EXIT.failure;
 }
 
-// A reader that went away (`sessionlock list | head`) is not an error.
-process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code !== 'EPIPE') throw error;
-  process.exit(EXIT.ok);
-});
+function prefixOf(command: Command | undefined): string {
+  return command ? `sessionlock ${command.name}` : 'sessionlock';
+}
 
-process.exitCode = await main(process.argv.slice(2), {
-  out: new Output(process.stdout),
-  err: new Output(process.stderr),
-  env: process.env,
-});
+/** Which stream lost output and why: any write error on stderr, any but EPIPE on stdout (a reader that went away, `| head`, is not an error). */
+function lostOutput({ out, err }: Io): string | undefined {
+  if (out.failure && out.failure.code !== 'EPIPE') return `stdout: ${out.failure.message}`;
+  return err.failure && `stderr: ${err.failure.message}`;
+}
+
+/** Once everything is done: output lost to a write error makes the exit status at least 1, said on stderr if it works. */
+function reportLostOutput(io: Io, command: Command | undefined): void {
+  const lost = lostOutput(io);
+  if (lost === undefined) return;
+  process.exitCode = Math.max(Number(process.exitCode ?? EXIT.ok), EXIT.failure);
+  void io.err.line(`${prefixOf(command)}: cannot write to ${lost}`);
+}
+
+const io: Io = { out: new Output(process.stdout), err: new Output(process.stderr), env: process.env };
+process.on('exit', () => reportLostOutput(io, commandNamed(process.argv[2])));
+process.exitCode = await main(process.argv.slice(2), io);

@@ -47,6 +47,7 @@ export const list: Command = {
     let count = 0;
     let bytes = 0;
     for await (const entry of scanDataDir(dataDir, type)) {
+      if (out.failure) break;
       if (entry.kind !== 'data') continue;
       const stat = lstatIfFile(entry.path);
       if (!stat || isForeignDataFile(entry)) continue;

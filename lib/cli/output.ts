@@ -6,16 +6,31 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 
+/**
+ * One of the CLI's output streams. A write error (the reader went away: EPIPE; a full disk:
+ * ENOSPC) is recorded in {@link Output.failure} instead of crashing, and later lines are
+ * dropped, so a command such as a sweep can finish its work.
+ */
 export class Output {
   readonly #stream: Writable;
+  #failure: NodeJS.ErrnoException | undefined;
 
   constructor(stream: Writable) {
     this.#stream = stream;
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      this.#failure ??= error;
+    });
   }
 
-  /** Writes `text` and a newline; resolves once the stream can take more. */
+  /** The first error writing to the stream, if any: nothing is written after it. */
+  get failure(): NodeJS.ErrnoException | undefined {
+    return this.#failure;
+  }
+
+  /** Writes `text` and a newline; resolves once the stream can take more (at once after a write error). */
   async line(text = ''): Promise<void> {
-    if (!this.#stream.write(`${text}\n`)) await once(this.#stream, 'drain');
+    if (this.#failure || this.#stream.write(`${text}\n`)) return;
+    await once(this.#stream, 'drain').catch(() => {});
   }
 
   /** Writes `value` as one line of JSON. */

@@ -11,7 +11,7 @@ import { type DirectoryResult, dir } from 'tmp-promise';
 import { TEMP_DIRECTORY } from '../../lib/files.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
-import { CLI, ensureBuilt, runCli } from '../fixtures/cli.js';
+import { CLI, ensureBuilt, runCli, runCliWith } from '../fixtures/cli.js';
 import { age, createSession, exists, type FileType, HOUR } from '../fixtures/data-dir.js';
 import { spawnWorker } from '../fixtures/processes.js';
 
@@ -319,6 +319,58 @@ describe('sessionlock (CLI)', () => {
       assert.equal(removal.removed.kind, 'session');
       assert.equal(summary.summary.removed, 1);
       assert.equal(summary.summary.dataDir, dataDir);
+    });
+  });
+
+  describe('output that cannot be written', () => {
+    /** Idle file sessions, and (with `failing`) a stale lock directory the sweep cannot remove: a failed entry. */
+    async function idleSessions(count: number, { failing = false } = {}) {
+      const dataDir = freshDir();
+      const files: string[] = [];
+      for (let n = 0; n < count; n++) files.push((await createSession('file', dataDir, { n })).file);
+      for (const file of files) await age(file, 2 * HOUR);
+      if (failing) {
+        const lock = path.join(dataDir, 'abandonedsession00.json.lock');
+        fs.mkdirSync(path.join(lock, 'not-empty'), { recursive: true });
+        await age(lock, HOUR);
+      }
+      return { dataDir, files, left: () => files.filter((file) => fs.existsSync(file)) };
+    }
+
+    it('sweep finishes when its reader goes away (| head), and exits 0 as the sweep succeeded', async () => {
+      const scene = await idleSessions(5);
+      const run = await runCliWith(['sweep', '--timeout', '60', '-d', scene.dataDir], { stdout: 'reader-gone' });
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stderr, '');
+      assert.deepEqual(scene.left(), []);
+    });
+
+    it('sweep finishes on a stdout write error (ENOSPC), then exits 1 with one line on stderr', {
+      skip: !fs.existsSync('/dev/full'),
+    }, async () => {
+      const scene = await idleSessions(5);
+      const full = fs.openSync('/dev/full', 'w');
+      try {
+        const run = await runCliWith(['sweep', '--timeout', '60', '-d', scene.dataDir], { stdout: full });
+        assert.equal(run.code, 1);
+        assertOneLineError(run.stderr, /^sessionlock sweep: cannot write to stdout: ENOSPC: /);
+      } finally {
+        fs.closeSync(full);
+      }
+      assert.deepEqual(scene.left(), []);
+    });
+
+    it('sweep finishes when stderr cannot be written, and exits 1 without a crash', async () => {
+      const scene = await idleSessions(5, { failing: true });
+      const run = await runCliWith(['sweep', '--timeout', '60', '-d', scene.dataDir], { stderr: 'reader-gone' });
+      assert.equal(run.code, 1);
+      assert.match(run.stdout, /^swept .*; 1 failed$/m, 'the summary is printed');
+      assert.deepEqual(scene.left(), []);
+    });
+
+    it('a usage error keeps exit status 2 when stderr cannot be written', async () => {
+      const run = await runCliWith(['sweep', '-d', '.'], { stderr: 'reader-gone' });
+      assert.equal(run.code, 2);
     });
   });
 
