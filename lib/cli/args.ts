@@ -88,16 +88,23 @@ export function parseCommandArgs(command: Command, args: string[]): { values: Va
   return parsed;
 }
 
+/**
+ * parseArgs' error in one line: `--json=true` does not take a value, `-d` needs one, and
+ * `--timeout -1` keeps parseArgs' hint (`--timeout=-1` for a value starting with a dash).
+ */
 function describeParseError(error: NodeJS.ErrnoException): string {
   const option = /'(-[^']*)'/.exec(error.message)?.[1];
-  switch (error.code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return `unknown option ${option ?? error.message}`;
-    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      return option ? `option ${option} needs a value` : error.message;
-    default:
-      return error.message;
-  }
+  if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${option ?? error.message}`;
+  if (error.code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || !option) return oneLine(error.message);
+  if (/does not take an argument/.test(error.message)) return `option ${option} does not take a value`;
+  if (/argument missing/.test(error.message)) return `option ${option} needs a value`;
+  const dashHint = /starting with a dash use (.+)\.$/m.exec(error.message)?.[1];
+  if (dashHint) return `option ${option} needs a value; for one starting with a dash use ${dashHint}`;
+  return oneLine(error.message);
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ');
 }
 
 /** A string option's value, or `undefined`. */

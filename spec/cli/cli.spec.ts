@@ -398,6 +398,17 @@ describe('sessionlock (CLI)', () => {
         message: /^sessionlock list: unknown option --frob \(see sessionlock list --help\)$/,
       },
       { args: ['list', '-d'], code: 2, message: /^sessionlock list: option -d.* needs a value/ },
+      {
+        args: ['list', '--json=true', '-d', '.'],
+        code: 2,
+        message: /^sessionlock list: option --json does not take a value \(see sessionlock list --help\)$/,
+      },
+      {
+        args: ['sweep', '-d', '.', '--timeout', '-1'],
+        code: 2,
+        message:
+          /^sessionlock sweep: option --timeout needs a value; for one starting with a dash use '--timeout=-XYZ' \(see/,
+      },
       { args: ['list', '-d', '.', 'extra'], code: 2, message: /^sessionlock list: unexpected argument "extra"/ },
       {
         args: ['list', '-d', '.', '--type', 'redis'],
