@@ -15,7 +15,14 @@ import { DBMNamespaceManager } from './namespace/dbm.js';
 import { FileNamespaceManager } from './namespace/file.js';
 import { lmdbLockFile } from './namespace/lmdb-environments.js';
 import { DEFAULT_LOCK_STALE } from './namespace/namespace-options.js';
-import { checkBoolean, checkFunction, checkMilliseconds, checkOptionsObject, checkString } from './options.js';
+import {
+  checkBoolean,
+  checkFunction,
+  checkMilliseconds,
+  checkOptionsObject,
+  checkString,
+  MAX_TIMER_DELAY,
+} from './options.js';
 
 /** The backends whose sessions {@link sweep} handles: those that keep each session in a file of a data directory. */
 export type SweepType = 'file' | 'dbm';
@@ -36,8 +43,8 @@ export interface SweepOptions {
   type?: SweepType | undefined;
   /**
    * Milliseconds after which a lock whose holder stopped renewing it is abandoned: the
-   * sessions' `lockStale`; a longer one that the holder recorded in its lock file is honoured.
-   * Also the age at which temporary files count as left over.
+   * sessions' `lockStale` (2000 to 2147483647); a longer one that the holder recorded in its
+   * lock file is honoured. Also the age at which temporary files count as left over.
    * @default 10000
    */
   lockStale?: number | undefined;
@@ -171,7 +178,10 @@ function sweepConfig(options: SweepOptions): SweepConfig {
     dataDir: checkString('dataDir', options.dataDir) as string,
     timeout: checkMilliseconds('timeout', options.timeout ?? missing('timeout'), 0) * 1000,
     type,
-    lockStale: checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, { min: MIN_FILE_LOCK_STALE }),
+    lockStale: checkMilliseconds('lockStale', options.lockStale, DEFAULT_LOCK_STALE, {
+      min: MIN_FILE_LOCK_STALE,
+      max: MAX_TIMER_DELAY,
+    }),
     dryRun: checkBoolean('dryRun', options.dryRun, false),
     onRemove: checkFunction('onRemove', options.onRemove),
     onError: checkFunction('onError', options.onError),

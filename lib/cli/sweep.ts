@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { MIN_FILE_LOCK_STALE } from '../lock/file-lock.js';
 import { dbmEnvironments } from '../namespace/dbm.js';
+import { MAX_TIMER_DELAY } from '../options.js';
 import { type SweepResult, type SweptEntry, sweep } from '../sweep.js';
 import {
   COMMON_HELP,
@@ -32,8 +33,8 @@ Options:
   --timeout <time>      idle time after which a session is removed: seconds, or a number
                         with a unit s, m, h or d (1800, 30m, 12h); use the sessions' timeout
   --lock-stale <ms>     age after which a lock or temporary file is left over: the
-                        sessions' lockStale (default 10000, at least 2000); a longer
-                        one that a lock's holder recorded in it is honoured
+                        sessions' lockStale (default 10000; 2000 to 2147483647); a
+                        longer one that a lock's holder recorded in it is honoured
   --dry-run             print what would be removed, remove nothing
   --json                one JSON object per line: each removal, then {"summary": …}
 
@@ -106,9 +107,9 @@ function lockStaleOf({ values }: Invocation): number | undefined {
   const text = stringOption(values, 'lock-stale');
   if (text === undefined) return undefined;
   const ms = Number(text);
-  if (!/^\d+$/.test(text) || ms < MIN_FILE_LOCK_STALE) {
+  if (!/^\d+$/.test(text) || ms < MIN_FILE_LOCK_STALE || ms > MAX_TIMER_DELAY) {
     throw new UsageError(
-      `--lock-stale must be a number of milliseconds >= ${MIN_FILE_LOCK_STALE}, received ${JSON.stringify(text)}`,
+      `--lock-stale must be a number of milliseconds >= ${MIN_FILE_LOCK_STALE} and <= ${MAX_TIMER_DELAY}, received ${JSON.stringify(text)}`,
     );
   }
   return ms;

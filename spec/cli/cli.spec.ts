@@ -435,6 +435,12 @@ describe('sessionlock (CLI)', () => {
         code: 2,
         message: /--lock-stale must be .* >= 2000/,
       },
+      {
+        args: ['sweep', '-d', '.', '--timeout', '60', '--lock-stale', '2147483648'],
+        code: 2,
+        message:
+          /^sessionlock sweep: --lock-stale must be a number of milliseconds >= 2000 and <= 2147483647, received "2147483648"/,
+      },
       { args: ['help', 'frobnicate'], code: 2, message: /unknown command "frobnicate"/ },
     ];
     for (const { args, code, message, title } of cases) {

@@ -377,6 +377,7 @@ describe('sweep', () => {
     await assert.rejects(bad({ timeout: -1 }), /timeout must be a number/);
     await assert.rejects(bad({ type: 'redis' }), /type must be 'file' or 'dbm'/);
     await assert.rejects(bad({ lockStale: 10 }), /lockStale must be a number >= 2000/);
+    await assert.rejects(bad({ lockStale: 2 ** 31 }), /lockStale must be a number >= 2000 and <= 2147483647/);
     await assert.rejects(bad({ onRemove: 'yes' }), /onRemove must be a function/);
   });
 
