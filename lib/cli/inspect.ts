@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import { MIN_KEY_LENGTH } from '../cipher.js';
+import { lstatOrUndefined } from '../files.js';
 import { DBM_EXTENSION, DBMNamespaceManager, dbmEnvironments } from '../namespace/dbm.js';
 import { FILE_EXTENSION, FileNamespaceManager } from '../namespace/file.js';
 import { storagePath } from '../namespace/storage-path.js';
@@ -57,6 +58,7 @@ export const inspect: Command = {
     const dataDir = dataDirOf(invocation);
     const id = invocation.positionals[0] as string;
     const type = storageTypeOf(invocation) ?? typeOfSession(dataDir, id);
+    if (type === 'dbm' && isEmptyFile(storagePath(dataDir, id, DBM_EXTENSION))) throw notFound(id, dataDir);
     const options = { dataDir, ...encryptKeyOf(invocation.env) };
     const manager = type === 'file' ? new FileNamespaceManager(id, options) : new DBMNamespaceManager(id, options);
     try {
@@ -92,6 +94,15 @@ function typeOfSession(dataDir: string, id: string): SweepType {
   }
   if (found[0] === undefined) throw notFound(id, dataDir);
   return found[0];
+}
+
+/**
+ * Whether `file` is an empty regular file: a dbm file whose creator never initialised it.
+ * It holds no session, and opening it would initialise it (inspect must not write).
+ */
+function isEmptyFile(file: string): boolean {
+  const stat = lstatOrUndefined(file);
+  return stat?.isFile() === true && stat.size === 0;
 }
 
 function notFound(id: string, dataDir: string): CliError {

@@ -264,6 +264,22 @@ describe('sessionlock (CLI)', () => {
       assert.equal(fs.readdirSync(dataDir).length, 4);
     });
 
+    it('reports an empty (never initialised) dbm file as no session, and leaves it untouched', async () => {
+      const dataDir = freshDir();
+      const id = 'abcdefghijklmnopqrstuvwxyz234567';
+      const file = path.join(dataDir, `${id}.mdb`);
+      fs.writeFileSync(file, '');
+      await age(file, 2 * HOUR);
+      const before = fs.statSync(file);
+      for (const args of [[], ['--type', 'dbm']]) {
+        const run = await runCli(['inspect', id, '-d', dataDir, ...args]);
+        assert.equal(run.code, 1);
+        assertOneLineError(run.stderr, new RegExp(`^sessionlock inspect: no session "${id}" in `));
+      }
+      const after = fs.statSync(file);
+      assert.deepEqual([after.size, after.mtimeMs], [0, before.mtimeMs], 'inspect does not write to the file');
+    });
+
     it('reports an unknown id (exit 1) and a missing id (exit 2)', async () => {
       const dataDir = freshDir();
       const unknown = await runCli(['inspect', 'nosuchsession0000', '-d', dataDir]);
