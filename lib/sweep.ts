@@ -83,7 +83,10 @@ export interface SweptEntry {
   corrupt: boolean;
 }
 
-/** What {@link sweep} did. */
+/**
+ * What {@link sweep} did. Every session examined is counted once more: `scanned` is
+ * `removed + skippedLocked + skippedRecent + skippedUnnamed + skippedGone + failedSessions`.
+ */
 export interface SweepResult {
   /** Sessions examined. */
   scanned: number;
@@ -95,6 +98,8 @@ export interface SweepResult {
   skippedRecent: number;
   /** Idle sessions kept because their file name is a hash of a long namespace name, which cannot be mapped back. */
   skippedUnnamed: number;
+  /** Sessions that disappeared while the sweep looked at them (removed meanwhile by their application or another sweep). */
+  skippedGone: number;
   /**
    * Files with a session's name that are not sessionlock files (neither in the file backend's
    * format nor LMDB files: another program's `.json`), left alone and not counted in `scanned`.
@@ -109,8 +114,10 @@ export interface SweepResult {
     /** LMDB `-lock` files whose data file is gone. */
     lmdbLocks: number;
   };
-  /** Entries that could not be swept (see `onError`). */
+  /** Entries that could not be swept (see `onError`): sessions and left-over files. */
   failed: number;
+  /** The sessions among `failed`. */
+  failedSessions: number;
   /** Whether this was a dry run. */
   dryRun: boolean;
 }
@@ -126,7 +133,7 @@ interface SweepConfig {
 }
 
 /** What became of an entry: `ignored` entries (not what their name says, or not abandoned) are not counted. */
-type Verdict = 'removed' | 'corrupt' | 'locked' | 'recent' | 'gone' | 'unnamed' | 'foreign' | 'ignored';
+type Verdict = 'removed' | 'corrupt' | 'locked' | 'recent' | 'gone' | 'unnamed' | 'failed' | 'foreign' | 'ignored';
 type NamespaceFiles = FileNamespaceManager | DBMNamespaceManager;
 
 /**
@@ -152,9 +159,11 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     skippedLocked: 0,
     skippedRecent: 0,
     skippedUnnamed: 0,
+    skippedGone: 0,
     skippedForeign: 0,
     orphans: { locks: 0, temps: 0, lmdbLocks: 0 },
     failed: 0,
+    failedSessions: 0,
     dryRun: config.dryRun,
   };
   for await (const entry of scanDataDir(config.dataDir, config.type)) {
@@ -195,7 +204,10 @@ function missing(name: string): never {
 async function sweepEntry(entry: DataDirEntry, config: SweepConfig, result: SweepResult): Promise<void> {
   const stat = lstatOrUndefined(entry.path);
   if (!stat) return;
-  const verdict = await judge(entry, stat, config);
+  const verdict = await judge(entry, stat, config).catch((error: unknown) => {
+    tally(result, entry.kind, 'failed');
+    throw error;
+  });
   tally(result, entry.kind, verdict);
   if (verdict !== 'removed' && verdict !== 'corrupt') return;
   await config.onRemove?.({
@@ -245,19 +257,25 @@ function isAbandonedLock(entry: DataDirEntry, stat: fs.Stats, config: SweepConfi
 }
 
 const ORPHANS = { lock: 'locks', takeover: 'locks', temp: 'temps', 'lmdb-lock': 'lmdbLocks' } as const;
+const SESSION_COUNTS = {
+  removed: 'removed',
+  corrupt: 'removed',
+  locked: 'skippedLocked',
+  recent: 'skippedRecent',
+  unnamed: 'skippedUnnamed',
+  gone: 'skippedGone',
+  failed: 'failedSessions',
+} as const;
 
 function tally(result: SweepResult, kind: DataDirEntry['kind'], verdict: Verdict): void {
   if (verdict === 'ignored') return;
-  if (verdict === 'unnamed') result.skippedUnnamed++;
   if (verdict === 'foreign') return void result.skippedForeign++;
   if (kind !== 'data') {
     if (verdict === 'removed') result.orphans[ORPHANS[kind]]++;
     return;
   }
   result.scanned++;
-  if (verdict === 'removed' || verdict === 'corrupt') result.removed++;
-  else if (verdict === 'locked') result.skippedLocked++;
-  else if (verdict === 'recent') result.skippedRecent++;
+  result[SESSION_COUNTS[verdict]]++;
 }
 
 function removeUnlessDry(config: SweepConfig, remove: () => void): Verdict {

@@ -124,16 +124,31 @@ function describeRemoval(entry: SweptEntry, dryRun: boolean): string {
   return `${verb} session ${name} (${entry.type}, ${plural(entry.size, 'byte')}, ${idle}${corrupt})`;
 }
 
+/** One line for the result; the sessions not removed add up to the sessions scanned, failures included. */
 function summarize(dataDir: string, result: SweepResult): string {
-  const { removed, scanned, skippedLocked, skippedRecent, skippedUnnamed, skippedForeign, orphans, failed } = result;
+  const { removed, scanned, skippedForeign, orphans, failed, failedSessions } = result;
   const parts = [
     `${result.dryRun ? 'dry run of' : 'swept'} ${dataDir}: ${result.dryRun ? 'would remove' : 'removed'} ${removed} of ${plural(scanned, 'session')}`,
-    ` (${skippedLocked} locked, ${skippedRecent} recent kept${skippedUnnamed ? `, ${skippedUnnamed} with hashed names kept` : ''})`,
+    ` (${keptSessions(result)})`,
     skippedForeign
       ? `; ${plural(skippedForeign, 'file')} that ${skippedForeign === 1 ? 'is' : 'are'} not sessionlock's left alone`
       : '',
     `; left-overs ${result.dryRun ? 'to remove' : 'removed'}: ${plural(orphans.locks, 'lock')}, ${plural(orphans.temps, 'temporary file')}, ${plural(orphans.lmdbLocks, 'LMDB lock file')}`,
-    failed ? `; ${failed} failed` : '',
+    failed > failedSessions ? `, ${failed - failedSessions} failed` : '',
   ];
   return parts.join('');
+}
+
+function keptSessions({
+  skippedLocked,
+  skippedRecent,
+  skippedUnnamed,
+  skippedGone,
+  failedSessions,
+}: SweepResult): string {
+  const parts = [`${skippedLocked} locked`, `${skippedRecent} recent kept`];
+  if (skippedUnnamed) parts.push(`${skippedUnnamed} with hashed names kept`);
+  if (skippedGone) parts.push(`${skippedGone} gone meanwhile`);
+  if (failedSessions) parts.push(`${failedSessions} failed`);
+  return parts.join(', ');
 }

@@ -320,6 +320,22 @@ describe('sessionlock (CLI)', () => {
       }
     });
 
+    it('accounts for every session in its summary, failed ones included', async () => {
+      const dataDir = freshDir();
+      const failing = await createSession('file', dataDir, { n: 1 });
+      const idle = await createSession('file', dataDir, { n: 2 });
+      for (const { file } of [failing, idle]) await age(file, 2 * HOUR);
+      fs.mkdirSync(path.join(failing.lock, 'not-empty'), { recursive: true });
+      await age(failing.lock, HOUR);
+      const run = await runCli(['sweep', '--timeout', '60', '-d', dataDir]);
+      assert.equal(run.code, 1);
+      assert.match(
+        run.stdout,
+        /^swept .*: removed 1 of 2 sessions \(0 locked, 0 recent kept, 1 failed\); left-overs removed: 0 locks, 0 temporary files, 0 LMDB lock files, 1 failed$/m,
+      );
+      assert.match(run.stderr, new RegExp(`^sessionlock sweep: cannot sweep ${escapeRegExp(failing.file)}: `, 'm'));
+    });
+
     it('prints JSON lines with --json', async () => {
       const dataDir = freshDir();
       const idle = await createSession('file', dataDir, { n: 1 });
@@ -380,7 +396,7 @@ describe('sessionlock (CLI)', () => {
       const scene = await idleSessions(5, { failing: true });
       const run = await runCliWith(['sweep', '--timeout', '60', '-d', scene.dataDir], { stderr: 'reader-gone' });
       assert.equal(run.code, 1);
-      assert.match(run.stdout, /^swept .*; 1 failed$/m, 'the summary is printed');
+      assert.match(run.stdout, /^swept .*, 1 failed$/m, 'the summary is printed');
       assert.deepEqual(scene.left(), []);
     });
 

@@ -46,9 +46,11 @@ function emptyResult(overrides: Partial<SweepResult> = {}): SweepResult {
     skippedLocked: 0,
     skippedRecent: 0,
     skippedUnnamed: 0,
+    skippedGone: 0,
     skippedForeign: 0,
     orphans: { locks: 0, temps: 0, lmdbLocks: 0 },
     failed: 0,
+    failedSessions: 0,
     dryRun: false,
     ...overrides,
   };
@@ -403,8 +405,7 @@ describe('sweep', () => {
         ...options(dataDir),
         onError: (error, file) => void failures.push(`${file}: ${error.message}`),
       });
-      assert.equal(result.failed, 1);
-      assert.equal(result.removed, 1);
+      assert.deepEqual(result, emptyResult({ scanned: 2, removed: 1, failed: 1, failedSessions: 1 }));
     } finally {
       removeMock.mock.restore();
     }
@@ -412,6 +413,38 @@ describe('sweep', () => {
     assert.equal(await exists(idle.file), true);
     assert.equal(await exists(idle.lock), false, 'the lock is released after a failure');
     assert.equal(await exists(other.file), false);
+  });
+});
+
+describe('sweep counts', () => {
+  let tmp: DirectoryResult;
+
+  before(async () => {
+    tmp = await dir({ unsafeCleanup: true, prefix: 'sessionlock-sweep-counts-' });
+  });
+  after(async () => {
+    await tmp.cleanup();
+  });
+
+  it('counts a session removed by someone else while it was swept as gone', async () => {
+    const vanishing = await createSession('file', tmp.path, { n: 1 });
+    const other = await createSession('file', tmp.path, { n: 2 });
+    for (const { file } of [vanishing, other]) await age(file, 2 * HOUR);
+    const original = FileNamespaceManager.prototype.removeIf;
+    const removeIf = mock.method(
+      FileNamespaceManager.prototype,
+      'removeIf',
+      function (this: FileNamespaceManager, condition: () => boolean | Promise<boolean>) {
+        if (this.namespace === vanishing.id) fs.rmSync(this.file);
+        return original.call(this, condition);
+      },
+    );
+    try {
+      const result = await sweep({ dataDir: tmp.path, timeout: 1800, lockStale: TEST_LOCK_STALE });
+      assert.deepEqual(result, emptyResult({ scanned: 2, removed: 1, skippedGone: 1 }));
+    } finally {
+      removeIf.mock.restore();
+    }
   });
 });
 
