@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { isForeignDataFile, scanDataDir } from '../data-dir.js';
 import { StorageError } from '../errors.js';
 import { COMMON_HELP, type Command, dataDirOf, EXIT, storageTypeOf } from './args.js';
-import { plural } from './output.js';
+import { plural, printableName } from './output.js';
 
 const HELP = `Usage: sessionlock list --data-dir <dir> [options]
 
@@ -55,7 +55,15 @@ export const list: Command = {
       bytes += stat.size;
       const accessed = stat.mtime.toISOString();
       if (json) await out.json({ id: entry.id ?? null, type: entry.type, size: stat.size, accessed, file: entry.path });
-      else await out.line(row(accessed, String(stat.size), entry.type, entry.id ?? `(hashed name: ${entry.name})`));
+      else
+        await out.line(
+          row(
+            accessed,
+            String(stat.size),
+            entry.type,
+            entry.id === undefined ? `(hashed name: ${entry.name})` : printableName(entry.id),
+          ),
+        );
     }
     if (!json) await out.line(`${plural(count, 'session')}, ${plural(bytes, 'byte')}`);
     return EXIT.ok;

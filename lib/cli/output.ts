@@ -39,6 +39,28 @@ export class Output {
   }
 }
 
+/** Printable ASCII without spaces: what a name may be to be shown as it is. */
+const PLAIN_NAME = /^[!-~]+$/;
+/** What would change how a terminal shows a line: controls, format characters (bidi overrides, zero-width), line separators. */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+/**
+ * A namespace name for text output: as it is when plain (generated ids are), else as a JSON
+ * string with every unprintable character escaped, so a name can neither forge a row nor
+ * send escape sequences to the terminal.
+ */
+export function printableName(name: string): string {
+  if (PLAIN_NAME.test(name)) return name;
+  return JSON.stringify(name).replace(UNPRINTABLE, escapeCodeUnits);
+}
+
+function escapeCodeUnits(text: string): string {
+  return Array.from(
+    { length: text.length },
+    (_, index) => `\\u${text.charCodeAt(index).toString(16).padStart(4, '0')}`,
+  ).join('');
+}
+
 /** `3725000` → `1 h 2 min`; `42000` → `42 s`. */
 export function formatDuration(ms: number): string {
   const seconds = Math.max(0, Math.round(ms / 1000));

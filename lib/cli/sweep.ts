@@ -18,7 +18,7 @@ import {
   stringOption,
   UsageError,
 } from './args.js';
-import { formatDuration, plural } from './output.js';
+import { formatDuration, plural, printableName } from './output.js';
 
 const HELP = `Usage: sessionlock sweep --timeout <seconds> --data-dir <dir> [options]
 
@@ -119,7 +119,7 @@ function describeRemoval(entry: SweptEntry, dryRun: boolean): string {
   const verb = dryRun ? 'would remove' : 'removed';
   const idle = `idle ${formatDuration(Date.now() - entry.modified.getTime())}`;
   if (entry.kind !== 'session') return `${verb} ${entry.kind} ${path.basename(entry.path)} (${entry.type}, ${idle})`;
-  const name = entry.id ?? path.basename(entry.path);
+  const name = entry.id === undefined ? path.basename(entry.path) : printableName(entry.id);
   const corrupt = entry.corrupt ? ', corrupt' : '';
   return `${verb} session ${name} (${entry.type}, ${plural(entry.size, 'byte')}, ${idle}${corrupt})`;
 }

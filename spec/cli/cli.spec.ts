@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { type DirectoryResult, dir } from 'tmp-promise';
 import { TEMP_DIRECTORY } from '../../lib/files.js';
 import { dbmEnvironments } from '../../lib/namespace/dbm.js';
+import { FileNamespaceManager } from '../../lib/namespace/file.js';
 import { TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { CLI, ensureBuilt, runCli, runCliWith } from '../fixtures/cli.js';
 import { age, createSession, exists, type FileType, HOUR } from '../fixtures/data-dir.js';
@@ -171,6 +172,31 @@ describe('sessionlock (CLI)', () => {
           .map((line) => JSON.parse(line).id),
         [sessions.file.id],
       );
+    });
+
+    it('list and sweep show a name with a newline or escape sequences escaped, never raw', async () => {
+      const dataDir = freshDir();
+      const names = ['line1\nFAKE  2020-01-01T00:00:00.000Z  0  file  forged', '\x1b[31mRED\x1b[0m\u202e'];
+      for (const name of names) {
+        const manager = new FileNamespaceManager(name, { dataDir });
+        await manager.acquireWriteLock();
+        manager.set('k', 'v');
+        await manager.releaseWriteLock();
+        await age(manager.file, 2 * HOUR);
+      }
+      const shown = ['"line1\\nFAKE  2020-01-01T00:00:00.000Z  0  file  forged"', '"\\u001b[31mRED\\u001b[0m\\u202e"'];
+      const listed = await runCli(['list', '-d', dataDir]);
+      const sweepLines = (await runCli(['sweep', '--timeout', '60', '--dry-run', '-d', dataDir])).stdout.split('\n');
+      for (const output of [listed.stdout, ...sweepLines]) {
+        assert.doesNotMatch(output, /^FAKE/m);
+        assert.ok(!output.includes('\u001b') && !output.includes('\u202e'), output);
+      }
+      const rows = listed.stdout.trimEnd().split('\n').slice(1, -1);
+      const idOf = (row: string) => row.slice(row.indexOf('  file  ') + '  file  '.length);
+      assert.deepEqual(rows.map(idOf).sort(), [...shown].sort());
+      for (const name of shown) {
+        assert.ok(sweepLines.includes(`would remove session ${name} (file, 2048 bytes, idle 2 h 0 min)`), name);
+      }
     });
 
     it('shows an empty directory as no sessions', async () => {
