@@ -46,6 +46,8 @@ function runCliOrKill(args: string[]): Promise<{ code: number | null; signal: st
   });
 }
 
+const NOBODY = 65_534;
+
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -197,6 +199,23 @@ describe('sessionlock (CLI)', () => {
       for (const name of shown) {
         assert.ok(sweepLines.includes(`would remove session ${name} (file, 2048 bytes, idle 2 h 0 min)`), name);
       }
+    });
+
+    it('reports a session file it cannot read on stderr, lists the others, and exits 1', async () => {
+      // Root reads any file: then the command runs as nobody, and the session files are root's.
+      const root = process.getuid?.() === 0;
+      fs.chmodSync(tmp.path, 0o711);
+      const dataDir = freshDir();
+      const [hidden, shown] = [await createSession('file', dataDir, {}), await createSession('file', dataDir, {})];
+      fs.chmodSync(hidden.file, root ? 0o600 : 0o000);
+      fs.chmodSync(shown.file, 0o644);
+      const run = await runCliWith(['list', '-d', dataDir], root ? { uid: NOBODY } : {});
+      assert.equal(run.code, 1);
+      assertOneLineError(run.stderr, new RegExp(`^sessionlock list: Cannot read ${escapeRegExp(hidden.file)}: EACCES`));
+      const lines = run.stdout.trimEnd().split('\n');
+      assert.equal(lines.length, 3, run.stdout);
+      assert.ok(lines[1]?.endsWith(shown.id), run.stdout);
+      assert.equal(lines[2], `1 session, ${fs.statSync(shown.file).size} bytes; 1 file could not be read`);
     });
 
     it('shows an empty directory as no sessions', async () => {
