@@ -26,9 +26,9 @@ ${COMMON_HELP}
 Example:
   $ sessionlock list --data-dir ./sessions
   LAST ACCESS (UTC)             BYTES  TYPE  ID
-  2025-06-01T09:14:03.112Z        192  file  q3v7k2m4t5yxw6r2cz4hj7nb5fa2dkep
   2025-06-01T07:09:45.900Z      12288  dbm   mz2x7rq6b4ht5vkw3ynp2gd7c4sfje6a
-  2 sessions, 12480 bytes`;
+  2025-06-01T09:14:03.112Z       2048  file  q3v7k2m4t5yxw6r2cz4hj7nb5fa2dkep
+  2 sessions, 14336 bytes`;
 
 const TIME_WIDTH = 24;
 const SIZE_WIDTH = 10;
