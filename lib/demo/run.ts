@@ -5,6 +5,7 @@
  * @module
  */
 import { fork } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -64,6 +65,11 @@ export async function runDemo(
     return 0;
   }
   const tmp = await dir({ unsafeCleanup: true, prefix: 'sessionlock-demo-' });
+  const interrupted = (signal: NodeJS.Signals) => {
+    fs.rmSync(tmp.path, { recursive: true, force: true });
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  };
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
   const options: SessionOptions = {
     type: settings.backend,
     key: 'demo',
@@ -106,6 +112,7 @@ export async function runDemo(
     );
     return exact ? 0 : 1;
   } finally {
+    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
     server.closeAllConnections();
     server.close();
     await tmp.cleanup();

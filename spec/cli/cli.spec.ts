@@ -3,7 +3,8 @@
  * file and dbm sessions made with the library, with a child process holding a lock.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -118,6 +119,29 @@ describe('sessionlock (CLI)', () => {
         const { code, stderr } = await runCli(['demo', ...args]);
         assert.equal(code, 2);
         assertOneLineError(stderr, /^sessionlock demo: --\w+ .*\(see sessionlock demo --help\)$/);
+      }
+    });
+
+    it('removes its data directory when interrupted (SIGINT, SIGTERM)', async () => {
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+        const child = spawn(process.execPath, [CLI, 'demo', '--requests', '100000'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let output = '';
+        const dataDir = await new Promise<string>((resolve, reject) => {
+          child.stdout.on('data', (chunk: Buffer) => {
+            output += chunk.toString();
+            const found = / sessions in (\S+)\n/.exec(output);
+            if (found) resolve(found[1] as string);
+          });
+          child.once('exit', () => reject(new Error(`the demo ended before it started: ${output}`)));
+        });
+        assert.equal(await exists(dataDir), true);
+        const exited = once(child, 'exit');
+        child.kill(signal);
+        const [code] = await exited;
+        assert.equal(code, signal === 'SIGINT' ? 130 : 143);
+        assert.equal(await exists(dataDir), false, `${signal}: ${dataDir} is removed`);
       }
     });
 
