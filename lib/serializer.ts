@@ -41,6 +41,9 @@ function joinPath(outer: string, inner: string): string {
 const DATE_TAG = '$date';
 const ESCAPE_TAG = '$esc';
 
+/** How deep objects and arrays may nest in one value: deeper ones could not be decoded again (the reviver recurses). */
+const MAX_DEPTH = 1000;
+
 /**
  * The default serializer: JSON that refuses to change a value silently.
  *
@@ -51,7 +54,10 @@ const ESCAPE_TAG = '$esc';
  * - Everything else is rejected with {@link SerializationError} naming where it is: functions,
  *   symbols, bigints, `NaN`/`Infinity`, `-0`, `undefined` inside arrays, sparse arrays or arrays
  *   with extra properties, symbol keys, invalid dates, cycles, and objects that are not plain
- *   (`Map`, `Set`, class instances, objects without a prototype), which JSON would change.
+ *   (`Map`, `Set`, class instances, objects without a prototype), which JSON would change,
+ *   and objects and arrays nested more than 1000 deep.
+ * - `parse` refuses what `stringify` would refuse (an invalid date, `-0`, a number out of
+ *   range, nesting too deep), so a value it decodes can always be stored again.
  */
 export const jsonSerializer: Serializer = {
   stringify(value) {
@@ -60,7 +66,13 @@ export const jsonSerializer: Serializer = {
   },
   parse(text) {
     const mayHaveTags = text.includes('"$') && (text.includes(`"${DATE_TAG}"`) || text.includes(`"${ESCAPE_TAG}"`));
-    return mayHaveTags ? JSON.parse(text, untagReviver) : JSON.parse(text);
+    const value: unknown = mayHaveTags ? JSON.parse(text, untagReviver) : JSON.parse(text);
+    try {
+      inspect(value, [], []);
+    } catch (error) {
+      throw new SyntaxError(`it decodes to a value stringify refuses (${(error as Error).message})`, { cause: error });
+    }
+    return value;
   },
 };
 
@@ -103,6 +115,7 @@ function inspect(value: unknown, trail: Trail, ancestors: object[]): boolean {
 
 function inspectContainer(value: object, trail: Trail, ancestors: object[]): boolean {
   if (ancestors.includes(value)) throw rejected(trail, 'a circular reference cannot be stored');
+  if (trail.length >= MAX_DEPTH) throw rejected([], `it nests objects and arrays more than ${MAX_DEPTH} deep`);
   if (Object.getOwnPropertySymbols(value).length > 0) throw rejected(trail, 'symbol keys would be dropped');
   ancestors.push(value);
   const tagged = Array.isArray(value) ? inspectArray(value, trail, ancestors) : inspectObject(value, trail, ancestors);

@@ -197,6 +197,22 @@ export function sessionConformance(type: BackendType): void {
         );
       });
 
+      it('loads back every value it saves: refuses objects nested more than 1000 deep with SerializationError', async () => {
+        const nest = (depth: number) => {
+          let value: unknown = new Date(0);
+          for (let i = 0; i < depth; i++) value = { a: value };
+          return value;
+        };
+        const { cookie } = await storedSession({ deep: nest(1000) });
+        assert.deepEqual((await Session.open(requestWith(cookie), options)).data.deep, nest(1000));
+        const session = await Session.open(requestWith(cookie), options);
+        session.data.deeper = nest(1001);
+        await assert.rejects(
+          session.save(),
+          (e: unknown) => e instanceof SerializationError && e.path === 'data.deeper' && /1000 deep/.test(e.message),
+        );
+      });
+
       it('works without a request, with useCookies: false and an id', async () => {
         const { id } = await storedSession({ n: 7 });
         const session = await Session.open(undefined, { ...options, useCookies: false, id });
@@ -742,6 +758,22 @@ export function sessionConformance(type: BackendType): void {
         assert.notEqual(session.id, id);
         session.data.ok = true;
         await session.save();
+      });
+      it('takes a stored value the serializer would refuse to store again as corrupt, so invalidateCorrupt starts afresh', async () => {
+        for (const raw of ['{"$date":"garbage"}', '-0', '1e400']) {
+          const { id, cookie } = await storedSession({ n: 1 });
+          const manager = storageOf(id);
+          await manager.withWriteLock(() => manager.setEncoded('=bad', null, raw));
+          await assert.rejects(
+            Session.open(requestWith(cookie), options),
+            (e: unknown) => e instanceof SessionCorruptError && e.id === id,
+            raw,
+          );
+          const fresh = await Session.open(requestWith(cookie), { ...options, invalidateCorrupt: true });
+          assert.equal(fresh.wasInvalidated, true, raw);
+          fresh.data.n = 2;
+          await fresh.save();
+        }
       });
     });
 

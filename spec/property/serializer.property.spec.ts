@@ -68,4 +68,25 @@ describe('jsonSerializer (property)', () => {
       { numRuns: 2000 },
     );
   });
+
+  it('decodes only values it can encode again, for any JSON text', () => {
+    const tagged = fc.oneof(
+      fc.json(),
+      fc.jsonValue().map((value) => JSON.stringify({ $date: value })),
+      fc.double().map((n) => `[${Object.is(n, -0) ? '-0' : n}]`),
+      fc.constantFrom('1e400', '-0', '{"$date":"garbage"}', '{"$esc":["$date","x"]}'),
+    );
+    fc.assert(
+      fc.property(tagged, (text) => {
+        let value: unknown;
+        try {
+          value = jsonSerializer.parse(text);
+        } catch {
+          return;
+        }
+        assert.equal(jsonSerializer.stringify(value).length > 0, true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
 });

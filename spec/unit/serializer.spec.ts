@@ -65,6 +65,27 @@ describe('jsonSerializer', () => {
     }
   });
 
+  it('refuses to parse what stringify would refuse, so whatever it decodes can be stored again', () => {
+    const deep = `${'['.repeat(1001)}${']'.repeat(1001)}`;
+    for (const text of ['{"$date":"garbage"}', '-0', '[1, -0.0]', '1e400', '{"n":-1e999}', deep]) {
+      assert.throws(() => jsonSerializer.parse(text), SyntaxError, text.slice(0, 20));
+    }
+    assert.deepEqual(jsonSerializer.parse('{"$date":"1970-01-01T00:00:00.000Z"}'), new Date(0));
+  });
+
+  it('refuses objects and arrays nested more than 1000 deep, and round trips 1000', () => {
+    const nest = (depth: number) => {
+      let value: unknown = new Date(0);
+      for (let i = 0; i < depth; i++) value = i % 2 ? [value] : { a: value };
+      return value;
+    };
+    assert.deepEqual(roundTrip(nest(1000)), nest(1000));
+    assert.throws(
+      () => jsonSerializer.stringify(nest(1001)),
+      (e: unknown) => e instanceof SerializationError && e.path === '' && /more than 1000 deep/.test(e.message),
+    );
+  });
+
   it('accepts repeated (non-circular) references, each stored as a copy', () => {
     const shared = { x: 1 };
     assert.deepEqual(roundTrip({ one: shared, two: shared }), { one: { x: 1 }, two: { x: 1 } });
