@@ -121,6 +121,13 @@ export class SessionData {
   }
 }
 
+/** Whether `value` is a plain object (its prototype `Object.prototype` or `null`), as `session.data` must be. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
 /** Makes `target` hold exactly `source`'s entries, so references to it stay valid. */
 function replaceContents<T extends object>(target: T, source: object): T {
   const own = target as Record<string, unknown>;

@@ -9,7 +9,7 @@ import { LockCompromisedError, LockStateError, SessionCorruptError, SessionNotLo
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { checkString, describe } from './options.js';
 import { encodeValue } from './serializer.js';
-import { type Changes, SessionData } from './session-data.js';
+import { type Changes, isPlainObject, SessionData } from './session-data.js';
 import { generateSessionId, isSessionId } from './session-id.js';
 import { SessionLock } from './session-lock.js';
 import {
@@ -126,14 +126,17 @@ export class Session<Data extends object = Record<string, any>> {
     return this.#config.timeout === undefined ? undefined : this.#config.timeout / 1000;
   }
 
-  /** The session's dictionary. Change it freely, nested values included; {@link save} stores what changed. */
+  /**
+   * The session's dictionary. Change it freely, nested values included; {@link save} stores
+   * what changed. Assigning it takes only a plain object (a `TypeError` otherwise).
+   */
   get data(): Data {
     return this.#need('data').#state.data as Data;
   }
 
   set data(data: Data) {
     this.#need('data');
-    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    if (!isPlainObject(data)) {
       throw new TypeError(`data must be a plain object, received ${describe(data)}`);
     }
     this.#state.data = data as Record<string, unknown>;

@@ -213,6 +213,27 @@ export function sessionConformance(type: BackendType): void {
         );
       });
 
+      it('takes only a plain object as data: a Map, a Date or a class instance is a TypeError, not a lost save', async () => {
+        const { cookie } = await storedSession({ user: 'ann' });
+        const session = await Session.open(requestWith(cookie), options);
+        class Cart {
+          items = ['x'];
+        }
+        for (const data of [new Map([['user', 'bob']]), new Date(), new Cart(), [], Object.create({ user: 'bob' })]) {
+          assert.throws(
+            () => {
+              session.data = data;
+            },
+            (e: unknown) => e instanceof TypeError && /data must be a plain object/.test(e.message),
+          );
+        }
+        await session.save();
+        assert.deepEqual((await Session.open(requestWith(cookie), options)).data, { user: 'ann' });
+        session.data = Object.assign(Object.create(null), { user: 'cy' });
+        await session.save();
+        assert.deepEqual({ ...(await Session.open(requestWith(cookie), options)).data }, { user: 'cy' });
+      });
+
       it('works without a request, with useCookies: false and an id', async () => {
         const { id } = await storedSession({ n: 7 });
         const session = await Session.open(undefined, { ...options, useCookies: false, id });
