@@ -9,6 +9,7 @@ import {
   ACCESSED,
   applyChange,
   CREATED,
+  checkNamespaceName,
   type EncodedState,
   encodeSession,
   type SessionDictionaries,
@@ -36,8 +37,9 @@ export class SessionData {
     this.#serializer = serializer;
   }
 
-  /** The dictionary of namespace `name`, created empty when missing. */
+  /** The dictionary of namespace `name`, created empty when missing; {@link SerializationError} for a name that cannot be stored. */
   namespace(name: string): Record<string, unknown> {
+    checkNamespaceName(name);
     const dictionary = this.#namespaces.get(name) ?? {};
     this.#namespaces.set(name, dictionary);
     return dictionary;

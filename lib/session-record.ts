@@ -7,11 +7,12 @@
  * | `#created`            | creation time (epoch ms)               |
  * | `#accessed`           | last recorded access (epoch ms)        |
  * | `=<key>`              | `session.data[key]`                    |
- * | `:<name>=<key>`       | `session.namespace(name)[key]` (name URI-encoded) |
+ * | `:<name>=<key>`       | `session.namespace(name)[key]` (`%` and `=` of the name percent-encoded) |
  * @module
  */
 import { SerializationError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
+import { MAX_KEY_BYTES } from './namespace/view.js';
 import { encodeValue, type Serializer } from './serializer.js';
 import type { Changes } from './session-data.js';
 
@@ -34,12 +35,34 @@ export interface StoredSession extends SessionDictionaries {
 /** An encoded state: stored key → value and its encoding. */
 export type EncodedState = Map<string, { value: unknown; raw: string }>;
 
+/** The limits of {@link checkNamespaceName} and of data keys, as error messages state them. */
+const KEY_LIMITS = `keys of data take at most ${MAX_KEY_BYTES - 1} bytes of UTF-8, a namespace's name and key together ${MAX_KEY_BYTES - 2}, a % or = in a name counting 3`;
+
 export function dataKey(key: string): string {
   return `=${key}`;
 }
 
-export function namespaceKey(name: string, key: string): string {
-  return `:${encodeURIComponent(name)}=${key}`;
+/** `:<name>=` with the `%` and `=` of the name percent-encoded (older versions encoded it whole; both decode). */
+function namespacePrefix(name: string): string {
+  return `:${name.replace(/[%=]/g, encodeURIComponent)}=`;
+}
+
+/** Throws {@link SerializationError} naming `namespace(name)` unless keys of that namespace can be stored. */
+export function checkNamespaceName(name: string): void {
+  const path = `namespace(${name})`;
+  if (!name.isWellFormed()) throw new SerializationError(path, 'its name is not well-formed Unicode');
+  if (room(namespacePrefix(name)) < 0) throw new SerializationError(path, `its name is too long (${KEY_LIMITS})`);
+}
+
+/** Throws {@link SerializationError} naming `path` unless `key` fits after `prefix` in a stored key. */
+function checkKeyAfter(prefix: string, key: string, path: string): void {
+  if (!key.isWellFormed()) throw new SerializationError(path, 'its key is not well-formed Unicode');
+  if (room(prefix) < Buffer.byteLength(key)) throw new SerializationError(path, `its key is too long (${KEY_LIMITS})`);
+}
+
+/** The bytes left for a key after `prefix` in a stored key. */
+function room(prefix: string): number {
+  return MAX_KEY_BYTES - Buffer.byteLength(prefix);
 }
 
 type StoredKey = { scope: 'time' } | { scope: 'data'; key: string } | { scope: 'namespace'; name: string; key: string };
@@ -103,14 +126,16 @@ export function readSession(manager: NamespaceManager): StoredSession {
 /** Encodes every value of the dictionaries (undefined values are absent). Throws SerializationError naming where. */
 export function encodeSession({ data, namespaces }: SessionDictionaries, serializer: Serializer): EncodedState {
   const state: EncodedState = new Map();
-  const add = (dictionary: Record<string, unknown>, key: string, stored: string, path: string) => {
+  const add = (dictionary: Record<string, unknown>, prefix: string, key: string, path: string) => {
     const value = readOwn(dictionary, key, path);
-    if (value !== undefined) state.set(stored, { value, raw: encodeValue(serializer, path, value) });
+    if (value === undefined) return;
+    checkKeyAfter(prefix, key, path);
+    state.set(`${prefix}${key}`, { value, raw: encodeValue(serializer, path, value) });
   };
-  for (const key of Object.keys(data)) add(data, key, dataKey(key), `data.${key}`);
+  for (const key of Object.keys(data)) add(data, dataKey(''), key, `data.${key}`);
   for (const [name, dictionary] of namespaces) {
-    for (const key of Object.keys(dictionary))
-      add(dictionary, key, namespaceKey(name, key), `namespace(${name}).${key}`);
+    checkNamespaceName(name);
+    for (const key of Object.keys(dictionary)) add(dictionary, namespacePrefix(name), key, `namespace(${name}).${key}`);
   }
   return state;
 }

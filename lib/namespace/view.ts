@@ -9,7 +9,8 @@ import { SessionCorruptError } from '../errors.js';
 import { describe } from '../options.js';
 import type { Serializer } from '../serializer.js';
 
-const MAX_KEY_BYTES = 1024;
+/** The most bytes (UTF-8) a stored key may take. */
+export const MAX_KEY_BYTES = 1024;
 
 interface ViewEntry {
   /** The serializer's encoding of `value`. */

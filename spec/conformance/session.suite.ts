@@ -234,6 +234,47 @@ export function sessionConformance(type: BackendType): void {
         assert.deepEqual({ ...(await Session.open(requestWith(cookie), options)).data }, { user: 'cy' });
       });
 
+      it('refuses data keys and namespace names it cannot store with SerializationError naming them as written', async () => {
+        const counter = { writes: 0 };
+        const { cookie } = await storedSession({ n: 1 });
+        const session = await Session.open(requestWith(cookie), countingOptions(counter));
+        const refused = (path: string, reason: RegExp) => (e: unknown) =>
+          e instanceof SerializationError && e.path === path && reason.test(e.message) && !e.message.includes('"=');
+        for (const key of ['x\udc00', 'k'.repeat(1024), '名'.repeat(342)]) {
+          session.revert();
+          session.data[key] = 1;
+          await assert.rejects(session.save(), refused(`data.${key}`, /well-formed|too long/), key.slice(0, 9));
+        }
+        assert.equal(counter.writes, 0);
+        for (const name of ['n\ud800', 'n'.repeat(1023), '='.repeat(341)]) {
+          assert.throws(() => session.namespace(name), refused(`namespace(${name})`, /well-formed|too long/));
+        }
+        session.revert();
+        session.data['k'.repeat(1023)] = 1;
+        session.namespace('名'.repeat(120)).k = 2;
+        session.namespace('a=b%c').k = 3;
+        await session.save();
+        const loaded = await Session.open(requestWith(cookie), options);
+        assert.equal(loaded.data['k'.repeat(1023)], 1);
+        assert.equal(loaded.namespace('名'.repeat(120)).k, 2);
+        assert.equal(loaded.namespace('a=b%c').k, 3);
+      });
+
+      it('reads namespace names stored wholly URI-encoded, as earlier versions did', async () => {
+        const { id, cookie } = await storedSession({ n: 1 });
+        const manager = storageOf(id);
+        await manager.withWriteLock(() => manager.set(`:${encodeURIComponent('名 /x')}=k`, 'old'));
+        const session = await Session.open(requestWith(cookie), options);
+        assert.equal(session.namespace('名 /x').k, 'old');
+        session.namespace('名 /x').k = 'new';
+        await session.save();
+        assert.equal((await Session.open(requestWith(cookie), options)).namespace('名 /x').k, 'new');
+        assert.deepEqual(
+          (await storedKeys(id)).filter((key) => key.startsWith(':')),
+          [':名 /x=k'],
+        );
+      });
+
       it('works without a request, with useCookies: false and an id', async () => {
         const { id } = await storedSession({ n: 7 });
         const session = await Session.open(undefined, { ...options, useCookies: false, id });
