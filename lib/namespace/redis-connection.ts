@@ -21,7 +21,8 @@ export interface LuaScript {
   readonly lua: string;
 }
 
-type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+/** A command defined with `defineCommand`, given its keys and arguments in one array (a spread of 100k would overflow the stack). */
+type ScriptCommand = (keysAndArgs: (string | number)[]) => Promise<unknown>;
 
 const sharedClients = new Map<string, Promise<Redis>>();
 /** The shared clients opened so far, by URL, for commands that need not wait. */
@@ -362,7 +363,7 @@ function runScript(
 ): Promise<unknown> {
   defineScript(client, script);
   const run = (client as unknown as Record<string, ScriptCommand>)[script.name] as ScriptCommand;
-  return run.call(client, ...keys, ...args);
+  return run.call(client, [...keys, ...args]);
 }
 
 function defineScript(client: RedisClient, script: LuaScript): void {

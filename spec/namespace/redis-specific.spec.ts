@@ -227,6 +227,19 @@ function specs(): void {
   });
 
   describe('writes', () => {
+    it('saves a Session that changes 100,000 keys at once, unlocked and under its lock', async () => {
+      const options = { type: 'redis', url: server.url, prefix, key: 'sid' } as const;
+      const session = await Session.open({ headers: {} }, options);
+      const setAll = (value: number) => {
+        for (let i = 0; i < 100_000; i++) session.data[`k${i}`] = value;
+      };
+      setAll(1);
+      await session.save();
+      await session.withLock(() => setAll(2));
+      assert.equal(await raw.hlen(create(session.id).dataKey), 100_002, 'the keys and the two times');
+      assert.equal(await raw.hget(create(session.id).dataKey, '=k99999'), '2');
+    });
+
     it('sends the commands of operations started in one event-loop turn in one socket write', async () => {
       const client = new Redis(server.url);
       await client.ping();
