@@ -52,8 +52,9 @@ const MAX_DEPTH = 1000;
  *   `Date` and dates with properties of their own are rejected.
  * - Object properties whose value is `undefined` are dropped, as `JSON.stringify` does.
  * - Everything else is rejected with {@link SerializationError} naming where it is: functions,
- *   symbols, bigints, `NaN`/`Infinity`, `-0`, `undefined` inside arrays, sparse arrays or arrays
- *   with extra properties, symbol keys, invalid dates, cycles, and objects that are not plain
+ *   symbols, bigints, `NaN`/`Infinity`, `-0`, `undefined` inside arrays, sparse arrays, arrays
+ *   with extra properties and subclasses of `Array`, symbol keys and non-enumerable properties,
+ *   invalid dates, cycles, and objects that are not plain
  *   (`Map`, `Set`, class instances, objects without a prototype), which JSON would change,
  *   and objects and arrays nested more than 1000 deep.
  * - `parse` refuses what `stringify` would refuse (an invalid date, `-0`, a number out of
@@ -113,10 +114,21 @@ function inspect(value: unknown, trail: Trail, ancestors: object[]): boolean {
   }
 }
 
+/** An own key of `value` that JSON would drop (a symbol key, a non-enumerable property), and why; `name` unset for a symbol. */
+export function droppedKey(value: object): { name?: string; reason: string } | undefined {
+  if (Object.getOwnPropertySymbols(value).length > 0) return { reason: 'symbol keys would be dropped' };
+  const names = Object.getOwnPropertyNames(value);
+  const hidden = Array.isArray(value) ? 1 : 0;
+  if (names.length === Object.keys(value).length + hidden) return undefined;
+  const name = names.find((key) => !Object.prototype.propertyIsEnumerable.call(value, key) && key !== 'length');
+  return name === undefined ? undefined : { name, reason: 'a non-enumerable property would be dropped' };
+}
+
 function inspectContainer(value: object, trail: Trail, ancestors: object[]): boolean {
   if (ancestors.includes(value)) throw rejected(trail, 'a circular reference cannot be stored');
   if (trail.length >= MAX_DEPTH) throw rejected([], `it nests objects and arrays more than ${MAX_DEPTH} deep`);
-  if (Object.getOwnPropertySymbols(value).length > 0) throw rejected(trail, 'symbol keys would be dropped');
+  const dropped = droppedKey(value);
+  if (dropped) throw rejected(dropped.name === undefined ? trail : [...trail, dropped.name], dropped.reason);
   ancestors.push(value);
   const tagged = Array.isArray(value) ? inspectArray(value, trail, ancestors) : inspectObject(value, trail, ancestors);
   ancestors.pop();
@@ -124,6 +136,9 @@ function inspectContainer(value: object, trail: Trail, ancestors: object[]): boo
 }
 
 function inspectArray(value: unknown[], trail: Trail, ancestors: object[]): boolean {
+  if (Object.getPrototypeOf(value) !== Array.prototype) {
+    throw rejected(trail, `a ${value.constructor?.name ?? 'Array subclass'} would come back as a plain Array`);
+  }
   if (Object.keys(value).length !== value.length) {
     throw rejected(trail, 'an array with holes or extra properties would not come back the same');
   }

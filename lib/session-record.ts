@@ -13,7 +13,7 @@
 import { SerializationError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { MAX_KEY_BYTES } from './namespace/view.js';
-import { encodeValue, type Serializer } from './serializer.js';
+import { droppedKey, encodeValue, type Serializer } from './serializer.js';
 import type { Changes } from './session-data.js';
 
 export const CREATED = '#created';
@@ -132,12 +132,21 @@ export function encodeSession({ data, namespaces }: SessionDictionaries, seriali
     checkKeyAfter(prefix, key, path);
     state.set(`${prefix}${key}`, { value, raw: encodeValue(serializer, path, value) });
   };
+  checkDictionary(data, 'data');
   for (const key of Object.keys(data)) add(data, dataKey(''), key, `data.${key}`);
   for (const [name, dictionary] of namespaces) {
     checkNamespaceName(name);
+    checkDictionary(dictionary, `namespace(${name})`);
     for (const key of Object.keys(dictionary)) add(dictionary, namespacePrefix(name), key, `namespace(${name}).${key}`);
   }
   return state;
+}
+
+/** Throws {@link SerializationError} naming `path` when `dictionary` has a key a save would drop. */
+function checkDictionary(dictionary: object, path: string): void {
+  const dropped = droppedKey(dictionary);
+  if (dropped)
+    throw new SerializationError(dropped.name === undefined ? path : `${path}.${dropped.name}`, dropped.reason);
 }
 
 /** `dictionary[key]`; a getter that throws is a {@link SerializationError} naming `path`. */

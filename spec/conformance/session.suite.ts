@@ -275,6 +275,23 @@ export function sessionConformance(type: BackendType): void {
         );
       });
 
+      it('refuses symbol keys and non-enumerable properties of data and namespaces instead of dropping them', async () => {
+        const { cookie } = await storedSession({ n: 1 });
+        const cases: [(session: Session) => void, string, RegExp][] = [
+          [(session) => Object.assign(session.data, { [Symbol('cart')]: [1] }), 'data', /symbol keys/],
+          [(session) => Object.defineProperty(session.data, 'cart', { value: [1] }), 'data.cart', /non-enumerable/],
+          [(session) => Object.assign(session.namespace('shop'), { [Symbol('c')]: 1 }), 'namespace(shop)', /symbol/],
+        ];
+        for (const [change, path, reason] of cases) {
+          const session = await Session.open(requestWith(cookie), options);
+          change(session);
+          await assert.rejects(
+            session.save(),
+            (e: unknown) => e instanceof SerializationError && e.path === path && reason.test(e.message),
+          );
+        }
+      });
+
       it('works without a request, with useCookies: false and an id', async () => {
         const { id } = await storedSession({ n: 7 });
         const session = await Session.open(undefined, { ...options, useCookies: false, id });

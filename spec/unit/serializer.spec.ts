@@ -34,6 +34,7 @@ describe('jsonSerializer', () => {
     class Cart {
       items = [];
     }
+    class Items extends Array {}
     class Stamp extends Date {
       note = 'kept?';
     }
@@ -56,6 +57,9 @@ describe('jsonSerializer', () => {
       [{ sparse: Object.assign(new Array(3), { 0: 1, 2: 3 }) }, /sparse: an array with holes/],
       [{ tagged: Object.assign([1], { extra: true }) }, /extra properties/],
       [{ [Symbol('k')]: 1 }, /symbol keys/],
+      [{ items: Items.from([1]) }, /items: a Items would come back as a plain Array/],
+      [{ box: Object.defineProperty({}, 'hidden', { value: 1 }) }, /box\.hidden: a non-enumerable property/],
+      [{ list: Object.defineProperty([1], 'extra', { value: 2 }) }, /list\.extra: a non-enumerable property/],
     ];
     for (const [value, message] of cases) {
       assert.throws(
