@@ -104,7 +104,7 @@ export interface SessionOptions extends NamespaceManagerOptions, ExpiringOptions
    * Seconds between writes of the access time: a load writes it only when the stored one
    * is older, so read-only requests cost no write (zope.session's "resolution"). A session
    * then times out between `timeout - accessResolution` and `timeout` seconds after its
-   * last use.
+   * last use. With a `timeout`, it must be less than it (or 0): a `TypeError` otherwise.
    * @default a tenth of `timeout`, at most 60
    */
   accessResolution?: number | undefined;
@@ -213,7 +213,7 @@ export function sessionConfig(options: SessionOptions): SessionConfig {
 
 function buildConfig(options: SessionOptions): SessionConfig {
   const timeout = seconds('timeout', options.timeout);
-  const resolution = seconds('accessResolution', options.accessResolution) ?? defaultResolution(timeout);
+  const resolution = accessResolution(options.accessResolution, timeout);
   const key = checkString('key', options.key ?? DEFAULT_KEY) as string;
   if (!isCookieName(key)) throw new TypeError(`key must be a valid cookie name, received ${describe(key)}`);
   const id = checkString('id', options.id, { optional: true, nonEmpty: false });
@@ -243,6 +243,18 @@ function buildConfig(options: SessionOptions): SessionConfig {
 
 function seconds(name: string, value: unknown): number | undefined {
   return value === undefined ? undefined : checkMilliseconds(name, value, 0) * 1000;
+}
+
+/** The accessResolution in ms; a `TypeError` unless less than `timeout` (with which no read would keep a session alive). */
+function accessResolution(value: unknown, timeout: number | undefined): number {
+  const resolution = seconds('accessResolution', value);
+  if (resolution === undefined) return defaultResolution(timeout);
+  if (timeout !== undefined && resolution > 0 && resolution >= timeout) {
+    throw new TypeError(
+      `accessResolution must be less than timeout (${timeout / 1000}), received ${resolution / 1000}`,
+    );
+  }
+  return resolution;
 }
 
 function defaultResolution(timeout: number | undefined): number {

@@ -114,7 +114,7 @@ export function readSession(manager: NamespaceManager): StoredSession {
     stored.encoded.set(key, manager.getEncoded(key) as string);
     if (key !== CREATED && key !== ACCESSED) {
       place(stored, parseKey(key, manager.namespace), value);
-    } else if (typeof value !== 'number') {
+    } else if (typeof value !== 'number' || !Number.isFinite(value)) {
       throw new SessionCorruptError(manager.namespace, `${key} is not a time`);
     } else {
       stored[key === CREATED ? 'created' : 'accessed'] = value;

@@ -854,6 +854,18 @@ export function sessionConformance(type: BackendType): void {
           await fresh.save();
         }
       });
+      it('takes a creation or access time that is not a finite number as corrupt, whatever the serializer reads', async () => {
+        const withJson = { ...options, serializer: JSON };
+        for (const key of ['#created', '#accessed']) {
+          const { id, cookie } = await storedSession({ n: 1 }, withJson);
+          const manager = createNamespaceManager(type, id, { ...backend.options, serializer: JSON });
+          await manager.withWriteLock(() => manager.setEncoded(key, Number.POSITIVE_INFINITY, '1e999'));
+          await assert.rejects(
+            Session.open(requestWith(cookie), withJson),
+            (e: unknown) => e instanceof SessionCorruptError && e.id === id && e.message.includes(key),
+          );
+        }
+      });
     });
 
     describe('encryption at rest', () => {

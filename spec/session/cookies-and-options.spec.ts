@@ -256,6 +256,8 @@ describe('Session options', () => {
     const cases: [SessionOptions, RegExp][] = [
       [{ type: 'nope' }, /type must be one of 'memory', 'file', 'dbm'.*received "nope"/],
       [{ timeout: -1 }, /timeout must be a number >= 0, received -1/],
+      [{ timeout: 10, accessResolution: 60 }, /accessResolution must be less than timeout \(10\), received 60/],
+      [{ timeout: 10, accessResolution: 10 }, /accessResolution must be less than timeout/],
       [{ key: 'a b' }, /key must be a valid cookie name, received "a b"/],
       [{ secret: [] }, /secret must be a non-empty string/],
       [{ sameSite: 'None' }, /secure: true/],
