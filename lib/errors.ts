@@ -77,11 +77,12 @@ export class SerializationError extends SessionlockError {
   }
 }
 
-/** A Session method that needs loaded data was called before `load()`. */
+/** A Session method or property that needs loaded data was used before `load()`. */
 export class SessionNotLoadedError extends SessionlockError {
-  constructor(method: string) {
+  /** `member` names a method, or with `kind` `'property'` a getter or setter. */
+  constructor(member: string, kind: 'method' | 'property' = 'method') {
     super(
-      `Session.${method}() needs the session to be loaded first: call load() or use Session.open()`,
+      `Session.${member}${kind === 'method' ? '()' : ''} needs the session to be loaded first: call load() or use Session.open()`,
       'ERR_SESSION_NOT_LOADED',
     );
   }

@@ -93,7 +93,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   /** The session id. It changes with {@link invalidate} and {@link regenerate}. */
   get id(): string {
-    return this.#need('id').#id;
+    return this.#need('id', 'property').#id;
   }
 
   /** True when no stored session was found (or the stored one was invalidated) and a new one started. */
@@ -131,11 +131,11 @@ export class Session<Data extends object = Record<string, any>> {
    * what changed. Assigning it takes only a plain object (a `TypeError` otherwise).
    */
   get data(): Data {
-    return this.#need('data').#state.data as Data;
+    return this.#need('data', 'property').#state.data as Data;
   }
 
   set data(data: Data) {
-    this.#need('data');
+    this.#need('data', 'property');
     if (!isPlainObject(data)) {
       throw new TypeError(`data must be a plain object, received ${describe(data)}`);
     }
@@ -477,8 +477,8 @@ export class Session<Data extends object = Record<string, any>> {
     }
   }
 
-  #need(method: string): this {
-    if (!this.#loaded) throw new SessionNotLoadedError(method);
+  #need(member: string, kind?: 'property'): this {
+    if (!this.#loaded) throw new SessionNotLoadedError(member, kind);
     return this;
   }
 

@@ -16,6 +16,7 @@ import {
   SerializationError,
   Session,
   SessionCorruptError,
+  SessionNotLoadedError,
   type SessionOptions,
 } from '../../lib/index.js';
 import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
@@ -290,6 +291,19 @@ export function sessionConformance(type: BackendType): void {
             (e: unknown) => e instanceof SerializationError && e.path === path && reason.test(e.message),
           );
         }
+      });
+
+      it('names the property or method used before load() in SessionNotLoadedError', async () => {
+        const session = new Session(requestWith(), options);
+        const uses: [() => unknown, string][] = [
+          [() => session.data, 'Session.data needs'],
+          [() => session.id, 'Session.id needs'],
+          [() => session.namespace('x'), 'Session.namespace() needs'],
+        ];
+        for (const [use, message] of uses) {
+          assert.throws(use, (e: unknown) => e instanceof SessionNotLoadedError && e.message.startsWith(message));
+        }
+        await assert.rejects(session.save(), (e: unknown) => (e as Error).message.startsWith('Session.save() needs'));
       });
 
       it('works without a request, with useCookies: false and an id', async () => {
