@@ -20,6 +20,7 @@ import {
 } from './options.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 import { IdSigner } from './session-id.js';
+import { SESSION_KEY_WORDING } from './session-record.js';
 
 /**
  * Options of a {@link Session}. Myghty's names are given in camelCase (`session_data_dir`
@@ -236,7 +237,7 @@ function buildConfig(options: SessionOptions): SessionConfig {
     log,
     serializer: options.serializer ?? jsonSerializer,
     rollingCookie: cookie.rolling,
-    createManager: (id) => new Backend(id, storage),
+    createManager: (id) => new Backend(id, storage).withKeyWording(SESSION_KEY_WORDING),
     cookieAttributes: cookie.attributes,
   };
 }

@@ -12,7 +12,7 @@
  */
 import { SerializationError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
-import { MAX_KEY_BYTES } from './namespace/view.js';
+import { type KeyWording, MAX_KEY_BYTES } from './namespace/view.js';
 import { droppedKey, encodeValue, type Serializer } from './serializer.js';
 import type { Changes } from './session-data.js';
 
@@ -63,6 +63,20 @@ function checkKeyAfter(prefix: string, key: string, path: string): void {
 /** The bytes left for a key after `prefix` in a stored key. */
 function room(prefix: string): number {
   return MAX_KEY_BYTES - Buffer.byteLength(prefix);
+}
+
+/** How a Session's errors name its stored keys: `data.cart` for `=cart`, `namespace(shop).cart` for `:shop=cart`. */
+export const SESSION_KEY_WORDING: KeyWording = { name: storedKeyName };
+
+function storedKeyName(stored: string): string {
+  let key: StoredKey;
+  try {
+    key = parseKey(stored, '');
+  } catch {
+    return JSON.stringify(stored);
+  }
+  if (key.scope === 'data') return `data.${key.key}`;
+  return key.scope === 'namespace' ? `namespace(${key.name}).${key.key}` : JSON.stringify(stored);
 }
 
 type StoredKey = { scope: 'time' } | { scope: 'data'; key: string } | { scope: 'namespace'; name: string; key: string };

@@ -8,7 +8,8 @@ import { lstatOrUndefined } from '../files.js';
 import { DBM_EXTENSION, DBMNamespaceManager, dbmEnvironments } from '../namespace/dbm.js';
 import { FILE_EXTENSION, FileNamespaceManager } from '../namespace/file.js';
 import { storagePath } from '../namespace/storage-path.js';
-import { readSession } from '../session-record.js';
+import type { KeyWording } from '../namespace/view.js';
+import { readSession, SESSION_KEY_WORDING } from '../session-record.js';
 import type { SweepType } from '../sweep.js';
 import { CliError, COMMON_HELP, type Command, dataDirOf, EXIT, storageTypeOf, UsageError } from './args.js';
 
@@ -48,6 +49,12 @@ Example:
 
 const EXTENSIONS: Readonly<Record<SweepType, string>> = { file: FILE_EXTENSION, dbm: DBM_EXTENSION };
 
+/** A session's keys as its Session names them, and where this command takes the encryptKey from. */
+const INSPECT_WORDING: KeyWording = {
+  ...SESSION_KEY_WORDING,
+  giveKey: 'set $SESSIONLOCK_ENCRYPT_KEY to the encryptKey it was stored with',
+};
+
 export const inspect: Command = {
   name: 'inspect',
   synopsis: 'inspect <id>',
@@ -60,7 +67,8 @@ export const inspect: Command = {
     const type = storageTypeOf(invocation) ?? typeOfSession(dataDir, id);
     if (type === 'dbm' && isEmptyFile(storagePath(dataDir, id, DBM_EXTENSION))) throw notFound(id, dataDir);
     const options = { dataDir, ...encryptKeyOf(invocation.env) };
-    const manager = type === 'file' ? new FileNamespaceManager(id, options) : new DBMNamespaceManager(id, options);
+    const Manager = type === 'file' ? FileNamespaceManager : DBMNamespaceManager;
+    const manager = new Manager(id, options).withKeyWording(INSPECT_WORDING);
     try {
       const stored = await manager.withReadLock(() => readSession(manager));
       if (stored.created === undefined && stored.encoded.size === 0) throw notFound(id, dataDir);

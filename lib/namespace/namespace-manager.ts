@@ -22,7 +22,7 @@ import {
   resolveNamespaceOptions,
   UNSUPPORTED,
 } from './namespace-options.js';
-import { checkKey, NamespaceView, sealed, type ValueCodec } from './view.js';
+import { checkKey, type KeyWording, NamespaceView, sealed, type ValueCodec } from './view.js';
 
 /**
  * One namespace: a named bag of key/value pairs (one session's data, or one cache region),
@@ -62,7 +62,7 @@ export abstract class NamespaceManager {
   /** Encodes each stored value. */
   readonly serializer: Serializer;
   readonly #log: ((line: string) => void) | undefined;
-  readonly #codec: ValueCodec;
+  #codec: ValueCodec;
 
   readonly #holds: LockMode[] = [];
   #releaseLocal: Release | undefined;
@@ -81,6 +81,15 @@ export abstract class NamespaceManager {
     this.serializer = resolved.codec.serializer;
     this.#codec = resolved.codec;
     this.#log = resolved.log;
+  }
+
+  /**
+   * Words its errors about stored values with `wording` (how a Session or the CLI names the keys); returns this.
+   * @internal
+   */
+  withKeyWording(wording: KeyWording): this {
+    this.#codec = { ...this.#codec, wording };
+    return this;
   }
 
   /** The lock this instance holds: `'none'`, `'read'` or `'write'` (the outermost one). */

@@ -25,6 +25,15 @@ export interface ValueCodec {
   namespace: string;
   serializer: Serializer;
   cipher: ValueCipher | undefined;
+  wording?: KeyWording | undefined;
+}
+
+/** How the errors of a view name its keys and say where an encryptKey goes, for a user of the manager that knows better. */
+export interface KeyWording {
+  /** The key as its user knows it (a Session's `=cart` is `data.cart`). */
+  name?(key: string): string;
+  /** What to do about encrypted values when no encryptKey was given. */
+  giveKey?: string;
 }
 
 /** The storage form of an encoded value: sealed with the cipher, if any. */
@@ -40,6 +49,14 @@ export function checkKey(key: unknown): asserts key is string {
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
     throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
   }
+}
+
+/** Why the stored `form` of `key` does not decode, in the codec's wording. */
+function undecodable({ cipher, wording }: ValueCodec, key: string, form: string): string {
+  const name = wording?.name?.(key) ?? JSON.stringify(key);
+  if (cipher) return `the value of ${name} cannot be decrypted and decoded`;
+  if (!looksSealed(form)) return `the value of ${name} cannot be decoded`;
+  return `the value of ${name} is encrypted: ${wording?.giveKey ?? 'give the encryptKey it was stored with'}`;
 }
 
 /** A point to return to with {@link NamespaceView.restore}. */
@@ -76,14 +93,7 @@ export class NamespaceView {
         raw = codec.cipher ? codec.cipher.open(form, codec.namespace, key) : form;
         value = codec.serializer.parse(raw);
       } catch (error) {
-        const problem = codec.cipher
-          ? 'cannot be decrypted and decoded'
-          : looksSealed(form)
-            ? 'is encrypted: give the encryptKey it was stored with'
-            : 'cannot be decoded';
-        throw new SessionCorruptError(codec.namespace, `the value of ${JSON.stringify(key)} ${problem}`, {
-          cause: error,
-        });
+        throw new SessionCorruptError(codec.namespace, undecodable(codec, key, form), { cause: error });
       }
       entries.set(key, { raw, value, stored: form });
     }

@@ -282,7 +282,7 @@ describe('sessionlock (CLI)', () => {
         assert.equal(keyless.code, 1);
         assertOneLineError(
           keyless.stderr,
-          /^sessionlock inspect: .*is encrypted: give the encryptKey it was stored with/,
+          /^sessionlock inspect: .*is encrypted: set \$SESSIONLOCK_ENCRYPT_KEY to the encryptKey it was stored with/,
         );
         const short = await runCli(['inspect', session.id, '-d', dataDir], { SESSIONLOCK_ENCRYPT_KEY: 'short' });
         assert.equal(short.code, 2);

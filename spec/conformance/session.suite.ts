@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cipherFor } from '../../lib/cipher.js';
 import {
   createNamespaceManager,
   type EncodedChanges,
@@ -893,6 +894,30 @@ export function sessionConformance(type: BackendType): void {
         const fresh = await Session.open(requestWith(cookie), { ...wrong, invalidateCorrupt: true });
         assert.equal(fresh.wasInvalidated, true);
         assert.deepEqual(fresh.data, {});
+      });
+
+      it('names the key as the application wrote it when values are encrypted and no encryptKey is given', async () => {
+        for (const [stored, name] of [
+          ['=secret', 'data.secret'],
+          [':shop=card', 'namespace(shop).card'],
+        ] as const) {
+          const { id, cookie } = await storedSession({ n: 1 });
+          const sealed = cipherFor('a key, long enough')?.seal('"x"', id, stored) as string;
+          const manager = storageOf(id);
+          await manager.withWriteLock(() => manager.setEncoded(stored, 'x', sealed));
+          await assert.rejects(
+            Session.open(requestWith(cookie), options),
+            (e: unknown) =>
+              e instanceof SessionCorruptError &&
+              e.message.includes(`the value of ${name} is encrypted: give the encryptKey it was stored with`),
+          );
+          await assert.rejects(
+            storageOf(id).acquireReadLock(),
+            (e: unknown) =>
+              e instanceof SessionCorruptError && e.message.includes(`${JSON.stringify(stored)} is encrypted`),
+            'a NamespaceManager names the key as stored',
+          );
+        }
       });
 
       it('reads and merges encrypted sessions like plain ones', async () => {
