@@ -38,9 +38,8 @@ export type EncodedState = Map<string, { value: unknown; raw: string }>;
 /** The limits of {@link checkNamespaceName} and of data keys, as error messages state them. */
 const KEY_LIMITS = `keys of data take at most ${MAX_KEY_BYTES - 1} bytes of UTF-8, a namespace's name and key together ${MAX_KEY_BYTES - 2}, a % or = in a name counting 3`;
 
-export function dataKey(key: string): string {
-  return `=${key}`;
-}
+/** What a stored key of `session.data` starts with. */
+const DATA_PREFIX = '=';
 
 /** `:<name>=` with the `%` and `=` of the name percent-encoded (older versions encoded it whole; both decode). */
 function namespacePrefix(name: string): string {
@@ -83,7 +82,7 @@ type StoredKey = { scope: 'time' } | { scope: 'data'; key: string } | { scope: '
 
 function parseKey(stored: string, id: string): StoredKey {
   if (stored === CREATED || stored === ACCESSED) return { scope: 'time' };
-  if (stored.startsWith('=')) return { scope: 'data', key: stored.slice(1) };
+  if (stored.startsWith(DATA_PREFIX)) return { scope: 'data', key: stored.slice(DATA_PREFIX.length) };
   const equals = stored.indexOf('=');
   if (stored.startsWith(':') && equals > 0) {
     return { scope: 'namespace', name: decodeName(stored.slice(1, equals), id), key: stored.slice(equals + 1) };
@@ -147,7 +146,7 @@ export function encodeSession({ data, namespaces }: SessionDictionaries, seriali
     state.set(`${prefix}${key}`, { value, raw: encodeValue(serializer, path, value) });
   };
   checkDictionary(data, 'data');
-  for (const key of Object.keys(data)) add(data, dataKey(''), key, `data.${key}`);
+  for (const key of Object.keys(data)) add(data, DATA_PREFIX, key, `data.${key}`);
   for (const [name, dictionary] of namespaces) {
     checkNamespaceName(name);
     checkDictionary(dictionary, `namespace(${name})`);

@@ -462,7 +462,8 @@ export class Session<Data extends object = Record<string, any>> {
 
   /**
    * An isolated dictionary inside the session, stored with it (zope.session's package data):
-   * `session.namespace('products.foo').color = 'red'`.
+   * `session.namespace('products.foo').color = 'red'`. A name that cannot be stored (not
+   * well-formed Unicode, or too long) throws {@link SerializationError}.
    */
   // biome-ignore lint/suspicious/noExplicitAny: namespace data is the application's to type
   namespace<T extends object = Record<string, any>>(name: string): T {
