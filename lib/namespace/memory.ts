@@ -15,60 +15,65 @@ import {
 
 let nextStoreId = 0;
 
-/** How many namespaces with a ttl each write looks at for expiry, so a full pass takes half as many writes as there are. */
+/** How many namespaces each write looks at for expiry, so a full pass takes half as many writes as there are. */
 const PRUNE_STEP = 2;
+
+/** A namespace's entries, with when they expire (ms since the epoch). */
+class ExpiringEntries extends Map<string, string> {
+  expiresAt = Infinity;
+}
 
 /**
  * Where {@link MemoryNamespaceManager} keeps namespaces. One default store per process.
  * Namespaces written with a `ttl` are dropped once it has passed: at once for readers, and
- * from memory by the writes that follow (each write looks at a few of them in turn).
+ * from memory by the writes that follow (each write looks at a few namespaces in turn).
  */
 export class MemoryStore {
   /** Distinguishes stores in lock keys. */
   readonly id = nextStoreId++;
   /** Namespace → its encoded entries. */
   readonly namespaces = new Map<string, Map<string, string>>();
-  /** Namespace → when it expires (ms since the epoch), for those written with a ttl. */
-  readonly #expiresAt = new Map<string, number>();
-  #pruning: Iterator<[string, number]> | undefined;
+  #pruning: Iterator<[string, Map<string, string>]> | undefined;
 
   /** The entries of `namespace`, or `undefined` when it is not stored (or has expired: it is dropped). */
   get(namespace: string): Map<string, string> | undefined {
-    const expiresAt = this.#expiresAt.get(namespace);
-    if (expiresAt !== undefined && expiresAt <= Date.now()) this.delete(namespace);
-    return this.namespaces.get(namespace);
+    const entries = this.namespaces.get(namespace);
+    if (entries instanceof ExpiringEntries && entries.expiresAt <= Date.now()) {
+      this.namespaces.delete(namespace);
+      return undefined;
+    }
+    return entries;
   }
 
   /** Stores `entries` as `namespace` (none: drops it), to expire `ttl` ms from now. */
   set(namespace: string, entries: Map<string, string>, ttl = Infinity): void {
     if (entries.size === 0) {
-      this.delete(namespace);
+      this.namespaces.delete(namespace);
       return;
     }
-    this.namespaces.set(namespace, entries);
-    if (ttl === Infinity) this.#expiresAt.delete(namespace);
-    else this.#expiresAt.set(namespace, Date.now() + ttl);
-    this.#pruneSome();
+    const now = Date.now();
+    const expiring = entries instanceof ExpiringEntries ? entries : new ExpiringEntries(entries);
+    expiring.expiresAt = now + ttl;
+    this.namespaces.set(namespace, expiring);
+    this.#pruneSome(now);
   }
 
   /** Drops `namespace`. */
   delete(namespace: string): void {
     this.namespaces.delete(namespace);
-    this.#expiresAt.delete(namespace);
   }
 
-  #pruneSome(): void {
-    const now = Date.now();
+  #pruneSome(now: number): void {
     for (let looked = 0; looked < PRUNE_STEP; looked++) {
-      this.#pruning ??= this.#expiresAt.entries();
+      this.#pruning ??= this.namespaces.entries();
       let next = this.#pruning.next();
       if (next.done) {
-        this.#pruning = this.#expiresAt.entries();
+        this.#pruning = this.namespaces.entries();
         next = this.#pruning.next();
         if (next.done) return;
       }
-      const [namespace, expiresAt] = next.value;
-      if (expiresAt <= now) this.delete(namespace);
+      const [namespace, entries] = next.value;
+      if (entries instanceof ExpiringEntries && entries.expiresAt <= now) this.namespaces.delete(namespace);
     }
   }
 }
@@ -118,7 +123,7 @@ export class MemoryNamespaceManager extends NamespaceManager {
   protected override async unlockStorage(): Promise<void> {}
 
   protected override async writeCommitted(_changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
-    this.#store.set(this.namespace, new Map(entries), this.#ttl);
+    this.#store.set(this.namespace, new ExpiringEntries(entries), this.#ttl);
   }
 
   protected override async removeCommitted(): Promise<void> {

@@ -62,7 +62,7 @@ export abstract class NamespaceManager {
   /** Encodes each stored value. */
   readonly serializer: Serializer;
   readonly #log: ((line: string) => void) | undefined;
-  #codec: ValueCodec;
+  readonly #codec: ValueCodec;
 
   readonly #holds: LockMode[] = [];
   #releaseLocal: Release | undefined;
@@ -88,7 +88,7 @@ export abstract class NamespaceManager {
    * @internal
    */
   withKeyWording(wording: KeyWording): this {
-    this.#codec = { ...this.#codec, wording };
+    this.#codec.wording = wording;
     return this;
   }
 
