@@ -7,6 +7,7 @@
  */
 import { LockCompromisedError, LockStateError, LockTimeoutError, SessionlockError } from '../errors.js';
 import { retryWithBackoff } from '../lock/backoff.js';
+import { busyTurn } from '../lock/busy-turn.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
 import { SerialQueue } from '../lock/serial-queue.js';
 import { checkMilliseconds } from '../options.js';
@@ -108,7 +109,10 @@ export abstract class NamespaceManager {
       const release = await this.#lockLocally('read', deadline, true);
       if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
       try {
-        const entries = await this.#whileHeldElsewhere(() => this.readCommitted(false), deadline);
+        const entries = await this.#whileHeldElsewhere(
+          () => this.#afterTurn(() => this.readCommitted(false)),
+          deadline,
+        );
         if (!entries) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
         this.#view = NamespaceView.open(this.#codec, entries);
       } catch (error) {
@@ -342,7 +346,7 @@ export abstract class NamespaceManager {
       if (!release) return this.#notLocked(wait);
       let handedOver = false;
       try {
-        const attempt = () => this.applyAtomically(stored, requireKey);
+        const attempt = () => this.#afterTurn(() => this.applyAtomically(stored, requireKey));
         const outcome = wait ? await this.#whileHeldElsewhere(attempt, deadline) : await attempt();
         if (outcome === undefined) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
         if (outcome !== UNSUPPORTED) return outcome === 'applied';
@@ -471,6 +475,16 @@ export abstract class NamespaceManager {
   }
 
   /** Takes the write lock (the in-process one unless `local` is it, held already); `false` when not free and not `wait`. */
+  /**
+   * Runs a storage primitive (synchronous work at heart: a file read, an LMDB open or commit)
+   * once the event loop has turned, if lock work has kept it busy (see {@link busyTurn});
+   * otherwise at once, in the same synchronous step as the check.
+   */
+  #afterTurn<T>(primitive: () => Promise<T>): Promise<T> {
+    const turn = busyTurn();
+    return turn ? turn.then(() => this.#afterTurn(primitive)) : primitive();
+  }
+
   async #lockForWrite({
     deadline,
     wait,
@@ -496,7 +510,7 @@ export abstract class NamespaceManager {
       this.#releaseLocal = release;
       this.#holds.push('write');
       if (open) {
-        const entries = await this.readCommitted(true);
+        const entries = await this.#afterTurn(() => this.readCommitted(true));
         if (entries === HELD_ELSEWHERE)
           throw new LockStateError('readCommitted(true) must not report the lock held elsewhere');
         this.#view = NamespaceView.open(this.#codec, entries);
@@ -542,7 +556,7 @@ export abstract class NamespaceManager {
     if (!view?.changed) return;
     const { changes, entries } = view.toCommit();
     try {
-      await this.writeCommitted(changes, entries);
+      await this.#afterTurn(() => this.writeCommitted(changes, entries));
     } catch (error) {
       view.rollback();
       throw error;
