@@ -63,6 +63,8 @@ function undecodable({ cipher, wording }: ValueCodec, key: string, form: string)
 export interface Savepoint {
   entries: Map<string, ViewEntry>;
   changes: Map<string, string | undefined>;
+  /** How many commits the view had made when it was taken. */
+  commits: number;
 }
 
 export class NamespaceView {
@@ -72,6 +74,8 @@ export class NamespaceView {
   #changes = new Map<string, string | undefined>();
   /** The committed entry of each changed key (undefined: it was absent). */
   #originals = new Map<string, ViewEntry | undefined>();
+  /** How many times the view was taken as committed. */
+  #commits = 0;
 
   private constructor(codec: ValueCodec, entries: Map<string, ViewEntry>) {
     this.#codec = codec;
@@ -155,8 +159,8 @@ export class NamespaceView {
 
   /** Takes the current state as committed. */
   committed(): void {
-    this.#changes.clear();
-    this.#originals.clear();
+    this.#forgetChanges();
+    this.#commits++;
   }
 
   /** Puts back the last committed state. */
@@ -165,15 +169,22 @@ export class NamespaceView {
       if (original) this.#entries.set(key, original);
       else this.#entries.delete(key);
     }
-    this.committed();
+    this.#forgetChanges();
   }
 
   savepoint(): Savepoint {
-    return { entries: new Map(this.#entries), changes: new Map(this.#changes) };
+    return { entries: new Map(this.#entries), changes: new Map(this.#changes), commits: this.#commits };
   }
 
-  /** Returns to `savepoint` (taken since the last commit). */
+  /**
+   * Returns to `savepoint`; to the last committed state instead when a commit came after it
+   * (a nested release), since what is committed cannot be taken back.
+   */
   restore(savepoint: Savepoint): void {
+    if (savepoint.commits !== this.#commits) {
+      this.rollback();
+      return;
+    }
     this.#entries = savepoint.entries;
     this.#changes = savepoint.changes;
     for (const key of [...this.#originals.keys()]) if (!this.#changes.has(key)) this.#originals.delete(key);
@@ -183,6 +194,11 @@ export class NamespaceView {
   #stored(key: string, entry: ViewEntry): string {
     entry.stored ??= sealed(this.#codec, entry.raw, key);
     return entry.stored;
+  }
+
+  #forgetChanges(): void {
+    this.#changes.clear();
+    this.#originals.clear();
   }
 
   #remember(key: string, current: ViewEntry | undefined): void {

@@ -190,6 +190,36 @@ export function namespaceManagerConformance(type: BackendType): void {
         });
       });
 
+      it('keeps what a nested release committed when the withWriteLock around it throws', async () => {
+        const name = fresh();
+        const ns = backend.create(name);
+        await ns.acquireWriteLock();
+        ns.set('a', 1);
+        await assert.rejects(
+          ns.withWriteLock(async () => {
+            await ns.withWriteLock(() => ns.set('b', 2));
+            ns.set('c', 3);
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.deepEqual(ns.keys().sort(), ['a', 'b'], 'the view shows what is committed');
+        await ns.releaseWriteLock();
+        const other = backend.create(name);
+        await other.withReadLock(() => {
+          assert.deepEqual(
+            other
+              .keys()
+              .sort()
+              .map((key) => [key, other.get(key)]),
+            [
+              ['a', 1],
+              ['b', 2],
+            ],
+          );
+        });
+      });
+
       it('rejects a value it cannot store at set(), naming the key, and commits nothing of it', async () => {
         const name = fresh();
         const ns = backend.create(name);
