@@ -10,7 +10,7 @@ import { retryWithBackoff } from '../lock/backoff.js';
 import { busyTurn } from '../lock/busy-turn.js';
 import { type LockMode, processLocks, type Release } from '../lock/keyed-rw-lock.js';
 import { SerialQueue } from '../lock/serial-queue.js';
-import { checkMilliseconds } from '../options.js';
+import { checkBoolean, checkMilliseconds, checkOptionsObject, describe } from '../options.js';
 import { encodeValue, type Serializer } from '../serializer.js';
 import {
   type AcquireWriteLockOptions,
@@ -141,6 +141,8 @@ export abstract class NamespaceManager {
    * {@link LockTimeoutError} when the wait exceeds its timeout.
    */
   acquireWriteLock(options: AcquireWriteLockOptions = {}): Promise<boolean> {
+    checkOptionsObject(options);
+    checkBoolean('wait', options.wait, true);
     return this.#serialized(async () => {
       if (this.#holds.includes('write')) {
         this.#holds.push('write');
@@ -319,6 +321,9 @@ export abstract class NamespaceManager {
    * operation, the others under the write lock.
    */
   async applyChanges(changes: ReadonlyMap<string, unknown>, options: ApplyChangesOptions = {}): Promise<boolean> {
+    if (!(changes instanceof Map)) throw new TypeError(`changes must be a Map, received ${describe(changes)}`);
+    checkOptionsObject(options);
+    checkBoolean('wait', options.wait, true);
     const encoded = new Map<string, { value: unknown; raw: string } | undefined>();
     for (const [key, value] of changes) {
       encoded.set(key, value === undefined ? undefined : { value, raw: encodeValue(this.serializer, key, value) });

@@ -596,6 +596,29 @@ export function namespaceManagerConformance(type: BackendType): void {
         await other.releaseWriteLock();
       });
 
+      it('refuses malformed lock and apply options with a TypeError naming them, taking no lock', async () => {
+        const ns = backend.create(fresh());
+        const bad: [() => Promise<unknown>, RegExp][] = [
+          [
+            () => ns.acquireWriteLock({ wait: 'no' as unknown as boolean }),
+            /wait must be true or false, received "no"/,
+          ],
+          [() => ns.acquireWriteLock(null as never), /options must be an object, received null/],
+          [
+            () => ns.applyChanges({ n: 1 } as unknown as Map<string, unknown>),
+            /changes must be a Map, received an object/,
+          ],
+          [() => ns.applyChanges(new Map([['n', 1]]), { wait: 0 as unknown as boolean }), /wait must be true or false/],
+        ];
+        for (const [call, message] of bad) {
+          await assert.rejects(
+            async () => call(),
+            (e: unknown) => e instanceof TypeError && message.test(e.message),
+          );
+        }
+        assert.equal(ns.lockState, 'none');
+      });
+
       it('throws LockStateError for releasing what is not held and for writing without the write lock', async () => {
         const ns = backend.create(fresh());
         const isStateError = (e: unknown) =>
