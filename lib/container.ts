@@ -10,6 +10,7 @@ import { SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
+import { UndecodableValueError } from './namespace/view.js';
 import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
 
 /** Options of a {@link Container}: its backend, its default expiry, and what the backend needs. */
@@ -71,7 +72,10 @@ export class Container {
   async get<T>(key: string, options: GetOptions<T> = {}): Promise<T | undefined> {
     const createfunc = checkFunction<() => T | Promise<T>>('createfunc', options.createfunc);
     const expiretime = checkSeconds('expiretime', options.expiretime) ?? this.#expiretime;
-    const current = await this.#read(key);
+    const current = await this.#read(key).catch((error: unknown) => {
+      if (createfunc && isRecreatable(error)) return undefined;
+      throw error;
+    });
     if (current && isFresh(current)) return current.value as T;
     if (!createfunc) return undefined;
     const creation = this.#manager(creationLockName(this.name, key));
@@ -81,7 +85,7 @@ export class Container {
       await creation.acquireWriteLock();
     }
     try {
-      const latest = await this.#read(key);
+      const latest = await this.#recreatingCorrupt(() => this.#read(key));
       if (latest && isFresh(latest)) return latest.value as T;
       const value = await createfunc();
       await this.#write(key, value, expiretime);
@@ -118,23 +122,40 @@ export class Container {
     return new this.#backend(namespace, this.#options);
   }
 
-  /** The stored entry, or undefined. A corrupt container is cleared: a cache recreates what it loses. */
+  /** The stored entry, or undefined. Throws {@link SessionCorruptError} when the container does not decode; never changes it. */
   async #read(key: string): Promise<Stored | undefined> {
     const data = this.#manager(this.name);
-    try {
-      return asStored(await data.withReadLock(() => data.get(key)));
-    } catch (error) {
-      if (!(error instanceof SessionCorruptError)) throw error;
-      this.#options.log?.(`clearing corrupt container ${this.name}: ${error.message}`);
-      await data.remove();
-      return undefined;
-    }
+    return asStored(await data.withReadLock(() => data.get(key)));
   }
 
   async #write(key: string, value: unknown, expiretime: number | undefined): Promise<void> {
-    const data = this.#manager(this.name);
     const stored: Stored = { value, at: Date.now(), ...(expiretime === undefined ? {} : { expires: expiretime }) };
-    await data.withWriteLock(() => data.set(key, stored));
+    await this.#recreatingCorrupt(() => {
+      const data = this.#manager(this.name);
+      return data.withWriteLock(() => data.set(key, stored));
+    });
+  }
+
+  /**
+   * Runs `action`, a step of a caller that will write; if the container is corrupt (not an
+   * encryptKey mismatch, which propagates), discards the corrupt part and runs it again.
+   */
+  async #recreatingCorrupt<R>(action: () => Promise<R>): Promise<R> {
+    try {
+      return await action();
+    } catch (error) {
+      if (!isRecreatable(error)) throw error;
+      await this.#discardCorrupt(error);
+      return action();
+    }
+  }
+
+  /** Deletes the value that does not decode, under the write lock; the whole storage only when none of it is readable. */
+  async #discardCorrupt(error: SessionCorruptError): Promise<void> {
+    const data = this.#manager(this.name);
+    this.#options.log?.(`recreating corrupt data of container ${this.name}: ${error.message}`);
+    if (error instanceof UndecodableValueError) await data.applyChanges(new Map([[error.key, undefined]]));
+    else await data.remove();
   }
 }
 
@@ -173,6 +194,11 @@ export class Value<T> {
   clear(): Promise<void> {
     return this.#container.clear(this.#key);
   }
+}
+
+/** Corrupt data a cache may recreate: not a value encrypted with another key (or none), which is a configuration error. */
+function isRecreatable(error: unknown): error is SessionCorruptError {
+  return error instanceof SessionCorruptError && !(error instanceof UndecodableValueError && error.keyMismatch);
 }
 
 function isFresh(stored: Stored): boolean {

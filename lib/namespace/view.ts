@@ -59,6 +59,45 @@ function undecodable({ cipher, wording }: ValueCodec, key: string, form: string)
   return `the value of ${name} is encrypted: ${wording?.giveKey ?? 'give the encryptKey it was stored with'}`;
 }
 
+/** A stored value that does not decode: names its key, and whether the encryptKey is the problem. */
+export class UndecodableValueError extends SessionCorruptError {
+  /** The key whose value does not decode. */
+  readonly key: string;
+  /** Whether the value is encrypted with no key or another key given, or is plain where a key is given: a configuration error. */
+  readonly keyMismatch: boolean;
+
+  constructor(codec: ValueCodec, key: string, form: string, keyMismatch: boolean, options?: ErrorOptions) {
+    super(codec.namespace, undecodable(codec, key, form), options);
+    this.key = key;
+    this.keyMismatch = keyMismatch;
+  }
+}
+
+/** Opens and decodes the stored `form` of `key`; throws {@link UndecodableValueError}. */
+function decode(codec: ValueCodec, key: string, form: string): { raw: string; value: unknown } {
+  const { cipher, serializer } = codec;
+  let raw = form;
+  try {
+    if (cipher) raw = cipher.open(form, codec.namespace, key);
+  } catch (error) {
+    throw new UndecodableValueError(codec, key, form, looksSealed(form) || parses(serializer, form), { cause: error });
+  }
+  try {
+    return { raw, value: serializer.parse(raw) };
+  } catch (error) {
+    throw new UndecodableValueError(codec, key, form, !cipher && looksSealed(form), { cause: error });
+  }
+}
+
+function parses(serializer: Serializer, text: string): boolean {
+  try {
+    serializer.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A point to return to with {@link NamespaceView.restore}. */
 export interface Savepoint {
   entries: Map<string, ViewEntry>;
@@ -87,20 +126,10 @@ export class NamespaceView {
     return new NamespaceView(codec, new Map());
   }
 
-  /** Decodes committed entries (opening sealed ones); throws SessionCorruptError naming the key that fails. */
+  /** Decodes committed entries (opening sealed ones); throws {@link UndecodableValueError} naming the key that fails. */
   static open(codec: ValueCodec, stored: ReadonlyMap<string, string>): NamespaceView {
     const entries = new Map<string, ViewEntry>();
-    for (const [key, form] of stored) {
-      let raw: string;
-      let value: unknown;
-      try {
-        raw = codec.cipher ? codec.cipher.open(form, codec.namespace, key) : form;
-        value = codec.serializer.parse(raw);
-      } catch (error) {
-        throw new SessionCorruptError(codec.namespace, undecodable(codec, key, form), { cause: error });
-      }
-      entries.set(key, { raw, value, stored: form });
-    }
+    for (const [key, form] of stored) entries.set(key, { ...decode(codec, key, form), stored: form });
     return new NamespaceView(codec, entries);
   }
 

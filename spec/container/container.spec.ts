@@ -6,7 +6,13 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dir } from 'tmp-promise';
-import { CacheRegion, Container, createNamespaceManager, type FileNamespaceManager } from '../../lib/index.js';
+import {
+  CacheRegion,
+  Container,
+  createNamespaceManager,
+  type FileNamespaceManager,
+  SessionCorruptError,
+} from '../../lib/index.js';
 import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
 import { spawnScript } from '../fixtures/processes.js';
 
@@ -116,13 +122,43 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       }
       assert.equal(await cache.get('k', { createfunc: () => 'second', expiretime: 60 }), 'second');
       await backend.corrupt(name);
-      assert.equal(await cache.get('k', { createfunc: () => 'third', expiretime: 60 }), 'third');
+      const recreated = await cache.get('k', { createfunc: () => 'third', expiretime: 60 });
+      // redis corrupts one other field: only it is discarded; the others damage the whole store
+      assert.equal(recreated, type === 'redis' ? 'second' : 'third');
       await cache.set('k', 'stale', { expiretime: 0 });
       assert.equal(
         await cache.get('k', { createfunc: () => 'fourth', expiretime: 60 }),
         'fourth',
         'the creation lock is free',
       );
+    });
+
+    it('keeps every value when a worker with another encryptKey (or none) reads or writes, throwing SessionCorruptError to it', async () => {
+      const name = `c-${randomUUID()}`;
+      const keyed = (encryptKey?: string) =>
+        new Container(name, { ...backend.options, type, ...(encryptKey ? { encryptKey } : {}) });
+      const owner = keyed('old-key-0123456789abcdef');
+      for (const k of ['a', 'b']) await owner.set(k, `value ${k}`);
+      for (const other of [keyed('new-key-0123456789abcdef'), keyed()]) {
+        await assert.rejects(other.has('x'), SessionCorruptError);
+        await assert.rejects(other.get('x'), SessionCorruptError);
+        await assert.rejects(other.get('x', { createfunc: () => 'made' }), SessionCorruptError);
+        await assert.rejects(other.set('x', 'set'), SessionCorruptError);
+      }
+      assert.deepEqual(
+        [await owner.get('a'), await owner.get('b'), await owner.has('x')],
+        ['value a', 'value b', false],
+      );
+    });
+
+    it('throws SessionCorruptError on reading corrupt data and leaves it; a writer recreates it', async () => {
+      const name = `c-${randomUUID()}`;
+      const cache = container(name);
+      await backend.corrupt(name);
+      await assert.rejects(cache.has('k'), SessionCorruptError);
+      await assert.rejects(cache.has('k'), SessionCorruptError, 'still there: a read changes nothing');
+      await cache.set('k', 'written');
+      assert.equal(await cache.get('k'), 'written');
     });
 
     it('memoizes a function per argument list in a CacheRegion', async () => {
