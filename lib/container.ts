@@ -6,7 +6,7 @@
  * callers with a stale value get the stale value while it is being recreated (the "dogpile" lock).
  * @module
  */
-import { SessionCorruptError } from './errors.js';
+import { LockCompromisedError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
@@ -91,7 +91,7 @@ export class Container {
       await this.#write(key, value, expiretime);
       return value;
     } finally {
-      await creation.releaseWriteLock();
+      await this.#releaseCreationLock(creation, key);
     }
   }
 
@@ -120,6 +120,21 @@ export class Container {
 
   #manager(namespace: string): NamespaceManager {
     return new this.#backend(namespace, this.#options);
+  }
+
+  /**
+   * Releases the creation lock of `key`. One taken over while this process was blocked (past
+   * `lockStale`) is only logged: what was created is stored all the same.
+   */
+  async #releaseCreationLock(creation: NamespaceManager, key: string): Promise<void> {
+    try {
+      await creation.releaseWriteLock();
+    } catch (error) {
+      if (!(error instanceof LockCompromisedError)) throw error;
+      this.#options.log?.(
+        `the creation lock of ${JSON.stringify(key)} in ${this.name} was taken over: ${error.message}`,
+      );
+    }
   }
 
   /** The stored entry, or undefined. Throws {@link SessionCorruptError} when the container does not decode; never changes it. */

@@ -1,5 +1,6 @@
 /** Containers: the dogpile lock on every backend, stale-while-recreating, and recovery from lost or corrupt data. */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,6 +18,7 @@ import { type BackendFixture, type BackendType, createFixture } from '../fixture
 import { spawnScript } from '../fixtures/processes.js';
 
 const WORKER = fileURLToPath(new URL('../fixtures/container-worker.ts', import.meta.url));
+const TAKEOVER_WORKER = fileURLToPath(new URL('../fixtures/container-takeover-worker.ts', import.meta.url));
 
 function deferred<T = void>() {
   let resolve!: (value: T) => void;
@@ -159,6 +161,36 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       await assert.rejects(cache.has('k'), SessionCorruptError, 'still there: a read changes nothing');
       await cache.set('k', 'written');
       assert.equal(await cache.get('k'), 'written');
+    });
+
+    it('returns the created value, logging, when its creation lock was taken over while createfunc blocked the process', {
+      skip: type === 'memory',
+    }, async () => {
+      const name = `c-${randomUUID()}`;
+      const options = { lockStale: 500, ...backend.options, type };
+      const lines: string[] = [];
+      const cache = new Container(name, { ...options, log: (line: string) => lines.push(line) });
+      let taker = '';
+      const value = await cache.get('k', {
+        createfunc: () => {
+          const child = spawnSync(process.execPath, [
+            '--import',
+            'tsx',
+            TAKEOVER_WORKER,
+            JSON.stringify({ options, name, key: 'k' }),
+          ]);
+          assert.equal(child.status, 0, String(child.stderr));
+          taker = String(child.stdout);
+          return 'made while blocked';
+        },
+      });
+      assert.match(taker, /^made by \d+$/, 'the other process took the stale creation lock over');
+      assert.equal(value, 'made while blocked');
+      assert.equal(await cache.get('k'), 'made while blocked');
+      assert.ok(
+        lines.some((line) => /creation lock/.test(line)),
+        lines.join('\n'),
+      );
     });
 
     it('memoizes a function per argument list in a CacheRegion', async () => {
