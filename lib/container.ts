@@ -12,6 +12,7 @@ import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
 import { UndecodableValueError } from './namespace/view.js';
 import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
+import { encodeValue, jsonSerializer } from './serializer.js';
 
 /** Options of a {@link Container}: its backend, its default expiry, and what the backend needs. */
 export interface ContainerOptions extends NamespaceManagerOptions {
@@ -274,35 +275,39 @@ export class RedisContainer extends Container {
  */
 export class CacheRegion extends Container {
   /**
-   * `fn`, cached in this region under a key made from its name and its arguments as JSON
-   * (`<name>:<JSON of the arguments>`), or by `key` when given. The name (`name`, else
+   * `fn`, cached in this region under a key made from its name and its arguments
+   * (`<name>:<the arguments encoded by jsonSerializer>`: JSON for plain values, dates tagged),
+   * or by `key` when given. Arguments that jsonSerializer refuses (functions, `undefined`,
+   * class instances, …) reject with SerializationError before `fn` runs. The name (`name`, else
    * `fn.name`) is what tells the region's functions apart, in every process: functions
    * memoized under one name share their results. A function without a name (an arrow
-   * function passed inline) needs `name` or `key`, else TypeError.
+   * function passed inline) needs `name` or `key`, else TypeError. `fn` is called with the
+   * memoized function's `this`.
    */
-  memoize<A extends unknown[], R>(
-    fn: (...args: A) => R | Promise<R>,
+  memoize<A extends unknown[], R, This = unknown>(
+    fn: (this: This, ...args: A) => R | Promise<R>,
     options: {
       name?: string | undefined;
       key?: ((...args: A) => string) | undefined;
       expiretime?: number | undefined;
     } = {},
-  ): (...args: A) => Promise<R> {
+  ): (this: This, ...args: A) => Promise<R> {
     if (typeof fn !== 'function') throw new TypeError(`fn must be a function, received ${describe(fn)}`);
     const name = checkString('name', options.name ?? fn.name, { nonEmpty: false }) as string;
     if (!options.key && !name) {
       throw new TypeError('memoize() of a function without a name needs a name or key option, to tell it apart');
     }
     const keyOf: (...args: A) => string = checkFunction('key', options.key) ?? argumentKey(name);
-    return async (...args: A) =>
-      (await this.get(keyOf(...args), {
-        createfunc: () => fn(...args),
-        ...(options.expiretime === undefined ? {} : { expiretime: options.expiretime }),
-      })) as R;
+    const expiry = options.expiretime === undefined ? {} : { expiretime: options.expiretime };
+    const cached = async (self: This, args: A): Promise<R> =>
+      (await this.get(keyOf(...args), { createfunc: () => fn.apply(self, args), ...expiry })) as R;
+    return function memoized(this: This, ...args: A): Promise<R> {
+      return cached(this, args);
+    };
   }
 }
 
-/** `<name>:<JSON of the arguments>`. */
+/** `<name>:<the arguments encoded by jsonSerializer>`: distinct arguments never share a key; plain JSON ones keep their JSON. */
 function argumentKey(name: string): (...args: unknown[]) => string {
-  return (...args) => `${name}:${JSON.stringify(args)}`;
+  return (...args) => `${name}:${encodeValue(jsonSerializer, 'arguments', args)}`;
 }

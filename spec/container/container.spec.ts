@@ -12,6 +12,7 @@ import {
   Container,
   createNamespaceManager,
   type FileNamespaceManager,
+  SerializationError,
   SessionCorruptError,
 } from '../../lib/index.js';
 import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
@@ -203,6 +204,33 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       assert.deepEqual(await Promise.all([square(3), square(3), square(4)]), [9, 9, 16]);
       assert.deepEqual(await square(3), 9);
       assert.deepEqual(calls.sort(), [3, 4]);
+    });
+
+    it('memoizes distinct arguments under distinct keys, refuses ones it cannot encode before calling fn, and passes this', async () => {
+      const region = new CacheRegion(`r-${randomUUID()}`, { ...backend.options, type, expiretime: 60 });
+      const calls: unknown[][] = [];
+      const echo = region.memoize(async function echo(...args: unknown[]) {
+        calls.push(args);
+        return args.length;
+      });
+      const date = new Date(0);
+      for (const args of [[null], [date], [date.toISOString()], ['x'], [{ a: 1 }]]) await echo(...args);
+      assert.equal(calls.length, 5, 'null, a Date, its ISO string and plain values each ran');
+      assert.equal(await region.get('echo:["x"]'), 1, 'plain JSON arguments keep their key');
+      assert.equal(await region.get('echo:[{"a":1}]'), 1);
+      await assert.rejects(echo(undefined), SerializationError);
+      await assert.rejects(
+        echo(() => 1),
+        SerializationError,
+      );
+      assert.equal(calls.length, 5, 'fn did not run for arguments it cannot be keyed by');
+      const counter = {
+        base: 10,
+        plus: region.memoize(async function plus(this: { base: number }, x: number) {
+          return this.base + x;
+        }),
+      };
+      assert.equal(await counter.plus(1), 11);
     });
 
     it('keeps the results of functions memoized under different names apart, and needs a name for an anonymous one', async () => {
