@@ -6,11 +6,12 @@
  * callers with a stale value get the stale value while it is being recreated (the "dogpile" lock).
  * @module
  */
+import { createHash } from 'node:crypto';
 import { LockCompromisedError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
-import { UndecodableValueError } from './namespace/view.js';
+import { checkKey, MAX_KEY_BYTES, UndecodableValueError } from './namespace/view.js';
 import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
 import { encodeValue, jsonSerializer } from './serializer.js';
 
@@ -68,9 +69,12 @@ export class Container {
    * The value of `key`. When it is missing or expired and `createfunc` is given, exactly one
    * caller creates it: if there is no value at all, the others wait for it; if there is an
    * expired one, they get it at once while it is being recreated. An error thrown by
-   * `createfunc` propagates; the previous value stays.
+   * `createfunc` propagates; the previous value stays. A key that is not a well-formed string
+   * of at most 1024 bytes (UTF-8) rejects with TypeError before `createfunc` runs, as in `set`
+   * and `has`.
    */
   async get<T>(key: string, options: GetOptions<T> = {}): Promise<T | undefined> {
+    checkKey(key);
     const createfunc = checkFunction<() => T | Promise<T>>('createfunc', options.createfunc);
     const expiretime = checkSeconds('expiretime', options.expiretime) ?? this.#expiretime;
     const current = await this.#read(key).catch((error: unknown) => {
@@ -98,11 +102,13 @@ export class Container {
 
   /** Stores `value` under `key`, fresh for `expiretime` seconds (default: the container's). */
   async set(key: string, value: unknown, options: { expiretime?: number | undefined } = {}): Promise<void> {
+    checkKey(key);
     await this.#write(key, value, checkSeconds('expiretime', options.expiretime) ?? this.#expiretime);
   }
 
   /** Whether `key` holds a value that has not expired. */
   async has(key: string): Promise<boolean> {
+    checkKey(key);
     const current = await this.#read(key);
     return current !== undefined && isFresh(current);
   }
@@ -307,7 +313,15 @@ export class CacheRegion extends Container {
   }
 }
 
-/** `<name>:<the arguments encoded by jsonSerializer>`: distinct arguments never share a key; plain JSON ones keep their JSON. */
+/**
+ * `<name>:<the arguments encoded by jsonSerializer>`: distinct arguments never share a key;
+ * plain JSON ones keep their JSON. Past the key limit, `<name>:#<sha256 hex of the encoding>`.
+ */
 function argumentKey(name: string): (...args: unknown[]) => string {
-  return (...args) => `${name}:${encodeValue(jsonSerializer, 'arguments', args)}`;
+  return (...args) => {
+    const encoded = encodeValue(jsonSerializer, 'arguments', args);
+    const key = `${name}:${encoded}`;
+    if (Buffer.byteLength(key) <= MAX_KEY_BYTES) return key;
+    return `${name}:#${createHash('sha256').update(encoded).digest('hex')}`;
+  };
 }

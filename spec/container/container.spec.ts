@@ -233,6 +233,26 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       assert.equal(await counter.plus(1), 11);
     });
 
+    it('refuses a key over 1024 bytes before running createfunc, and hashes memoized arguments that would exceed it', async () => {
+      const region = new CacheRegion(`r-${randomUUID()}`, { ...backend.options, type, expiretime: 60 });
+      const long = 'x'.repeat(1025);
+      let runs = 0;
+      const create = () => {
+        runs++;
+        return 'made';
+      };
+      await assert.rejects(region.get(long, { createfunc: create }), /at most 1024 bytes/);
+      await assert.rejects(region.set(long, 'v'), /at most 1024 bytes/);
+      await assert.rejects(region.has(long), /at most 1024 bytes/);
+      assert.equal(runs, 0);
+      const length = region.memoize(async function length(text: string) {
+        runs++;
+        return text.length;
+      });
+      assert.deepEqual([await length(long), await length(long), await length(`${long}y`)], [1025, 1025, 1026]);
+      assert.equal(runs, 2);
+    });
+
     it('keeps the results of functions memoized under different names apart, and needs a name for an anonymous one', async () => {
       const region = new CacheRegion(`r-${randomUUID()}`, { ...backend.options, type, expiretime: 60 });
       const double = region.memoize(async function double(x: number) {
