@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { LockCompromisedError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
+import { RedisNamespaceManager } from './namespace/redis.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
 import { checkKey, MAX_KEY_BYTES, UndecodableValueError } from './namespace/view.js';
 import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
@@ -52,6 +53,8 @@ export class Container {
   readonly #backend: NamespaceManagerClass;
   readonly #options: NamespaceManagerOptions & Record<string, unknown>;
   readonly #expiretime: number | undefined;
+  /** Whether a write also deletes the expired values (not on redis, where they stay until overwritten). */
+  readonly #sweepsExpired: boolean;
 
   constructor(name: string, options: ContainerOptions = {}) {
     this.name = checkString('name', name) as string;
@@ -62,6 +65,7 @@ export class Container {
     }
     this.#backend = namespaceClass ?? namespaceManagerClass(type ?? (storage.dataDir === undefined ? 'memory' : 'dbm'));
     this.#options = storage;
+    this.#sweepsExpired = !isRedis(this.#backend);
     new this.#backend(name, storage);
   }
 
@@ -154,7 +158,10 @@ export class Container {
     const stored: Stored = { value, at: Date.now(), ...(expiretime === undefined ? {} : { expires: expiretime }) };
     await this.#recreatingCorrupt(() => {
       const data = this.#manager(this.name);
-      return data.withWriteLock(() => data.set(key, stored));
+      return data.withWriteLock(() => {
+        data.set(key, stored);
+        if (this.#sweepsExpired) deleteExpired(data, key);
+      });
     });
   }
 
@@ -221,6 +228,18 @@ export class Value<T> {
 /** Corrupt data a cache may recreate: not a value encrypted with another key (or none), which is a configuration error. */
 function isRecreatable(error: unknown): error is SessionCorruptError {
   return error instanceof SessionCorruptError && !(error instanceof UndecodableValueError && error.keyMismatch);
+}
+
+/** Deletes the values other than `written`'s that have expired from the view of `data`, open under its write lock. */
+function deleteExpired(data: NamespaceManager, written: string): void {
+  for (const key of data.keys()) {
+    const stored = key === written ? undefined : asStored(data.get(key));
+    if (stored && !isFresh(stored)) data.delete(key);
+  }
+}
+
+function isRedis(backend: NamespaceManagerClass): boolean {
+  return backend === RedisNamespaceManager || backend.prototype instanceof RedisNamespaceManager;
 }
 
 function isFresh(stored: Stored): boolean {

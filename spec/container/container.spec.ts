@@ -194,6 +194,17 @@ for (const type of ['memory', 'file', 'dbm', 'redis'] as BackendType[]) {
       );
     });
 
+    it('deletes expired values when writing another one (not on redis)', async () => {
+      const name = `c-${randomUUID()}`;
+      const cache = container(name);
+      await cache.set('old', 'expired', { expiretime: 0 });
+      await cache.set('kept', 'fresh', { expiretime: 60 });
+      await cache.get('made', { createfunc: () => 'created' });
+      const data = createNamespaceManager(type, name, backend.options);
+      const keys = await data.withReadLock(() => data.keys().sort());
+      assert.deepEqual(keys, type === 'redis' ? ['kept', 'made', 'old'] : ['kept', 'made']);
+    });
+
     it('memoizes a function per argument list in a CacheRegion', async () => {
       const region = new CacheRegion(`r-${randomUUID()}`, { ...backend.options, type, expiretime: 60 });
       const calls: number[] = [];
