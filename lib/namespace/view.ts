@@ -73,8 +73,8 @@ export class UndecodableValueError extends SessionCorruptError {
   }
 }
 
-/** Opens and decodes the stored `form` of `key`; throws {@link UndecodableValueError}. */
-function decode(codec: ValueCodec, key: string, form: string): { raw: string; value: unknown } {
+/** Opens and decodes the stored `form` of `key` into a view's entry; throws {@link UndecodableValueError}. */
+function decode(codec: ValueCodec, key: string, form: string): ViewEntry {
   const { cipher, serializer } = codec;
   let raw = form;
   try {
@@ -83,7 +83,7 @@ function decode(codec: ValueCodec, key: string, form: string): { raw: string; va
     throw new UndecodableValueError(codec, key, form, looksSealed(form) || parses(serializer, form), { cause: error });
   }
   try {
-    return { raw, value: serializer.parse(raw) };
+    return { raw, value: serializer.parse(raw), stored: form };
   } catch (error) {
     throw new UndecodableValueError(codec, key, form, !cipher && looksSealed(form), { cause: error });
   }
@@ -129,7 +129,7 @@ export class NamespaceView {
   /** Decodes committed entries (opening sealed ones); throws {@link UndecodableValueError} naming the key that fails. */
   static open(codec: ValueCodec, stored: ReadonlyMap<string, string>): NamespaceView {
     const entries = new Map<string, ViewEntry>();
-    for (const [key, form] of stored) entries.set(key, { ...decode(codec, key, form), stored: form });
+    for (const [key, form] of stored) entries.set(key, decode(codec, key, form));
     return new NamespaceView(codec, entries);
   }
 
