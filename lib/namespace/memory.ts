@@ -38,7 +38,8 @@ export class MemoryStore {
   /** The entries of `namespace`, or `undefined` when it is not stored (or has expired: it is dropped). */
   get(namespace: string): Map<string, string> | undefined {
     const entries = this.namespaces.get(namespace);
-    if (entries instanceof ExpiringEntries && entries.expiresAt <= Date.now()) {
+    const expiresAt = (entries as Partial<ExpiringEntries> | undefined)?.expiresAt;
+    if (expiresAt !== undefined && expiresAt !== Infinity && expiresAt <= Date.now()) {
       this.namespaces.delete(namespace);
       return undefined;
     }
