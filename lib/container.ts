@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto';
 import { LockCompromisedError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
-import { RedisNamespaceManager } from './namespace/redis.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
 import { checkKey, MAX_KEY_BYTES, UndecodableValueError } from './namespace/view.js';
 import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
@@ -53,8 +52,6 @@ export class Container {
   readonly #backend: NamespaceManagerClass;
   readonly #options: NamespaceManagerOptions & Record<string, unknown>;
   readonly #expiretime: number | undefined;
-  /** Whether a write also deletes the expired values (not on redis, where they stay until overwritten). */
-  readonly #sweepsExpired: boolean;
 
   constructor(name: string, options: ContainerOptions = {}) {
     this.name = checkString('name', name) as string;
@@ -65,7 +62,6 @@ export class Container {
     }
     this.#backend = namespaceClass ?? namespaceManagerClass(type ?? (storage.dataDir === undefined ? 'memory' : 'dbm'));
     this.#options = storage;
-    this.#sweepsExpired = !isRedis(this.#backend);
     new this.#backend(name, storage);
   }
 
@@ -160,7 +156,7 @@ export class Container {
       const data = this.#manager(this.name);
       return data.withWriteLock(() => {
         data.set(key, stored);
-        if (this.#sweepsExpired) deleteExpired(data, key);
+        deleteExpired(data, key);
       });
     });
   }
@@ -236,10 +232,6 @@ function deleteExpired(data: NamespaceManager, written: string): void {
     const stored = key === written ? undefined : asStored(data.get(key));
     if (stored && !isFresh(stored)) data.delete(key);
   }
-}
-
-function isRedis(backend: NamespaceManagerClass): boolean {
-  return backend === RedisNamespaceManager || backend.prototype instanceof RedisNamespaceManager;
 }
 
 function isFresh(stored: Stored): boolean {
