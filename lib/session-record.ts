@@ -36,14 +36,17 @@ export interface StoredSession extends SessionDictionaries {
 export type EncodedState = Map<string, { value: unknown; raw: string }>;
 
 /** The limits of {@link checkNamespaceName} and of data keys, as error messages state them. */
-const KEY_LIMITS = `keys of data take at most ${MAX_KEY_BYTES - 1} bytes of UTF-8, a namespace's name and key together ${MAX_KEY_BYTES - 2}, a % or = in a name counting 3`;
+const KEY_LIMITS = `keys of data take at most ${MAX_KEY_BYTES - 1} bytes of UTF-8, a namespace's name and key together ${MAX_KEY_BYTES - 2}, the name URI-encoded`;
 
 /** What a stored key of `session.data` starts with. */
 const DATA_PREFIX = '=';
 
-/** `:<name>=` with the `%` and `=` of the name percent-encoded (older versions encoded it whole; both decode). */
+/**
+ * `:<name>=` with the name URI-encoded, as every version has stored it: a key spelled another
+ * way would be a second copy of the same key, and a save would drop one for the other.
+ */
 function namespacePrefix(name: string): string {
-  return `:${name.replace(/[%=]/g, encodeURIComponent)}=`;
+  return `:${encodeURIComponent(name)}=`;
 }
 
 /** Throws {@link SerializationError} naming `namespace(name)` unless keys of that namespace can be stored. */
