@@ -12,7 +12,7 @@
  */
 import { SerializationError, SessionCorruptError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
-import { type KeyWording, MAX_KEY_BYTES } from './namespace/view.js';
+import { type KeyWording, keyProblem, MAX_KEY_BYTES } from './namespace/view.js';
 import { droppedKey, encodeValue, type Serializer } from './serializer.js';
 import type { Changes } from './session-data.js';
 
@@ -53,18 +53,15 @@ function namespacePrefix(name: string): string {
 export function checkNamespaceName(name: string): void {
   const path = `namespace(${name})`;
   if (!name.isWellFormed()) throw new SerializationError(path, 'its name is not well-formed Unicode');
-  if (room(namespacePrefix(name)) < 0) throw new SerializationError(path, `its name is too long (${KEY_LIMITS})`);
+  if (Buffer.byteLength(namespacePrefix(name)) > MAX_KEY_BYTES) {
+    throw new SerializationError(path, `its name is too long (${KEY_LIMITS})`);
+  }
 }
 
-/** Throws {@link SerializationError} naming `path` unless `key` fits after `prefix` in a stored key. */
+/** Throws {@link SerializationError} naming `path` unless `key` after `prefix` can name a stored value. */
 function checkKeyAfter(prefix: string, key: string, path: string): void {
-  if (!key.isWellFormed()) throw new SerializationError(path, 'its key is not well-formed Unicode');
-  if (room(prefix) < Buffer.byteLength(key)) throw new SerializationError(path, `its key is too long (${KEY_LIMITS})`);
-}
-
-/** The bytes left for a key after `prefix` in a stored key. */
-function room(prefix: string): number {
-  return MAX_KEY_BYTES - Buffer.byteLength(prefix);
+  const problem = keyProblem(`${prefix}${key}`);
+  if (problem) throw new SerializationError(path, `its key is ${problem} (${KEY_LIMITS})`);
 }
 
 /** How a Session's errors name its stored keys: `data.cart` for `=cart`, `namespace(shop).cart` for `:shop=cart`. */

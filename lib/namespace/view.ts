@@ -41,14 +41,19 @@ export function sealed(codec: ValueCodec, raw: string, key: string): string {
   return codec.cipher ? codec.cipher.seal(raw, codec.namespace, key) : raw;
 }
 
-/** Throws a {@link TypeError} unless `key` can name a value: a well-formed string of at most 1 KB. */
+/** Why `key` cannot name a stored value, or `undefined` when it can: a well-formed string of at most 1 KB. */
+export function keyProblem(key: string): 'not well-formed Unicode' | 'too long' | undefined {
+  if (!key.isWellFormed()) return 'not well-formed Unicode';
+  return Buffer.byteLength(key) > MAX_KEY_BYTES ? 'too long' : undefined;
+}
+
+/** Throws a {@link TypeError} unless `key` can name a value (see {@link keyProblem}). */
 export function checkKey(key: unknown): asserts key is string {
-  if (typeof key !== 'string' || !key.isWellFormed()) {
-    throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
+  const problem = typeof key === 'string' ? keyProblem(key) : 'not a string';
+  if (problem === 'too long') {
+    throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key as string)}`);
   }
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
-    throw new TypeError(`key must be at most ${MAX_KEY_BYTES} bytes, received ${Buffer.byteLength(key)}`);
-  }
+  if (problem) throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
 }
 
 /** Why the stored `form` of `key` does not decode, in the codec's wording. */

@@ -135,15 +135,21 @@ describe('sweep', () => {
         assert.equal(kept.data.user, 'bob');
       });
 
-      it('never removes a session locked by another process, and removes it once its holder is gone', async () => {
+      /** A stored session, in a fresh data directory, whose lock a child process holds with `lockStale`. */
+      const heldByWorker = async (lockStale: number) => {
         freshDir();
         const held = await createSession(type, dataDir, { n: 1 });
         const worker = spawnWorker({
           type,
-          options: { dataDir, lockStale: TEST_LOCK_STALE },
+          options: { dataDir, lockStale },
           namespace: held.id,
           task: { kind: 'hold' },
         });
+        return { held, worker };
+      };
+
+      it('never removes a session locked by another process, and removes it once its holder is gone', async () => {
+        const { held, worker } = await heldByWorker(TEST_LOCK_STALE);
         try {
           await worker.next('locked');
           await age(held.file, 2 * HOUR);
@@ -163,14 +169,7 @@ describe('sweep', () => {
       });
 
       it('never takes over the lock of a holder whose lease is longer than its lockStale', async () => {
-        freshDir();
-        const held = await createSession(type, dataDir, { n: 1 });
-        const worker = spawnWorker({
-          type,
-          options: { dataDir, lockStale: LONG_LEASE },
-          namespace: held.id,
-          task: { kind: 'hold' },
-        });
+        const { held, worker } = await heldByWorker(LONG_LEASE);
         try {
           await worker.next('locked');
           await age(held.file, 2 * HOUR);
