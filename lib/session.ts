@@ -4,13 +4,13 @@
  * be locked for a read-modify-write, times out, and signs its ids.
  * @module
  */
-import { cookieValues, serializeCookie } from './cookie.js';
 import { LockCompromisedError, LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { checkString, describe } from './options.js';
 import { encodeValue } from './serializer.js';
+import { type IdCandidate, SessionCookie } from './session-cookie.js';
 import { type Changes, isPlainObject, SessionData } from './session-data.js';
-import { generateSessionId, isSessionId } from './session-id.js';
+import { generateSessionId } from './session-id.js';
 import { SessionLock } from './session-lock.js';
 import {
   type SessionConfig,
@@ -33,9 +33,6 @@ import {
 
 type Outcome = 'loaded' | 'absent' | 'invalidated';
 
-/** How many well-formed, correctly signed cookies of the session's name a load tries, in the order sent. */
-const MAX_CANDIDATES = 4;
-
 /**
  * A web session.
  *
@@ -54,7 +51,7 @@ const MAX_CANDIDATES = 4;
 // biome-ignore lint/suspicious/noExplicitAny: session data is the application's to type
 export class Session<Data extends object = Record<string, any>> {
   readonly #config: SessionConfig;
-  readonly #cookies: string[];
+  readonly #cookie: SessionCookie;
   #id = '';
   #manager: NamespaceManager | undefined;
   #loaded = false;
@@ -64,9 +61,6 @@ export class Session<Data extends object = Record<string, any>> {
   #created = new Date();
   #accessed = this.#created;
   readonly #state: SessionData;
-  /** The browser's cookie for this session, as it sent it (signed with an older secret, maybe). */
-  #clientValue: string | undefined;
-  #clearCookie = false;
   readonly #lock = new SessionLock((options) => this.#takeLock(options));
   /** The {@link load} under way, if any. */
   #loading: Promise<void> | undefined;
@@ -77,7 +71,7 @@ export class Session<Data extends object = Record<string, any>> {
   constructor(request: SessionRequest | undefined | null, options: SessionOptions = {}) {
     this.#config = sessionConfig(options);
     this.#state = new SessionData(this.#config.serializer);
-    this.#cookies = this.#config.useCookies ? cookieValues(request?.headers?.cookie, this.#config.key) : [];
+    this.#cookie = new SessionCookie(this.#config, request);
   }
 
   /** Constructs and loads a session. */
@@ -168,15 +162,7 @@ export class Session<Data extends object = Record<string, any>> {
    * cookie) after {@link invalidate} without a save.
    */
   get cookieHeader(): string | undefined {
-    if (!this.#config.useCookies || !this.#loaded) return undefined;
-    const now = Date.now();
-    if (!this.#stored) {
-      if (!this.#clearCookie) return undefined;
-      return serializeCookie(this.key, '', { ...this.#config.cookieAttributes(now), maxAge: 0, expires: new Date(0) });
-    }
-    const value = this.#config.signer.sign(this.#id);
-    if (value === this.#clientValue && !this.#config.rollingCookie) return undefined;
-    return serializeCookie(this.key, value, this.#config.cookieAttributes(now));
+    return this.#loaded ? this.#cookie.header(this.#id, this.#stored) : undefined;
   }
 
   /**
@@ -207,13 +193,13 @@ export class Session<Data extends object = Record<string, any>> {
     const lock = options.lock === true ? {} : options.lock || undefined;
     const reloading = this.#loaded;
     const wasStored = this.#stored;
-    const candidates = reloading ? this.#current() : this.#candidates();
+    const candidates = reloading ? this.#current() : this.#cookie.candidates();
     this.#wasInvalidated = false;
     let invalidated = false;
     for (const candidate of candidates) {
       const outcome = await this.#loadStored(candidate.id, lock);
       if (outcome === 'loaded') {
-        this.#clientValue = candidate.value;
+        this.#cookie.loadedFrom(candidate);
         return;
       }
       if (outcome === 'invalidated') invalidated = true;
@@ -282,7 +268,7 @@ export class Session<Data extends object = Record<string, any>> {
     }
     this.#state.saved(state);
     this.#stored = true;
-    this.#clearCookie = false;
+    this.#cookie.saved();
   }
 
   /** Removes the stored data. The session stays valid (same id); the next save writes it anew. */
@@ -488,25 +474,8 @@ export class Session<Data extends object = Record<string, any>> {
   }
 
   /** What a reload loads: the current id, if it is stored. */
-  #current(): { id: string; value: string | undefined }[] {
-    return this.#stored ? [{ id: this.#id, value: this.#clientValue }] : [];
-  }
-
-  #candidates(): { id: string; value: string | undefined }[] {
-    const { id } = this.#config;
-    if (id !== undefined) {
-      if (isSessionId(id)) return [{ id, value: undefined }];
-      this.#log('rejected the id option: it is not a session id');
-      return [];
-    }
-    const candidates: { id: string; value: string | undefined }[] = [];
-    for (const value of this.#cookies) {
-      const verified = this.#config.signer.verify(value);
-      if (verified.ok) candidates.push({ id: verified.id, value });
-      else this.#log(`rejected the ${this.key} cookie: ${verified.reason}`);
-      if (candidates.length === MAX_CANDIDATES) break;
-    }
-    return candidates;
+  #current(): IdCandidate[] {
+    return this.#stored ? [this.#cookie.current(this.#id)] : [];
   }
 
   async #loadStored(id: string, lock: SessionLockOptions | undefined): Promise<Outcome> {
@@ -577,10 +546,9 @@ export class Session<Data extends object = Record<string, any>> {
   /** After the stored session was removed: unlocks, starts a new one, and clears the browser's cookie. */
   async #startOver(): Promise<void> {
     await this.#lock.drop();
-    const hadCookie = this.#clientValue !== undefined;
+    this.#cookie.detach(true);
     this.#startNew();
     this.#wasInvalidated = true;
-    this.#clearCookie = hadCookie;
   }
 
   #startNew(id = generateSessionId()): void {
@@ -592,7 +560,7 @@ export class Session<Data extends object = Record<string, any>> {
     this.#created = new Date();
     this.#accessed = this.#created;
     this.#state.cleared();
-    this.#clientValue = undefined;
+    this.#cookie.detach(false);
   }
 
   #adoptStored(id: string, manager: NamespaceManager, stored: StoredSession): void {
