@@ -7,11 +7,11 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { LockCompromisedError, SessionCorruptError } from './errors.js';
+import { LockCompromisedError, SessionCorruptError, UndecodableValueError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { NamespaceManagerOptions } from './namespace/namespace-options.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
-import { checkKey, MAX_KEY_BYTES, UndecodableValueError } from './namespace/view.js';
+import { checkKey, MAX_KEY_BYTES } from './namespace/view.js';
 import { checkFunction, checkMilliseconds, checkString, describe } from './options.js';
 import { encodeValue, jsonSerializer } from './serializer.js';
 

@@ -66,6 +66,36 @@ export class SessionCorruptError extends SessionlockError {
   }
 }
 
+/** Why a stored value does not decode: {@link UndecodableValueError.why}. */
+export type Undecodable = 'unknown key' | 'plain under a key' | 'damaged';
+
+/**
+ * A stored value that does not decode, naming its key: encrypted with an `encryptKey` this
+ * process was not given (or with none given), plain where a key is given, or damaged.
+ */
+export class UndecodableValueError extends SessionCorruptError {
+  /** The stored key whose value does not decode. */
+  readonly key: string;
+  /** Why it does not decode. */
+  readonly why: Undecodable;
+
+  constructor(id: string, key: string, detail: string, why: Undecodable, options?: ErrorOptions) {
+    super(id, detail, options);
+    this.key = key;
+    this.why = why;
+  }
+
+  /** The value is encrypted with a key this process was not given: the data is intact, the configuration is not. */
+  get unknownKey(): boolean {
+    return this.why === 'unknown key';
+  }
+
+  /** {@link unknownKey}, or a plain value where a key is given: a configuration error either way. */
+  get keyMismatch(): boolean {
+    return this.why !== 'damaged';
+  }
+}
+
 /** A value that the serializer cannot represent faithfully (a function, a symbol, a cycle, a class instance, …). */
 export class SerializationError extends SessionlockError {
   /** Where in the value the problem is, e.g. `cart[2].total`. */

@@ -23,6 +23,8 @@ export {
   SessionlockError,
   SessionNotLoadedError,
   StorageError,
+  type Undecodable,
+  UndecodableValueError,
 } from './errors.js';
 export type { LockMode } from './lock/keyed-rw-lock.js';
 export { DBMNamespaceManager, type DBMNamespaceManagerOptions } from './namespace/dbm.js';

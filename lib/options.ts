@@ -14,6 +14,19 @@ export function describe(value: unknown): string {
   return kind && kind !== 'Object' ? `a ${kind}` : 'an object';
 }
 
+/**
+ * A secret option's value as an error message may show it: strings by their length only
+ * (a near-miss secret must not end up in logs).
+ */
+export function describeSecret(value: unknown): string {
+  const describeOne = (one: unknown) =>
+    typeof one === 'string'
+      ? `a string of ${one.length} characters${one.isWellFormed() ? '' : ', not well-formed Unicode'}`
+      : describe(one);
+  if (Array.isArray(value)) return `an array of ${value.length}: ${value.map(describeOne).join('; ')}`;
+  return describeOne(value);
+}
+
 export function checkOptionsObject(options: unknown): void {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new TypeError(`options must be an object, received ${describe(options)}`);

@@ -15,6 +15,7 @@ import {
   checkOptionsObject,
   checkString,
   describe,
+  describeSecret,
   MAX_TTL,
   warnUnknownOptions,
 } from './options.js';
@@ -288,8 +289,14 @@ function storageOptions(options: SessionOptions, timeout: number | undefined, re
 function secrets(secret: unknown): string[] {
   if (secret === undefined) return [];
   const list = typeof secret === 'string' ? [secret] : secret;
-  if (!Array.isArray(list) || list.length === 0 || !list.every((s) => typeof s === 'string' && s.length > 0)) {
-    throw new TypeError(`secret must be a non-empty string or array of them, received ${describe(secret)}`);
+  if (
+    !Array.isArray(list) ||
+    list.length === 0 ||
+    !list.every((s) => typeof s === 'string' && s.length > 0 && s.isWellFormed())
+  ) {
+    throw new TypeError(
+      `secret must be a non-empty, well-formed string or array of them, received ${describeSecret(secret)}`,
+    );
   }
   return list;
 }

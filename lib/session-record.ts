@@ -30,6 +30,8 @@ export interface StoredSession extends SessionDictionaries {
   created: number | undefined;
   accessed: number | undefined;
   encoded: Map<string, string>;
+  /** Whether values are encrypted with an older encryptKey than the first (to seal again). */
+  sealedWithOlderKey: boolean;
 }
 
 /** An encoded state: stored key → value and its encoding. */
@@ -64,7 +66,7 @@ function checkKeyAfter(prefix: string, key: string, path: string): void {
   if (problem) throw new SerializationError(path, `its key is ${problem} (${KEY_LIMITS})`);
 }
 
-/** How a Session's errors name its stored keys: `data.cart` for `=cart`, `namespace(shop).cart` for `:shop=cart`. */
+/** How a Session's errors name its stored keys: `data.cart` for `=cart`, `namespace(shop).cart` for `:shop=cart`, and its times. */
 export const SESSION_KEY_WORDING: KeyWording = { name: storedKeyName };
 
 function storedKeyName(stored: string): string {
@@ -75,7 +77,8 @@ function storedKeyName(stored: string): string {
     return JSON.stringify(stored);
   }
   if (key.scope === 'data') return `data.${key.key}`;
-  return key.scope === 'namespace' ? `namespace(${key.name}).${key.key}` : JSON.stringify(stored);
+  if (key.scope === 'namespace') return `namespace(${key.name}).${key.key}`;
+  return stored === CREATED ? "the session's creation time" : "the session's access time";
 }
 
 type StoredKey = { scope: 'time' } | { scope: 'data'; key: string } | { scope: 'namespace'; name: string; key: string };
@@ -121,6 +124,7 @@ export function readSession(manager: NamespaceManager): StoredSession {
     data: {},
     namespaces: new Map(),
     encoded: new Map(),
+    sealedWithOlderKey: manager.sealedWithOlderKey,
   };
   for (const key of manager.keys()) {
     const value = manager.get(key);

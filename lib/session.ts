@@ -4,7 +4,13 @@
  * be locked for a read-modify-write, times out, and signs its ids.
  * @module
  */
-import { LockCompromisedError, LockStateError, SessionCorruptError, SessionNotLoadedError } from './errors.js';
+import {
+  LockCompromisedError,
+  LockStateError,
+  SessionCorruptError,
+  SessionNotLoadedError,
+  UndecodableValueError,
+} from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { checkString, describe } from './options.js';
 import { encodeValue } from './serializer.js';
@@ -365,6 +371,7 @@ export class Session<Data extends object = Record<string, any>> {
       const stored = readSession(manager);
       if (stored.created !== undefined) {
         this.#adoptStored(this.#id, manager, stored);
+        if (stored.sealedWithOlderKey) manager.reseal();
       } else if (this.#stored) {
         this.#log(`session ${this.#id} was removed by another request before lock(); starting a new one`);
         await this.#startOver();
@@ -485,6 +492,7 @@ export class Session<Data extends object = Record<string, any>> {
       stored = lock ? await readLocked(manager, lock) : await manager.withReadLock(() => readSession(manager));
     } catch (error) {
       if (!(error instanceof SessionCorruptError) || !this.#config.invalidateCorrupt) throw error;
+      if (error instanceof UndecodableValueError && error.unknownKey) return this.#passOver(id, error);
       return this.#invalidateOnLoad(manager, `its data is corrupt (${error.message})`);
     }
     if (stored.created === undefined) {
@@ -505,17 +513,67 @@ export class Session<Data extends object = Record<string, any>> {
     this.#adoptStored(id, manager, stored);
     this.#accessed = new Date(lastAccess);
     const due = now - lastAccess >= this.#config.accessResolution;
-    if (lock) {
+    await this.#afterLoad(manager, stored, lock !== undefined, due ? now : undefined);
+    return 'loaded';
+  }
+
+  /**
+   * Keeps the lock a locked load took; writes the access time (`accessed`, when due) and the
+   * values to encrypt again with the first encryptKey.
+   */
+  async #afterLoad(
+    manager: NamespaceManager,
+    stored: StoredSession,
+    locked: boolean,
+    accessed: number | undefined,
+  ): Promise<void> {
+    if (locked) {
       if (this.#abandoned !== undefined) {
         await releasing(manager);
         this.#refuseIfAbandoned('load');
       }
       this.#lock.held(manager, true);
-      if (due) manager.set(ACCESSED, now);
-    } else if (due) {
-      await this.#recordAccess(manager, now);
+      if (accessed !== undefined) manager.set(ACCESSED, accessed);
+      if (stored.sealedWithOlderKey) manager.reseal();
+    } else if (stored.sealedWithOlderKey) {
+      await this.#reseal(manager, accessed);
+    } else if (accessed !== undefined) {
+      await this.#recordAccess(manager, accessed);
     }
-    return 'loaded';
+  }
+
+  /**
+   * A stored session encrypted with a key this process was not given is left as it is (the
+   * configuration is wrong, not the data, and a correctly configured process reads it); with
+   * `invalidateCorrupt`, this request starts a new session instead.
+   */
+  #passOver(id: string, error: UndecodableValueError): Outcome {
+    this.#log(`passed over session ${id}, left in storage: ${error.message}`);
+    this.#startNew();
+    this.#wasInvalidated = true;
+    return 'invalidated';
+  }
+
+  /**
+   * Encrypts again with the first encryptKey the values stored with an older one (and records
+   * the access time), under the write lock, unless another request holds it right now.
+   */
+  async #reseal(manager: NamespaceManager, accessed: number | undefined): Promise<void> {
+    try {
+      if (!(await manager.acquireWriteLock({ wait: false }))) return;
+      try {
+        if (manager.has(CREATED)) {
+          manager.reseal();
+          if (accessed !== undefined) manager.set(ACCESSED, accessed);
+        }
+      } finally {
+        await manager.releaseWriteLock();
+      }
+    } catch (error) {
+      this.#log(
+        `could not encrypt session ${manager.namespace} again with the first encryptKey: ${(error as Error).message}`,
+      );
+    }
   }
 
   async #invalidateOnLoad(manager: NamespaceManager, reason: string): Promise<Outcome> {

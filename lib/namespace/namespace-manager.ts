@@ -244,6 +244,24 @@ export abstract class NamespaceManager {
     return this.#writableView('delete', key).delete(key);
   }
 
+  /**
+   * Whether values in the open view are encrypted with an older `encryptKey` than the first
+   * (after a rotation): {@link reseal} would encrypt them again.
+   */
+  get sealedWithOlderKey(): boolean {
+    return this.#readableView('sealedWithOlderKey').sealedWithOlderKey;
+  }
+
+  /**
+   * Encrypts again with the first `encryptKey` the values the view holds encrypted with an
+   * older one, so that one can be retired; written by the next `releaseWriteLock()`. Needs
+   * the write lock. Returns how many values it encrypts again.
+   */
+  reseal(): number {
+    if (!this.#holds.includes('write')) throw new LockStateError(`reseal() on ${this.namespace} needs the write lock`);
+    return (this.#view as NamespaceView).reseal();
+  }
+
   /** Deletes the whole namespace from storage. Takes the write lock unless this instance holds it already. */
   async remove(): Promise<void> {
     await this.removeIf(() => true);

@@ -48,9 +48,11 @@ export interface NamespaceManagerOptions {
   log?: ((line: string) => void) | undefined;
   /**
    * Encrypts every stored value with AES-256-GCM (a fresh nonce per write, bound to its
-   * namespace and key). An array rotates keys: the first encrypts, any decrypts. A value
-   * that does not decrypt (wrong key, tampered) is corrupt data: {@link SessionCorruptError}.
-   * Keys are strings of 16 or more characters (use random ones).
+   * namespace and key). An array rotates keys: the first encrypts, any decrypts, and
+   * `reseal()` encrypts again with the first. A value that does not decrypt is an
+   * `UndecodableValueError` (a {@link SessionCorruptError}) saying whether the key is unknown
+   * or the value damaged. Keys are random strings of 16 or more characters (128 bits or more:
+   * no work factor is added).
    * @default none: values are stored as the serializer writes them
    */
   encryptKey?: string | readonly string[] | undefined;

@@ -4,8 +4,8 @@
  * commit or a throwing `withWriteLock` can roll back.
  * @module
  */
-import { looksSealed, type ValueCipher } from '../cipher.js';
-import { SessionCorruptError } from '../errors.js';
+import { looksSealed, OpenError, type ValueCipher } from '../cipher.js';
+import { type Undecodable, UndecodableValueError } from '../errors.js';
 import { describe } from '../options.js';
 import type { Serializer } from '../serializer.js';
 
@@ -56,26 +56,13 @@ export function checkKey(key: unknown): asserts key is string {
   if (problem) throw new TypeError(`key must be a well-formed Unicode string, received ${describe(key)}`);
 }
 
-/** Why the stored `form` of `key` does not decode, in the codec's wording. */
-function undecodable({ cipher, wording }: ValueCodec, key: string, form: string): string {
+/** Why the stored value of `key` does not decode, in the codec's wording. */
+function undecodable({ cipher, wording }: ValueCodec, key: string, why: Undecodable): string {
   const name = wording?.name?.(key) ?? JSON.stringify(key);
-  if (cipher) return `the value of ${name} cannot be decrypted and decoded`;
-  if (!looksSealed(form)) return `the value of ${name} cannot be decoded`;
+  if (why === 'plain under a key') return `the value of ${name} is not encrypted, but an encryptKey is given`;
+  if (why === 'damaged') return `the value of ${name} cannot be ${cipher ? 'decrypted and ' : ''}decoded`;
+  if (cipher) return `the value of ${name} is encrypted with a key that is not among the encryptKeys given`;
   return `the value of ${name} is encrypted: ${wording?.giveKey ?? 'give the encryptKey it was stored with'}`;
-}
-
-/** A stored value that does not decode: names its key, and whether the encryptKey is the problem. */
-export class UndecodableValueError extends SessionCorruptError {
-  /** The key whose value does not decode. */
-  readonly key: string;
-  /** Whether the value is encrypted with no key or another key given, or is plain where a key is given: a configuration error. */
-  readonly keyMismatch: boolean;
-
-  constructor(codec: ValueCodec, key: string, form: string, keyMismatch: boolean, options?: ErrorOptions) {
-    super(codec.namespace, undecodable(codec, key, form), options);
-    this.key = key;
-    this.keyMismatch = keyMismatch;
-  }
 }
 
 /** Opens and decodes the stored `form` of `key` into a view's entry; throws {@link UndecodableValueError}. */
@@ -85,13 +72,23 @@ function decode(codec: ValueCodec, key: string, form: string): ViewEntry {
   try {
     if (cipher) raw = cipher.open(form, codec.namespace, key);
   } catch (error) {
-    throw new UndecodableValueError(codec, key, form, looksSealed(form) || parses(serializer, form), { cause: error });
+    throw undecodableValue(codec, key, openFailure(error, serializer, form), error);
   }
   try {
     return { raw, value: serializer.parse(raw), stored: form };
   } catch (error) {
-    throw new UndecodableValueError(codec, key, form, !cipher && looksSealed(form), { cause: error });
+    throw undecodableValue(codec, key, !cipher && looksSealed(form) ? 'unknown key' : 'damaged', error);
   }
+}
+
+function undecodableValue(codec: ValueCodec, key: string, why: Undecodable, cause: unknown): UndecodableValueError {
+  return new UndecodableValueError(codec.namespace, key, undecodable(codec, key, why), why, { cause });
+}
+
+function openFailure(error: unknown, serializer: Serializer, form: string): Undecodable {
+  const reason = error instanceof OpenError ? error.reason : 'damaged';
+  if (reason === 'not sealed') return !looksSealed(form) && parses(serializer, form) ? 'plain under a key' : 'damaged';
+  return reason;
 }
 
 function parses(serializer: Serializer, text: string): boolean {
@@ -153,6 +150,31 @@ export class NamespaceView {
   /** The serializer's encoding of `key`'s value. */
   encoded(key: string): string | undefined {
     return this.#entries.get(key)?.raw;
+  }
+
+  /** Whether values are stored sealed with an older encryptKey than the first. */
+  get sealedWithOlderKey(): boolean {
+    const cipher = this.#codec.cipher;
+    if (!cipher) return false;
+    for (const { stored } of this.#entries.values()) {
+      if (stored !== undefined && cipher.sealedWithOlderKey(stored)) return true;
+    }
+    return false;
+  }
+
+  /** Marks the values sealed with an older encryptKey as changed, so the commit seals them with the first; returns how many. */
+  reseal(): number {
+    const cipher = this.#codec.cipher;
+    if (!cipher) return 0;
+    let count = 0;
+    for (const [key, entry] of this.#entries) {
+      if (entry.stored === undefined || !cipher.sealedWithOlderKey(entry.stored)) continue;
+      this.#remember(key, entry);
+      this.#entries.set(key, { raw: entry.raw, value: entry.value });
+      this.#changes.set(key, entry.raw);
+      count++;
+    }
+    return count;
   }
 
   /** Whether anything changed since the view was opened or last committed. */

@@ -20,6 +20,7 @@ import {
   SessionCorruptError,
   SessionlockError,
   StorageError,
+  UndecodableValueError,
 } from '../../lib/index.js';
 import { type BackendFixture, type BackendType, createFixture, TEST_LOCK_STALE } from '../fixtures/backends.js';
 import { isWholeBlob } from '../fixtures/blob.js';
@@ -740,11 +741,18 @@ export function namespaceManagerConformance(type: BackendType): void {
           ns.set('a', 'secret a');
           ns.set('b', 'secret b');
         });
-        const isCorrupt = (e: unknown) => e instanceof SessionCorruptError && /decrypted/.test(e.message);
-        await assert.rejects(backend.create(name, { encryptKey: key2 }).acquireReadLock(), isCorrupt);
+        const isCorrupt = (e: unknown) =>
+          e instanceof UndecodableValueError && !e.keyMismatch && /cannot be decrypted/.test(e.message);
+        await assert.rejects(
+          backend.create(name, { encryptKey: key2 }).acquireReadLock(),
+          (e: unknown) =>
+            e instanceof UndecodableValueError && e.unknownKey && /not among the encryptKeys given/.test(e.message),
+          'read with another key',
+        );
         await assert.rejects(
           backend.create(name).acquireReadLock(),
-          (e: unknown) => e instanceof SessionCorruptError && /is encrypted: give the encryptKey/.test(e.message),
+          (e: unknown) =>
+            e instanceof UndecodableValueError && e.unknownKey && /is encrypted: give the encryptKey/.test(e.message),
           'read without a key',
         );
         const stored = raw(name);
@@ -758,6 +766,17 @@ export function namespaceManagerConformance(type: BackendType): void {
           stored.delete('b');
         });
         await assert.rejects(ns.acquireReadLock(), isCorrupt, 'a tampered value');
+      });
+
+      it('takes a plain value where a key is given for a configuration error, not for damage', async () => {
+        const name = fresh();
+        const plain = backend.create(name);
+        await plain.withWriteLock(() => plain.set('a', 'written before encryption was turned on'));
+        await assert.rejects(
+          backend.create(name, { encryptKey: key1 }).acquireReadLock(),
+          (e: unknown) =>
+            e instanceof UndecodableValueError && e.keyMismatch && !e.unknownKey && /is not encrypted/.test(e.message),
+        );
       });
 
       it('rotates keys: encrypts with the first, decrypts with any', async () => {
@@ -777,6 +796,28 @@ export function namespaceManagerConformance(type: BackendType): void {
           SessionCorruptError,
           'values written before the rotation need the old key until they are rewritten',
         );
+      });
+      it('encrypts values stored with an older key again with reseal(), under the write lock', async () => {
+        const name = fresh();
+        const old = backend.create(name, { encryptKey: key1 });
+        await old.withWriteLock(() => {
+          old.set('a', 1);
+          old.set('b', 2);
+        });
+        const rotated = backend.create(name, { encryptKey: [key2, key1] });
+        await rotated.withReadLock(() => {
+          assert.equal(rotated.sealedWithOlderKey, true);
+          assert.throws(() => rotated.reseal(), LockStateError, 'reseal() needs the write lock');
+        });
+        await rotated.withWriteLock(() => {
+          rotated.set('b', 3);
+          assert.equal(rotated.reseal(), 1, 'b is written anew anyway');
+        });
+        const newOnly = backend.create(name, { encryptKey: key2 });
+        await newOnly.withReadLock(() => {
+          assert.deepEqual([newOnly.get('a'), newOnly.get('b')], [1, 3]);
+          assert.equal(newOnly.sealedWithOlderKey, false);
+        });
       });
     });
 

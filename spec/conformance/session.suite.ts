@@ -19,6 +19,7 @@ import {
   SessionCorruptError,
   SessionNotLoadedError,
   type SessionOptions,
+  UndecodableValueError,
 } from '../../lib/index.js';
 import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
 import { spawnScript } from '../fixtures/processes.js';
@@ -56,9 +57,9 @@ export function sessionConformance(type: BackendType): void {
     after(() => backend.cleanup());
 
     /** The storage of session `id`, through a manager given the backend's options (not the Session's `type` and `key`). */
-    const storageOf = (id: string): NamespaceManager => {
+    const storageOf = (id: string, extra: Record<string, unknown> = {}): NamespaceManager => {
       const { type: _type, key: _key, ...storage } = options as Record<string, unknown>;
-      return createNamespaceManager(type, id, { ...storage, log: () => {} });
+      return createNamespaceManager(type, id, { ...storage, log: () => {}, ...extra });
     };
     const storedKeys = async (id: string) => {
       const manager = storageOf(id);
@@ -892,22 +893,67 @@ export function sessionConformance(type: BackendType): void {
     });
 
     describe('encryption at rest', () => {
-      it('treats data it cannot decrypt as corrupt, honouring invalidateCorrupt', async () => {
-        const { id, cookie } = await storedSession({ card: '4111' }, { encryptKey: 'the right key, long enough' });
-        const wrong = { ...options, encryptKey: 'the wrong key, long enough' };
-        await assert.rejects(
-          Session.open(requestWith(cookie), wrong),
-          (e: unknown) => e instanceof SessionCorruptError && e.id === id,
+      it('leaves a session encrypted with a key it was not given in storage, honouring invalidateCorrupt for the request', async () => {
+        const right = { ...options, encryptKey: 'the right key, long enough' };
+        const { id, cookie } = await storedSession({ card: '4111' }, right);
+        for (const misconfigured of [{ ...options, encryptKey: 'the wrong key, long enough' }, options]) {
+          await assert.rejects(
+            Session.open(requestWith(cookie), misconfigured),
+            (e: unknown) => e instanceof UndecodableValueError && e.unknownKey && e.id === id,
+          );
+          const fresh = await Session.open(requestWith(cookie), { ...misconfigured, invalidateCorrupt: true });
+          assert.equal(fresh.wasInvalidated, true);
+          assert.deepEqual(fresh.data, {});
+          assert.notEqual(fresh.id, id);
+        }
+        const intact = await Session.open(requestWith(cookie), right);
+        assert.equal(intact.id, id);
+        assert.deepEqual(intact.data, { card: '4111' }, 'a correctly configured process still reads it');
+      });
+
+      it('starts afresh, with invalidateCorrupt, from a value encrypted with the right key but altered', async () => {
+        const right = { ...options, encryptKey: 'the right key, long enough' };
+        const { id, cookie } = await storedSession({ card: '4111' }, right);
+        const raw = storageOf(id, { serializer: { stringify: String, parse: (text: string) => text } });
+        const sealed = (await raw.withReadLock(() => raw.get('=card'))) as string;
+        await raw.withWriteLock(() =>
+          raw.set('=card', `${sealed.slice(0, -3)}${sealed.endsWith('AAA') ? 'BBB' : 'AAA'}`),
         );
-        const fresh = await Session.open(requestWith(cookie), { ...wrong, invalidateCorrupt: true });
+        await assert.rejects(
+          Session.open(requestWith(cookie), right),
+          (e: unknown) => e instanceof UndecodableValueError && !e.keyMismatch,
+        );
+        const fresh = await Session.open(requestWith(cookie), { ...right, invalidateCorrupt: true });
         assert.equal(fresh.wasInvalidated, true);
-        assert.deepEqual(fresh.data, {});
+        assert.deepEqual(await storedKeys(id), [], 'the damaged session is removed');
+      });
+
+      it('encrypts a session stored with an older key again with the first when it loads, so the old key can go', async () => {
+        const oldKey = 'old key, long enough';
+        const newKey = 'new key, long enough';
+        for (const lock of [false, true]) {
+          const stored = await Session.open(requestWith(), { ...options, encryptKey: oldKey });
+          stored.data.a = 1;
+          stored.namespace('shop').b = 2;
+          await stored.save();
+          const { id } = stored;
+          const cookie = cookiePair(stored.cookieHeader);
+          const rotated = { ...options, encryptKey: [newKey, oldKey] };
+          const session = await Session.open(requestWith(cookie), rotated);
+          if (lock) await session.lock();
+          assert.deepEqual(session.data, { a: 1 });
+          if (lock) await session.unlock();
+          const newOnly = await Session.open(requestWith(cookie), { ...options, encryptKey: newKey });
+          assert.equal(newOnly.id, id, `lock: ${lock}`);
+          assert.deepEqual([newOnly.data, newOnly.namespace('shop')], [{ a: 1 }, { b: 2 }], `lock: ${lock}`);
+        }
       });
 
       it('names the key as the application wrote it when values are encrypted and no encryptKey is given', async () => {
         for (const [stored, name] of [
           ['=secret', 'data.secret'],
           [':shop=card', 'namespace(shop).card'],
+          ['#accessed', "the session's access time"],
         ] as const) {
           const { id, cookie } = await storedSession({ n: 1 });
           const sealed = cipherFor('a key, long enough')?.seal('"x"', id, stored) as string;

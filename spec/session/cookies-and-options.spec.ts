@@ -259,7 +259,9 @@ describe('Session options', () => {
       [{ timeout: 10, accessResolution: 60 }, /accessResolution must be less than timeout \(10\), received 60/],
       [{ timeout: 10, accessResolution: 10 }, /accessResolution must be less than timeout/],
       [{ key: 'a b' }, /key must be a valid cookie name, received "a b"/],
-      [{ secret: [] }, /secret must be a non-empty string/],
+      [{ secret: [] }, /secret must be a non-empty, well-formed string/],
+      [{ secret: '\uD800' }, /secret must be .*received a string of 1 characters, not well-formed Unicode/],
+      [{ encryptKey: '\uD800'.repeat(16) }, /encryptKey must be .*not well-formed Unicode/],
       [{ sameSite: 'None' }, /secure: true/],
       [{ cookieExpires: 'tomorrow' as unknown as number }, /cookieExpires must be .*, received "tomorrow"/],
       [{ cookieExpires: 0 }, /cookieExpires must be .* seconds > 0, received 0/],
@@ -278,6 +280,26 @@ describe('Session options', () => {
       assert.throws(
         () => new Session(undefined, options).load(),
         (e: unknown) => e instanceof TypeError && message.test(e.message),
+      );
+    }
+  });
+
+  it('never shows a secret or an encryptKey it rejects', () => {
+    const nearMiss = 'Pr0d-K3y!x9#zQ';
+    for (const options of [
+      { encryptKey: nearMiss },
+      { encryptKey: ['a good key, long enough', nearMiss] },
+      { secret: ['a good secret', ''] },
+    ]) {
+      assert.throws(
+        () => new Session(undefined, options),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          /received (a string of \d+ characters|an array of 2: a string of \d+ characters; a string of \d+ characters)$/.test(
+            e.message,
+          ) &&
+          !e.message.includes(nearMiss) &&
+          !e.message.includes('good'),
       );
     }
   });
