@@ -395,7 +395,8 @@ export class Session<Data extends object = Record<string, any>> {
 
   /**
    * Locks, reloads, runs `fn`, saves if it changed anything, and unlocks — always, also when
-   * `fn` throws (what it changed since it started, or since it last saved, is then undone).
+   * `fn` or the save throws (what `fn` changed since it started, or since it last saved, is
+   * then undone, so calling `withLock` again applies it once).
    * Inside a lock held already (by {@link lock}, or an adapter's `lock` option) it runs and
    * saves under that lock, and leaves it held. Overlapping calls on one Session share its lock,
    * each under it to its end (the last to end releases it); they share the session's data too,
@@ -405,15 +406,14 @@ export class Session<Data extends object = Record<string, any>> {
     if (this.#loading) return this.#settled().then(() => this.withLock(fn, options));
     return this.#lock.run(options, async () => {
       const checkpoint = this.#state.checkpoint();
-      let result: T;
       try {
-        result = await fn(this);
+        const result = await fn(this);
+        await this.saveIfModified();
+        return result;
       } catch (error) {
         this.#state.rollback(checkpoint);
         throw error;
       }
-      await this.saveIfModified();
-      return result;
     });
   }
 

@@ -19,6 +19,7 @@ import {
   SessionCorruptError,
   SessionNotLoadedError,
   type SessionOptions,
+  StorageError,
   UndecodableValueError,
 } from '../../lib/index.js';
 import { type BackendFixture, type BackendType, createFixture } from '../fixtures/backends.js';
@@ -442,6 +443,34 @@ export function sessionConformance(type: BackendType): void {
           s.data.n += 1;
         });
         assert.equal((await Session.open(requestWith(cookie), options)).data.n, 2);
+      });
+
+      it('undoes what a withLock function changed when its save fails, so a retry applies it once', async () => {
+        const failures = { left: 0 };
+        const Base = namespaceManagerClass(type) as unknown as typeof MemoryNamespaceManager;
+        class Failing extends Base {
+          protected override writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
+            if (failures.left-- > 0) return Promise.reject(new StorageError('test://', 'write'));
+            return super.writeCommitted(changes, entries);
+          }
+        }
+        const { cookie } = await storedSession({ n: 0 });
+        const a = await Session.open(requestWith(cookie), { ...options, namespaceClass: Failing });
+        failures.left = 1;
+        await assert.rejects(
+          a.withLock((s) => {
+            s.data.n += 1;
+          }),
+          StorageError,
+        );
+        assert.deepEqual(a.data, { n: 0 });
+        await (await Session.open(requestWith(cookie), options)).withLock((s) => {
+          s.data.n += 10;
+        });
+        await a.withLock((s) => {
+          s.data.n += 1;
+        });
+        assert.equal((await Session.open(requestWith(cookie), options)).data.n, 11);
       });
 
       it('shares one lock among overlapping lock(), withLock(), save() and unlock() calls of one Session, and frees it', async () => {
