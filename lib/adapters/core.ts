@@ -231,9 +231,19 @@ export function finishBeforeResponse(session: Session, res: ServerResponse, conf
   releaseOnClose(session, res, config);
   // While calls are held, res.headersSent reports true and its header methods throw; finishSession needs the real ones.
   const headers: HeaderTarget = unheldHeaders(res);
-  return deferResponse(
+  const response = deferResponse(
     res,
     (failed) => finishSession(session, headers, { statusCode: res.statusCode, failed }, config),
     (error) => config.report(error, `could not save session ${session.id} or send its response`),
   );
+  sessionResponses.set(res, response);
+  return response;
+}
+
+/** The responses {@link finishBeforeResponse} holds, by response. */
+const sessionResponses = new WeakMap<ServerResponse, DeferredResponse>();
+
+/** The held response of a request whose session an adapter opened already (it is wrapped twice), if any. */
+export function sessionResponse(res: ServerResponse): DeferredResponse | undefined {
+  return sessionResponses.get(res);
 }

@@ -42,6 +42,9 @@ declare module 'fastify' {
   }
 }
 
+/** Marks the Fastify instances the plugin applies to (a child context inherits it from its parent). */
+const registered = Symbol('sessionlock');
+
 /**
  * The Fastify plugin. It applies to the whole app (it is not encapsulated: no need for
  * fastify-plugin). Each request's session is loaded in `onRequest` into `request.session`,
@@ -51,7 +54,9 @@ declare module 'fastify' {
  * plugin runs after the save, so its failure cannot undo it. The lock is always released: in
  * `onSend`, and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection
  * closes (also when its client left while the session loaded or waited for its lock). A
- * storage failure while loading becomes the request's error (a 500 by default).
+ * storage failure while loading becomes the request's error (a 500 by default). Registered
+ * again where it applies already (twice, or in a child context of one that has it), it does
+ * nothing.
  */
 export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Object.assign(
   (
@@ -66,9 +71,15 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
       done(error as Error);
       return;
     }
+    // Registered again where it applies already: the requests have their session, and its lock.
+    if (registered in fastify) {
+      done();
+      return;
+    }
     const failed = new WeakSet<FastifyRequest>();
     const finished = new WeakSet<FastifyRequest>();
     const release = async (request: FastifyRequest): Promise<void> => releaseSession(request.session, config);
+    Object.defineProperty(fastify, registered, { value: true });
     fastify.decorateRequest('session', null as unknown as Session<AdapterSessionData>);
     fastify.addHook('onRequest', async (request, reply) => {
       const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);

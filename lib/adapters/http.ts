@@ -21,6 +21,7 @@ import {
   finishBeforeResponse,
   openSession,
   type SessionMiddlewareOptions,
+  sessionResponse,
 } from './core.js';
 import { respondError } from './defer-response.js';
 
@@ -47,7 +48,9 @@ export type SessionHandler<Data extends object = AdapterSessionData> = (
  * Errors never crash the process nor leave the request hanging: when the handler throws or
  * rejects before responding, or the storage fails, the lock is released and the client gets
  * a short 500; the error goes to `log` (or stderr). The changes of a failed request are not
- * saved. Options are checked here, once: a bad one throws a TypeError.
+ * saved. Options are checked here, once: a bad one throws a TypeError. Wrapped again (a
+ * handler of `withSession` inside another), the inner one only runs its handler, with the
+ * session the outer one opened.
  */
 export function withSession<Data extends object = AdapterSessionData>(
   handler: SessionHandler<Data>,
@@ -69,18 +72,22 @@ async function handle(
   handler: SessionHandler,
   config: AdapterConfig,
 ): Promise<void> {
-  let session: Session;
-  try {
-    session = await openSession(req, config);
-  } catch (error) {
-    config.report(error, 'could not load the session');
-    respondError(res);
-    return;
+  // Wrapped twice: the request has its session, and its lock.
+  let response = sessionResponse(res);
+  if (!response) {
+    let session: Session;
+    try {
+      session = await openSession(req, config);
+    } catch (error) {
+      config.report(error, 'could not load the session');
+      respondError(res);
+      return;
+    }
+    Object.assign(req, { session });
+    response = finishBeforeResponse(session, res, config);
   }
-  const request = Object.assign(req, { session });
-  const response = finishBeforeResponse(session, res, config);
   try {
-    await handler(request, res);
+    await handler(req as RequestWithSession, res);
   } catch (error) {
     config.report(error, 'the handler failed');
     response.fail();

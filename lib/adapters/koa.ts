@@ -15,7 +15,7 @@
  * @module sessionlock/koa
  */
 import type { Middleware } from 'koa';
-import type { Session } from '../session.js';
+import { Session } from '../session.js';
 import type { AdapterSessionData } from './core.js';
 import {
   adapterConfig,
@@ -40,11 +40,15 @@ declare module 'koa' {
  * the `lock` option), runs the downstream middleware, then saves the session (if modified)
  * and appends its Set-Cookie before Koa sends the response. The lock is released in every
  * case. When downstream throws, nothing is saved and the error is rethrown for Koa to answer
- * (a 500 by default); a storage failure is thrown the same way.
+ * (a 500 by default); a storage failure is thrown the same way. Mounted again for a request
+ * that has its session (the app's middleware, and a router's or a composed section's), it
+ * does nothing.
  */
 export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware {
   const config = adapterConfig(options);
   return async (ctx, next) => {
+    // Mounted twice on a path: the request has its session, and its lock.
+    if (ctx.session instanceof Session) return next();
     const session = await openSession(ctx.req, config);
     ctx.session = session;
     releaseOnClose(session, ctx.res, config);

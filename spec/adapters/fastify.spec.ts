@@ -117,4 +117,26 @@ describe('Fastify adapter', () => {
     }, /lock must be/);
     await app.close();
   });
+
+  it('does nothing when registered again where it applies (twice, and in a child context)', async () => {
+    const options = { key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 3000, cookieExpires: 60 };
+    const app = Fastify({ forceCloseConnections: true });
+    await app.register(sessionlock, options);
+    await app.register(sessionlock, options);
+    await app.register(async (child) => {
+      await child.register(sessionlock, options);
+      child.get('/count', async (request) => {
+        request.session.data.n = (request.session.data.n ?? 0) + 1;
+        return request.session.data.n;
+      });
+    });
+    const server = await listen(app);
+    servers.push(server);
+    const first = await get(`${server.url}/count`);
+    assert.equal(first.status, 200);
+    const second = await get(`${server.url}/count`, cookieFrom(first, 'sid'));
+    assert.equal(second.status, 200);
+    assert.equal(second.body, 2);
+    assert.equal(second.setCookies.filter((header) => header.startsWith('sid=')).length, 1);
+  });
 });

@@ -222,4 +222,27 @@ describe('node:http adapter', () => {
     assert.throws(() => withSession(() => {}, { timeout: -1 }), /timeout/);
     assert.throws(() => withSession(undefined as never), /handler/);
   });
+
+  it('runs the inner handler with the outer session when wrapped twice (no deadlock, one cookie, failures answered)', async () => {
+    const options = { key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 3000, cookieExpires: 60 };
+    const inner = withSession(
+      (req, res) => {
+        if (req.url === '/throw') throw new Error('inner failure (expected by the test)');
+        req.session.data.n = (req.session.data.n ?? 0) + 1;
+        res.end(String(req.session.data.n));
+      },
+      { ...options, log: () => {} },
+    );
+    const server = await listen(http.createServer(withSession(inner, { ...options, log: () => {} })));
+    servers.push(server);
+    const first = await get(server.url);
+    assert.equal(first.status, 200);
+    const cookie = cookieFrom(first, 'sid');
+    const second = await get(server.url, cookie);
+    assert.equal(second.status, 200, 'the inner wrapper did not wait for the lock the outer one holds');
+    assert.equal(second.body, 2);
+    assert.equal(second.setCookies.filter((header) => header.startsWith('sid=')).length, 1);
+    assert.equal((await get(`${server.url}/throw`, cookie)).status, 500);
+    assert.equal((await get(server.url, cookie)).body, 3);
+  });
 });

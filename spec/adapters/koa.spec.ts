@@ -63,4 +63,28 @@ describe('Koa adapter', () => {
     assert.equal(seen.length, 1);
     assert.equal((await get(server.url, cookie)).body, 2);
   });
+
+  it('does nothing when mounted again for a request that has its session (no deadlock, one cookie)', async () => {
+    const options = { key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 3000, cookieExpires: 60 };
+    const inner = sessionlock(options);
+    const app = new Koa();
+    app.silent = true;
+    app.use(sessionlock(options));
+    // A composed section with its own session middleware, as koa-mount or a router builds it.
+    app.use((ctx, next) =>
+      inner(ctx, async () => {
+        ctx.session.data.n = (ctx.session.data.n ?? 0) + 1;
+        ctx.body = ctx.session.data.n;
+        await next();
+      }),
+    );
+    const server = await listen(http.createServer(app.callback()));
+    servers.push(server);
+    const first = await get(server.url);
+    assert.equal(first.status, 200);
+    const second = await get(server.url, cookieFrom(first, 'sid'));
+    assert.equal(second.status, 200, 'the inner middleware did not wait for the lock the outer one holds');
+    assert.equal(second.body, 2);
+    assert.equal(second.setCookies.filter((header) => header.startsWith('sid=')).length, 1);
+  });
 });
