@@ -49,7 +49,8 @@ const registered = Symbol('sessionlock');
  * The Fastify plugin. It applies to the whole app (it is not encapsulated: no need for
  * fastify-plugin). Each request's session is loaded in `onRequest` into `request.session`,
  * locked with the `lock` option or the route's `config: { sessionLock: true }`, and saved (if
- * modified) in `onSend`, with its Set-Cookie appended, before the payload goes out. A request
+ * modified) in `onSend`, with its Set-Cookie appended (the app's, set on the reply or on
+ * `reply.raw`, also by a later `onSend` hook, go out too), before the payload goes out. A request
  * that failed (the error handler ran) saves nothing; an `onSend` hook registered after this
  * plugin runs after the save, so its failure cannot undo it. The lock is always released: in
  * `onSend`, and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection
@@ -107,7 +108,10 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
   { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: 'sessionlock' },
 );
 
-/** The reply's headers, including values set on `reply.raw` (which Fastify would let the reply's override). */
+/**
+ * The reply's headers, including values set on `reply.raw` (which Fastify would let the
+ * reply's override). Setting one moves the values of `reply.raw` into the reply's.
+ */
 function replyHeaders(reply: FastifyReply): HeaderTarget {
   return {
     headersSent: reply.raw.headersSent,
@@ -116,6 +120,38 @@ function replyHeaders(reply: FastifyReply): HeaderTarget {
       const raw = reply.raw.getHeader(name);
       return own === raw || raw === undefined ? own : [raw, own ?? []].flat();
     },
-    setHeader: (name, value) => reply.removeHeader(name).header(name, value),
+    setHeader(name, value) {
+      reply.removeHeader(name).header(name, value);
+      keepLaterRawCookies(reply);
+    },
   };
+}
+
+/**
+ * Keeps the Set-Cookie values set on `reply.raw` after the session's cookie went into the
+ * reply's (by a later `onSend` hook): when Fastify writes the reply's own Set-Cookie onto
+ * `reply.raw` (its `writeHead`, or `setHeader` for a stream), which would replace them, they
+ * are appended to it.
+ */
+function keepLaterRawCookies(reply: FastifyReply): void {
+  const raw = reply.raw;
+  const withRaw = (value: unknown): unknown => {
+    const later = raw.getHeader('set-cookie');
+    const ownWritten = value !== undefined && value === reply.getHeader('set-cookie');
+    return ownWritten && later !== undefined && later !== value ? [value, later].flat() : value;
+  };
+  const { setHeader, writeHead } = raw as unknown as Record<'setHeader' | 'writeHead', (...args: unknown[]) => unknown>;
+  const patch = (name: string, method: (...args: unknown[]) => unknown): void => {
+    Object.defineProperty(raw, name, { value: method, writable: true, configurable: true });
+  };
+  patch('setHeader', (name: unknown, value: unknown) =>
+    setHeader.call(raw, name, String(name).toLowerCase() === 'set-cookie' ? withRaw(value) : value),
+  );
+  patch('writeHead', (...args: unknown[]) => {
+    const headers = args.at(-1);
+    if (headers && typeof headers === 'object' && !Array.isArray(headers) && 'set-cookie' in headers) {
+      args[args.length - 1] = { ...headers, 'set-cookie': withRaw(headers['set-cookie']) };
+    }
+    return writeHead.apply(raw, args);
+  });
 }

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { SessionMiddlewareOptions } from '../../lib/adapters/core.js';
@@ -107,6 +110,50 @@ describe('Fastify adapter', () => {
     const next = await get(`${url}/count`, cookie);
     assert.equal(next.status, 200);
     assert.equal(next.body, 2, 'the save came before the failing hook, and stands');
+  });
+
+  it("keeps the app's cookies set on reply.raw or the reply, before the session's or after it, also for a stream", async () => {
+    const url = await serve({}, (app) => {
+      app.addHook('onSend', async (_request, reply, payload) => {
+        reply.raw.setHeader('set-cookie', 'late=raw');
+        return payload;
+      });
+      app.get('/:kind', async (request, reply) => {
+        request.session.data.n = 1;
+        reply.raw.setHeader('set-cookie', 'early=raw');
+        reply.header('set-cookie', 'own=reply');
+        return (request.params as { kind: string }).kind === 'stream' ? Readable.from(['streamed']) : 'plain';
+      });
+    });
+    for (const kind of ['plain', 'stream']) {
+      const response = await get(`${url}/${kind}`);
+      assert.equal(response.body, kind === 'stream' ? 'streamed' : 'plain');
+      const names = response.setCookies.map((header) => header.split('=')[0]).sort();
+      assert.deepEqual(names, ['early', 'late', 'own', 'sid'], kind);
+    }
+  });
+
+  it('keeps a cookie set on reply.raw by a later onSend hook over HTTP/2 too', async () => {
+    const app = Fastify({ http2: true, forceCloseConnections: true });
+    await app.register(sessionlock, { key: 'sid', store: new MemoryStore() });
+    app.addHook('onSend', async (_request, reply, payload) => {
+      reply.raw.setHeader('set-cookie', 'late=raw');
+      return payload;
+    });
+    app.get('/', async (request) => {
+      request.session.data.n = 1;
+      return 'ok';
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    servers.push({ url, close: () => app.close() });
+    const client = http2.connect(url);
+    const stream = client.request({ ':path': '/' });
+    const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+    stream.resume();
+    await once(stream, 'end');
+    client.close();
+    const names = (headers['set-cookie'] ?? []).map((header) => header.split('=')[0]).sort();
+    assert.deepEqual(names, ['late', 'sid']);
   });
 
   it('fails registration for bad options', async () => {
