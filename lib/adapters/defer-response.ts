@@ -17,6 +17,7 @@
  * @module
  */
 import type { ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 
 type Method = 'writeHead' | 'write' | 'end' | 'flushHeaders';
 type Call = readonly [Method, unknown[]];
@@ -84,7 +85,7 @@ export function deferResponse(
   let heldWrite = false;
   let endQueued = false;
   // The status the response started with: node's would ignore a later `res.statusCode = …`.
-  let heldStatus: { code: number; message: string } | undefined;
+  let heldStatus: { code: number; message: string | undefined } | undefined;
   const ownHeadersSent = Object.getOwnPropertyDescriptor(res, 'headersSent');
 
   const release = async (): Promise<void> => {
@@ -121,12 +122,12 @@ export function deferResponse(
   const restoreStatus = (): void => {
     if (heldStatus === undefined) return;
     res.statusCode = heldStatus.code;
-    res.statusMessage = heldStatus.message;
+    if (heldStatus.message !== undefined) res.statusMessage = heldStatus.message;
   };
 
   // The first call: the response is held from now on, and the hook starts at the next macrotask.
   const hold = (): void => {
-    heldStatus = { code: res.statusCode, message: res.statusMessage };
+    heldStatus = { code: res.statusCode, message: hasStatusMessage(res) ? res.statusMessage : undefined };
     state = 'scheduled';
     Object.defineProperty(res, 'headersSent', { get: () => true, configurable: true, enumerable: true });
     setImmediate(() => void release().catch(onError));
@@ -236,9 +237,14 @@ export function respondError(res: ServerResponse): void {
   }
   for (const name of res.getHeaderNames()) if (name !== 'set-cookie') res.removeHeader(name);
   res.statusCode = 500;
-  res.statusMessage = '';
+  if (hasStatusMessage(res)) res.statusMessage = '';
   res.setHeader('content-type', 'text/plain; charset=utf-8');
   res.end('Internal Server Error\n');
+}
+
+/** Whether `res` has a status message: an HTTP/2 compat response has none (node warns when it is read or set). */
+function hasStatusMessage(res: ServerResponse): boolean {
+  return !((res as object) instanceof Http2ServerResponse);
 }
 
 /** Applies `writeHead`'s headers to `res` (as node does when `setHeader` was used too) and returns the call without them. */

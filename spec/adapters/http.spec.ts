@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import http from 'node:http';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { type SessionHandler, withSession } from '../../lib/adapters/http.js';
@@ -244,5 +247,46 @@ describe('node:http adapter', () => {
     assert.equal(second.setCookies.filter((header) => header.startsWith('sid=')).length, 1);
     assert.equal((await get(`${server.url}/throw`, cookie)).status, 500);
     assert.equal((await get(server.url, cookie)).body, 3);
+  });
+
+  it('serves an HTTP/2 compat server without a process warning (no status message read or set)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const server = http2.createServer(
+      withSession(
+        (req, res) => {
+          if (req.url === '/throw') throw new Error('h2 failure (expected by the test)');
+          req.session.data.n = (req.session.data.n ?? 0) + 1;
+          res.write('n=');
+          res.end(String(req.session.data.n));
+        },
+        { key: 'sid', store: new MemoryStore(), lock: true, log: () => {} },
+        // The compat API's request and response stand in for node:http's.
+      ) as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    const request = async (path: string, cookie?: string) => {
+      const stream = client.request({ ':path': path, ...(cookie ? { cookie } : {}) });
+      const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      let body = '';
+      for await (const chunk of stream) body += chunk;
+      return { status: headers[':status'], body, cookie: headers['set-cookie']?.[0]?.split(';')[0] };
+    };
+    try {
+      const first = await request('/');
+      assert.deepEqual([first.status, first.body], [200, 'n=1']);
+      assert.equal((await request('/throw', first.cookie)).status, 500);
+      assert.equal((await request('/', first.cookie)).body, 'n=2');
+      await new Promise(setImmediate);
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off('warning', onWarning);
+      client.close();
+      server.close();
+    }
   });
 });
