@@ -50,7 +50,8 @@ export const DBM_EXTENSION = '.mdb';
 const DEFAULT_MAX_OPEN_FILES = 512;
 /**
  * How many times an operation runs on its file: again after LMDB began a write transaction
- * from an older commit (the file is reopened), or after the file was opened under the lock.
+ * from an older commit (the file is reopened), or when the file it opened under the lock was
+ * replaced before it ran.
  */
 const ATTEMPTS = 5;
 
@@ -200,7 +201,7 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
    * write transaction from an older commit (see `writeTransaction`). A file is only opened
    * under its write lock, which every removal holds: lmdb-js 3.5.6 corrupts its own memory
    * (and the process crashes) when a file disappears while LMDB opens it. Without the lock,
-   * the file is opened by {@link #openUnderLock} first, or `HELD_ELSEWHERE` is returned when
+   * `work` runs on the file {@link #openUnderLock} opens, or `HELD_ELSEWHERE` is returned when
    * another process holds the lock. LMDB errors saying the file is damaged become
    * SessionCorruptError, others StorageError.
    */
@@ -212,13 +213,13 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     for (let attempt = 1; ; attempt++) {
       try {
         const result = this.#attempt(create, work);
-        if (result !== NOT_OPEN) return result;
+        const outcome = result === NOT_OPEN ? await this.#openUnderLock(create, work) : result;
+        if (outcome !== NOT_OPEN) return outcome;
         if (attempt === ATTEMPTS) {
           throw new StorageError(this.file, 'open', {
             cause: new Error(`it was replaced or reopened each time it was opened, ${attempt} times`),
           });
         }
-        if (!(await this.#openUnderLock(create))) return HELD_ELSEWHERE;
       } catch (error) {
         if (error instanceof StaleStartError && attempt < ATTEMPTS) {
           await dbmEnvironments.reopen(this.file);
@@ -232,16 +233,29 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
     }
   }
 
-  /** Opens the file (without running anything on it) while holding its write lock; false when another process holds the lock. */
-  async #openUnderLock(create: boolean): Promise<boolean> {
-    if (!(await this.fileLock.tryAcquire())) return false;
+  /**
+   * Opens the file while holding its write lock, then, the lock released, runs `work` on the
+   * handle it got, which stays in use meanwhile so that the cache cannot close it; `NOT_OPEN`
+   * when the file was replaced or removed in between, `HELD_ELSEWHERE` when another process
+   * holds the lock.
+   */
+  async #openUnderLock<T>(
+    create: boolean,
+    work: (handle: EnvironmentHandle) => T,
+  ): Promise<T | undefined | typeof NOT_OPEN | typeof HELD_ELSEWHERE> {
+    if (!(await this.fileLock.tryAcquire())) return HELD_ELSEWHERE;
+    let handle: EnvironmentHandle | undefined;
     try {
-      const handle = dbmEnvironments.acquire(this.file, { create, namespace: this.namespace });
-      if (handle) dbmEnvironments.release(handle);
+      try {
+        handle = dbmEnvironments.acquire(this.file, { create, namespace: this.namespace });
+      } finally {
+        await this.fileLock.release();
+      }
+      if (!handle) return undefined;
+      return dbmEnvironments.isCurrent(handle) ? work(handle) : NOT_OPEN;
     } finally {
-      await this.fileLock.release();
+      if (handle) dbmEnvironments.release(handle);
     }
-    return true;
   }
 
   #attempt<T>(create: boolean, work: (handle: EnvironmentHandle) => T): T | undefined | typeof NOT_OPEN {

@@ -402,6 +402,39 @@ describe('dbm backend when the process runs out of file descriptors', { skip: pr
   }
 });
 
+describe('dbm backend with more namespaces in use at once than maxOpenFiles', () => {
+  // Each file opened under its lock was evicted by the others' opens before the read used it.
+  it('reads and increments 60 namespaces at once with room for 4 open files', async () => {
+    const capacity = dbmEnvironments.capacity;
+    const options = { dataDir: path.join(dataDir, 'crowded'), lockStale: TEST_LOCK_STALE, maxOpenFiles: 4 };
+    const names = Array.from({ length: 60 }, (_, i) => `s${i}`);
+    const count = async (name: string) => {
+      const ns = new DBMNamespaceManager(name, options);
+      return ns.withReadLock(() => ns.get('n'));
+    };
+    const increment = async (name: string) => {
+      const ns = new DBMNamespaceManager(name, options);
+      await ns.withWriteLock(() => ns.set('n', ((ns.get('n') as number | undefined) ?? 0) + 1));
+    };
+    try {
+      for (const name of names) await increment(name);
+      await DBMNamespaceManager.closeFiles();
+      assert.deepEqual(
+        await Promise.all(names.map(count)),
+        names.map(() => 1),
+      );
+      await Promise.all(names.map(increment));
+      assert.deepEqual(
+        await Promise.all(names.map(count)),
+        names.map(() => 2),
+      );
+    } finally {
+      dbmEnvironments.capacity = capacity;
+      await DBMNamespaceManager.closeFiles();
+    }
+  });
+});
+
 describe('dbm backend closing and opening a file in two processes at once', () => {
   const worker = fileURLToPath(new URL('../fixtures/dbm-close-race-worker.ts', import.meta.url));
 
