@@ -18,6 +18,7 @@ import {
   lmdbCorruption,
   lmdbLockFile,
   NOT_OPEN,
+  outOfDescriptors,
 } from './lmdb-environments.js';
 import { lmdbFileProblem } from './lmdb-file-check.js';
 import { readNewest, StaleStartError, stampCommit, writeTransaction } from './lmdb-transactions.js';
@@ -202,14 +203,16 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
    * under its write lock, which every removal holds: lmdb-js 3.5.6 corrupts its own memory
    * (and the process crashes) when a file disappears while LMDB opens it. Without the lock,
    * `work` runs on the file {@link #openUnderLock} opens, or `HELD_ELSEWHERE` is returned when
-   * another process holds the lock. LMDB errors saying the file is damaged become
-   * SessionCorruptError, others StorageError.
+   * another process holds the lock. When the file could not be opened for want of file
+   * descriptors, the files open but unused are closed and it is tried once more. LMDB errors
+   * saying the file is damaged become SessionCorruptError, others StorageError.
    */
   async #withEnvironment<T>(
     create: boolean,
     operation: 'read' | 'write',
     work: (handle: EnvironmentHandle) => T,
   ): Promise<T | undefined | typeof HELD_ELSEWHERE> {
+    let closedIdle = false;
     for (let attempt = 1; ; attempt++) {
       try {
         const result = this.#attempt(create, work);
@@ -225,12 +228,20 @@ export class DBMNamespaceManager extends FileLockedNamespaceManager {
           await dbmEnvironments.reopen(this.file);
           continue;
         }
-        if (error instanceof SessionlockError) throw error;
-        throw (
-          lmdbCorruption(error, this.namespace, this.file) ?? new StorageError(this.file, operation, { cause: error })
-        );
+        if (outOfDescriptors(error) && !closedIdle) {
+          closedIdle = true;
+          await dbmEnvironments.closeAll();
+          continue;
+        }
+        throw this.#libraryError(error, operation);
       }
     }
+  }
+
+  /** `error` as this library's: SessionCorruptError when LMDB says the file is damaged, StorageError otherwise. */
+  #libraryError(error: unknown, operation: 'read' | 'write'): SessionlockError {
+    if (error instanceof SessionlockError) return error;
+    return lmdbCorruption(error, this.namespace, this.file) ?? new StorageError(this.file, operation, { cause: error });
   }
 
   /**

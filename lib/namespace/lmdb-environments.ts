@@ -162,6 +162,12 @@ export function lmdbOpenOptions(file: string) {
   };
 }
 
+/** Whether `error` is a failure to open a file because the process or the system had no file descriptor left. */
+export function outOfDescriptors(error: unknown): boolean {
+  const code = ((error as Error | undefined)?.cause as NodeJS.ErrnoException | undefined)?.code;
+  return error instanceof StorageError && (code === 'EMFILE' || code === 'ENFILE');
+}
+
 /** The LMDB errors that mean the file is damaged, not that something failed around it. */
 const CORRUPTION = /\bMDB_(INVALID|VERSION_MISMATCH|CORRUPTED|PAGE_NOTFOUND)\b/;
 

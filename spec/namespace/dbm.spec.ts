@@ -400,6 +400,14 @@ describe('dbm backend when the process runs out of file descriptors', { skip: pr
       assert.deepEqual(resultOf(run), { ...(error ? { error } : {}), recovered: true });
     });
   }
+
+  // Idle files in the cache kept their descriptors: with the default maxOpenFiles, nothing closed them.
+  it('closes idle files when an open runs out, so that a pass one after another succeeds after a load', async () => {
+    const limitWorker = fileURLToPath(new URL('../fixtures/dbm-descriptor-limit-worker.ts', import.meta.url));
+    const input = { dataDir: path.join(dataDir, 'descriptor-limit'), count: 60 };
+    const run = await runNode([limitWorker, JSON.stringify(input)], { shell: 'ulimit -n 96 &&' });
+    assert.deepEqual(resultOf(run), { errors: {}, stored: 60 });
+  });
 });
 
 describe('dbm backend with more namespaces in use at once than maxOpenFiles', () => {
