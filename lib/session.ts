@@ -172,6 +172,21 @@ export class Session<Data extends object = Record<string, any>> {
   }
 
   /**
+   * {@link cookieHeader}, for a response: a rolling cookie the browser has already is renewed
+   * only if the session is still stored, unless this Session holds its lock (another request
+   * may have logged out or moved the session to a new id meanwhile; its cookie must not come
+   * back). A failed check renews it.
+   * @internal
+   */
+  async responseCookie(): Promise<string | undefined> {
+    const header = this.cookieHeader;
+    if (header === undefined || this.#lock.locked || !this.#stored || !this.#cookie.renews(this.#id)) return header;
+    const manager = this.#managerFor(this.#id);
+    const stored = await manager.withReadLock(() => manager.has(CREATED)).catch(() => true);
+    return stored ? header : undefined;
+  }
+
+  /**
    * Loads the session: the id from `options.id` or the request's cookie, if it is well formed,
    * correctly signed and stored; otherwise a new session. A stored session idle longer than
    * `timeout` is removed and a new one starts (`wasInvalidated`). Throws
@@ -234,6 +249,7 @@ export class Session<Data extends object = Record<string, any>> {
   async save(): Promise<void> {
     this.#need('save');
     if (this.lockPending) await this.#settled();
+    this.#refuseIfAbandoned('save');
     const state = this.#state.encode();
     const changes = this.#state.changes(state);
     if (this.#stored && changes.size === 0) return;
