@@ -70,6 +70,11 @@ export class SessionCookie {
     this.#clear = false;
   }
 
+  /** Whether the header for stored session `id` only renews a rolling cookie the browser has already. */
+  renews(id: string): boolean {
+    return this.#config.rollingCookie && this.#value !== undefined && this.#value === this.#config.signer.sign(id);
+  }
+
   /** The Set-Cookie header value for session `id` (`stored` or not), or `undefined` when the browser's cookie is right already. */
   header(id: string, stored: boolean): string | undefined {
     if (!this.#config.useCookies) return undefined;

@@ -144,7 +144,7 @@ export async function finishSession(
   try {
     const failed = outcome.failed === true || outcome.statusCode >= 500 || session.abandoned;
     if (!failed) await session.saveIfModified();
-    const cookie = session.cookieHeader;
+    const cookie = await session.responseCookie();
     if (cookie === undefined) return;
     if (headers.headersSent)
       config.report(new Error('the response headers were sent already'), 'cannot set the cookie');

@@ -88,6 +88,9 @@ const suiteApp: Action = async ({ path, session }) => {
       return { cookie: 'theme=dark; Path=/', json: {} };
     case 'cookie-only':
       return { cookie: 'theme=dark; Path=/', json: {} };
+    case 'logout':
+      await session.invalidate();
+      return { json: {} };
     case 'regenerate':
       await session.regenerate();
       data.user = 'bob';
@@ -412,6 +415,27 @@ export function adapterConformance(framework: string, start: StartServer): void 
         assert.match(redirect.location ?? '', /\/whoami$/);
         const followed = await whoami(url, cookieFrom(redirect, KEY));
         assert.equal(followed.body.data.user, 'ann');
+      }
+    });
+
+    it('does not renew a rolling cookie of a session that another request moved or removed meanwhile', async () => {
+      const url = await serve({ store: new MemoryStore(), cookieExpires: 3600 });
+      for (const change of ['regenerate', 'logout']) {
+        const cookie = await storedSession(url);
+        const holding = once(hangs, 'holding');
+        const poll = get(`${url}/hold`, cookie);
+        await holding;
+        const changed = await get(`${url}/${change}`, cookie);
+        assert.equal(changed.status, 200);
+        assert.ok(setCookieFor(changed, KEY), `${change} sends its own cookie`);
+        hangs.emit('release');
+        const polled = await poll;
+        assert.equal(polled.status, 200);
+        assert.equal(setCookieFor(polled, KEY), undefined, `a request overlapping ${change} renews no cookie`);
+        if (change === 'regenerate') {
+          const moved = cookieFrom(changed, KEY);
+          assert.ok(setCookieFor(await get(`${url}/whoami`, moved), KEY), 'the moved session is renewed as before');
+        }
       }
     });
 
