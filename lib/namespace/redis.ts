@@ -12,7 +12,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { SessionCorruptError, StorageError } from '../errors.js';
 import { fencedScript, RedisLeaseLock } from '../lock/redis-lease-lock.js';
-import { checkMilliseconds, checkString, checkTtl, describe } from '../options.js';
+import { checkMilliseconds, checkString, checkTtl, describe, MAX_TIMER_DELAY } from '../options.js';
 import { NamespaceManager } from './namespace-manager.js';
 import {
   type EncodedChanges,
@@ -54,7 +54,7 @@ export interface RedisNamespaceManagerOptions extends NamespaceManagerOptions, E
   prefix?: string | undefined;
   /**
    * Milliseconds a command may take, waiting for a connection included, before it rejects
-   * with a {@link StorageError} naming the server's address.
+   * with a {@link StorageError} naming the server's address. At most 2^31 - 1 (about 24.8 days).
    * @default 5000
    */
   commandTimeout?: number | undefined;
@@ -133,6 +133,7 @@ export class RedisNamespaceManager extends NamespaceManager {
     const prefix = options.prefix === undefined ? DEFAULT_PREFIX : checkPrefix(options.prefix);
     const commandTimeout = checkMilliseconds('commandTimeout', options.commandTimeout, DEFAULT_COMMAND_TIMEOUT, {
       min: 1,
+      max: MAX_TIMER_DELAY,
     });
     const ttl = checkTtl(options.ttl);
     this.#ttl = ttl === Infinity ? '' : String(Math.ceil(ttl));

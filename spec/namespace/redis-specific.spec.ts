@@ -666,6 +666,7 @@ function specs(): void {
       const cases: [RedisNamespaceManagerOptions, RegExp][] = [
         [{ prefix: 'a{b}' }, /prefix.*"a\{b\}"/],
         [{ commandTimeout: 0 }, /commandTimeout.*0/],
+        [{ commandTimeout: 2 ** 31 }, /commandTimeout must be a number >= 1 and <= 2147483647, received 2147483648/],
         [{ ttl: -5 }, /ttl.*-5/],
         [{ ttl: 1e21 }, /ttl must be a number >= 1 and <= 9007199254740991, received 1e\+21/],
         [{ ttl: 2 ** 53 }, /ttl.*9007199254740992/],
