@@ -129,7 +129,7 @@ export class RedisConnection {
    * Runs `script` with `keys` and, before `args`, the time (epoch ms on the server's clock)
    * after which the command has timed out here: a script that checks it against Redis's
    * `TIME` writes nothing when it arrives later (a network partition that delivers it once
-   * the caller was told it failed). The server's clock is measured once per connection.
+   * the caller was told it failed). See {@link serverClockOffset} for how that clock is known.
    */
   scriptWithDeadline(
     action: string,
@@ -139,9 +139,9 @@ export class RedisConnection {
   ): Promise<unknown> {
     return this.command(action, async (client, timeout) => {
       const deadline = Date.now() + timeout;
-      let offset = knownClockOffsets.get(client);
+      let offset = knownClockOffset(client, this.#timeout);
       if (offset === undefined) {
-        offset = await serverClockOffset(client);
+        offset = await serverClockOffset(client, this.#timeout);
         batchWritesThisTurn(client);
       }
       return runScript(client, script, keys, [Math.floor(deadline + offset), ...args]);
@@ -330,23 +330,73 @@ function whenReady(client: RedisClient): Promise<void> {
   return next;
 }
 
-/** Milliseconds from this machine's clock to each client's server's, measured with TIME: once known, and while measured. */
-const knownClockOffsets = new WeakMap<RedisClient, number>();
-const clockOffsets = new WeakMap<RedisClient, Promise<number>>();
+/** A measure of a server's clock: ms to add to this machine's, and how long the `TIME` that measured it took. */
+interface ClockSample {
+  readonly offset: number;
+  readonly roundTrip: number;
+  /** The client's connection it was taken on (see {@link connectionCounts}). */
+  readonly connection: number;
+}
 
-function serverClockOffset(client: RedisClient): Promise<number> {
-  let offset = clockOffsets.get(client);
-  if (!offset) {
-    const sent = Date.now();
-    offset = client.time().then(([seconds, microseconds]) => {
-      const measured = Number(seconds) * 1000 + Number(microseconds) / 1000 - (sent + Date.now()) / 2;
-      knownClockOffsets.set(client, measured);
-      return measured;
-    });
-    offset.catch(() => clockOffsets.delete(client));
-    clockOffsets.set(client, offset);
+/** The best clock sample taken on each client's current connection. */
+const clockSamples = new WeakMap<RedisClient, ClockSample>();
+/** How many times each client whose clock was measured has connected since: a sample from an earlier connection is not used. */
+const connectionCounts = new WeakMap<RedisClient, number>();
+/** How many `TIME`s one command sends before giving up on too slow round trips. */
+const CLOCK_TRIES = 3;
+
+/** The most a sample's `TIME` may have taken for a command with `commandTimeout`: its error (the round trip) eats at most a tenth of it. */
+function maxRoundTrip(commandTimeout: number): number {
+  return commandTimeout / 10;
+}
+
+/** The sample taken on `client`'s current connection, if any. */
+function currentClockSample(client: RedisClient): ClockSample | undefined {
+  const sample = clockSamples.get(client);
+  return sample?.connection === connectionCounts.get(client) ? sample : undefined;
+}
+
+/** The offset of a sample taken on `client`'s current connection fast enough for `commandTimeout`, if there is one. */
+function knownClockOffset(client: RedisClient, commandTimeout: number): number | undefined {
+  const sample = currentClockSample(client);
+  return sample && sample.roundTrip <= maxRoundTrip(commandTimeout) ? sample.offset : undefined;
+}
+
+/**
+ * Milliseconds to add to this machine's clock to be sure not to be past the server's, measured
+ * with `TIME`: the server read its clock some time between sending and receiving, so the
+ * offset counts from the reply's arrival, and a deadline moved by it is early by at most the
+ * round trip, never late. A round trip over a tenth of `commandTimeout` is measured again, up
+ * to {@link CLOCK_TRIES} times, then the command fails. Each new connection measures anew.
+ */
+async function serverClockOffset(client: RedisClient, commandTimeout: number): Promise<number> {
+  if (!connectionCounts.has(client)) {
+    connectionCounts.set(client, 0);
+    client.on('connect', () => connectionCounts.set(client, (connectionCounts.get(client) as number) + 1));
   }
-  return offset;
+  let slowest = 0;
+  for (let tries = 0; tries < CLOCK_TRIES; tries++) {
+    const connection = connectionCounts.get(client) as number;
+    const sent = Date.now();
+    const [seconds, microseconds] = await client.time();
+    const received = Date.now();
+    const roundTrip = received - sent;
+    const known = currentClockSample(client);
+    if (connection === connectionCounts.get(client) && !(known && known.roundTrip <= roundTrip)) {
+      clockSamples.set(client, {
+        offset: Number(seconds) * 1000 + Number(microseconds) / 1000 - received,
+        roundTrip,
+        connection,
+      });
+    }
+    const offset = knownClockOffset(client, commandTimeout);
+    if (offset !== undefined) return offset;
+    slowest = Math.max(slowest, roundTrip);
+  }
+  throw new Error(
+    `cannot measure the server's clock: ${CLOCK_TRIES} TIME round trips took up to ${slowest} ms, ` +
+      `more than ${maxRoundTrip(commandTimeout)} ms (a tenth of commandTimeout); nothing was written`,
+  );
 }
 
 /** The Lua that returns `'late'` unless Redis's clock is still before `ARGV[1]` (see {@link RedisConnection.scriptWithDeadline}). */

@@ -550,23 +550,63 @@ function specs(): void {
         assert.equal(await ns.withReadLock(() => ns.get('before')), true);
       }));
 
-    it('never applies an unlocked save that reaches Redis after its commandTimeout over a newer save', () =>
+    for (const firstTime of ['on time', 'delayed on the way to Redis']) {
+      it(`never applies an unlocked save that reaches Redis after its commandTimeout over a newer save (first TIME ${firstTime})`, () =>
+        throughProxy(async (proxy, url) => {
+          const name = `late-${randomUUID()}`;
+          const late = new RedisNamespaceManager(name, { url, prefix, commandTimeout: 1000 });
+          await late.withReadLock(() => {});
+          if (firstTime !== 'on time') {
+            proxy.hold();
+            await assert.rejects(late.applyChanges(new Map([['cart', 'first']])), StorageError);
+            await sleep(1000);
+            proxy.deliverHeld();
+          }
+          await late.applyChanges(new Map([['cart', 'first']]));
+          proxy.hold();
+          await assert.rejects(late.applyChanges(new Map([['cart', 'stale']])), StorageError);
+          const other = new RedisNamespaceManager(name, { url: own.url, prefix });
+          await other.applyChanges(new Map([['cart', 'newer']]));
+          proxy.deliverHeld();
+          // Sent after the held save on the same connection, so it runs after it.
+          assert.equal(await late.withReadLock(() => late.get('cart')), 'newer');
+        }));
+    }
+
+    it("measures Redis's clock again when the reply to TIME came late, instead of refusing every later unlocked save", () =>
       throughProxy(async (proxy, url) => {
-        const name = `late-${randomUUID()}`;
-        const late = new RedisNamespaceManager(name, {
-          url,
-          prefix,
-          commandTimeout: 500,
-        });
-        await late.applyChanges(new Map([['cart', 'first']]));
-        proxy.hold();
-        await assert.rejects(late.applyChanges(new Map([['cart', 'stale']])), StorageError);
-        const other = new RedisNamespaceManager(name, { url: own.url, prefix });
-        await other.applyChanges(new Map([['cart', 'newer']]));
+        const ns = new RedisNamespaceManager(`clock-${randomUUID()}`, { url, prefix, commandTimeout: 1000 });
+        await ns.withReadLock(() => {});
+        proxy.hold('replies');
+        await assert.rejects(ns.applyChanges(new Map([['cart', 'first']])), StorageError);
+        await sleep(2000);
         proxy.deliverHeld();
-        // Sent after the held save on the same connection, so it runs after it.
-        assert.equal(await late.withReadLock(() => late.get('cart')), 'newer');
+        await ns.applyChanges(new Map([['cart', 'second']]));
+        assert.equal(await ns.withReadLock(() => ns.get('cart')), 'second');
       }));
+
+    it("measures Redis's clock again on each new connection of a client (it may reach another server)", async () => {
+      const client = new Redis(own.url);
+      const monitor = await client.monitor();
+      const sent: string[] = [];
+      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        if (source !== 'lua') sent.push(String(args[0]).toLowerCase());
+      });
+      try {
+        const ns = new RedisNamespaceManager(`clock-${randomUUID()}`, { client, prefix });
+        await ns.applyChanges(new Map([['n', 1]]));
+        await ns.applyChanges(new Map([['n', 2]]));
+        client.disconnect(true);
+        await eventually(() => ns.applyChanges(new Map([['n', 3]])));
+        await ns.applyChanges(new Map([['n', 4]]));
+        await client.echo('done');
+        while (!sent.includes('echo')) await sleep(10);
+        assert.equal(sent.filter((command) => command === 'time').length, 2, 'one TIME per connection');
+      } finally {
+        client.disconnect();
+        monitor.disconnect();
+      }
+    });
 
     it('sends a release lost with its connection again, so the lock is free at once, not after lockStale', () =>
       throughProxy(async (proxy, url) => {
