@@ -228,7 +228,7 @@ function specs(): void {
 
   describe('writes', () => {
     it('saves a Session that changes 100,000 keys at once, unlocked and under its lock', async () => {
-      const options = { type: 'redis', url: server.url, prefix, key: 'sid' } as const;
+      const options = { type: 'redis', url: server.url, prefix, key: 'sid', commandTimeout: 60_000 } as const;
       const session = await Session.open({ headers: {} }, options);
       const setAll = (value: number) => {
         for (let i = 0; i < 100_000; i++) session.data[`k${i}`] = value;
