@@ -37,6 +37,7 @@ export {
 } from './namespace/memory.js';
 export { NamespaceManager } from './namespace/namespace-manager.js';
 export {
+  type AcquireReadLockOptions,
   type AcquireWriteLockOptions,
   type ApplyChangesOptions,
   type EncodedChanges,

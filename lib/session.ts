@@ -173,17 +173,30 @@ export class Session<Data extends object = Record<string, any>> {
 
   /**
    * {@link cookieHeader}, for a response: a rolling cookie the browser has already is renewed
-   * only if the session is still stored, unless this Session holds its lock (another request
-   * may have logged out or moved the session to a new id meanwhile; its cookie must not come
-   * back). A failed check renews it.
+   * only if a read, which does not wait for a request holding the session's lock, finds the
+   * session still stored (another request may have logged out or moved the session to a new
+   * id meanwhile; its cookie must not come back), unless this Session holds that lock. A
+   * renewal skipped is harmless: the browser keeps the cookie it has.
    * @internal
    */
   async responseCookie(): Promise<string | undefined> {
     const header = this.cookieHeader;
     if (header === undefined || this.#lock.locked || !this.#stored || !this.#cookie.renews(this.#id)) return header;
-    const manager = this.#managerFor(this.#id);
-    const stored = await manager.withReadLock(() => manager.has(CREATED)).catch(() => true);
-    return stored ? header : undefined;
+    return (await this.#storedNow(this.#managerFor(this.#id))) ? header : undefined;
+  }
+
+  /** Whether the session is stored, read without waiting; `false` when a writer holds it or the read fails. */
+  async #storedNow(manager: NamespaceManager): Promise<boolean> {
+    try {
+      if (!(await manager.acquireReadLock({ wait: false }))) return false;
+    } catch {
+      return false;
+    }
+    try {
+      return manager.has(CREATED);
+    } finally {
+      await manager.releaseReadLock();
+    }
   }
 
   /**

@@ -13,6 +13,7 @@ import { SerialQueue } from '../lock/serial-queue.js';
 import { checkBoolean, checkMilliseconds, checkOptionsObject, describe } from '../options.js';
 import { encodeValue, type Serializer } from '../serializer.js';
 import {
+  type AcquireReadLockOptions,
   type AcquireWriteLockOptions,
   type ApplyChangesOptions,
   type EncodedChanges,
@@ -98,21 +99,28 @@ export abstract class NamespaceManager {
     return this.#holds[0] ?? 'none';
   }
 
-  /** Takes a shared lock and opens a view of the last committed state. Waits while a writer holds the lock. */
-  acquireReadLock(): Promise<void> {
+  /**
+   * Takes a shared lock and opens a view of the last committed state. Waits while a writer
+   * holds the lock; with `{ wait: false }` resolves `false` at once instead.
+   */
+  acquireReadLock(options: AcquireReadLockOptions = {}): Promise<boolean> {
+    checkOptionsObject(options);
+    const wait = checkBoolean('wait', options.wait, true);
     return this.#serialized(async () => {
       if (this.#holds.length > 0) {
         this.#holds.push('read');
-        return;
+        return true;
       }
       const deadline = Date.now() + this.lockTimeout;
-      const release = await this.#lockLocally('read', deadline, true);
-      if (!release) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
+      const release = await this.#lockLocally('read', deadline, wait);
+      if (!release) return this.#notLocked(wait, 'read');
       try {
-        const entries = await this.#whileHeldElsewhere(
-          () => this.#afterTurn(() => this.readCommitted(false)),
-          deadline,
-        );
+        const attempt = () => this.#afterTurn(() => this.readCommitted(false));
+        const entries = wait ? await this.#whileHeldElsewhere(attempt, deadline) : await attempt();
+        if (entries === HELD_ELSEWHERE) {
+          release();
+          return false;
+        }
         if (!entries) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'read');
         this.#view = NamespaceView.open(this.#codec, entries);
       } catch (error) {
@@ -121,6 +129,7 @@ export abstract class NamespaceManager {
       }
       this.#releaseLocal = release;
       this.#holds.push('read');
+      return true;
     });
   }
 
@@ -476,9 +485,9 @@ export abstract class NamespaceManager {
     return applies;
   }
 
-  /** What an apply that did not get the write lock gives: `false` without waiting, else the timeout. */
-  #notLocked(wait: boolean): false {
-    if (wait) throw new LockTimeoutError(this.namespace, this.lockTimeout, 'write');
+  /** What a lock operation that did not get the lock gives: `false` without waiting, else the timeout. */
+  #notLocked(wait: boolean, mode: LockMode = 'write'): false {
+    if (wait) throw new LockTimeoutError(this.namespace, this.lockTimeout, mode);
     return false;
   }
 
@@ -497,7 +506,6 @@ export abstract class NamespaceManager {
     });
   }
 
-  /** Takes the write lock (the in-process one unless `local` is it, held already); `false` when not free and not `wait`. */
   /**
    * Runs a storage primitive (synchronous work at heart: a file read, an LMDB open or commit)
    * once the event loop has turned, if lock work has kept it busy (see {@link busyTurn});
@@ -508,6 +516,7 @@ export abstract class NamespaceManager {
     return turn ? turn.then(() => this.#afterTurn(primitive)) : primitive();
   }
 
+  /** Takes the write lock (the in-process one unless `local` is it, held already); `false` when not free and not `wait`. */
   async #lockForWrite({
     deadline,
     wait,

@@ -79,6 +79,12 @@ export interface ApplyChangesOptions {
 }
 
 /** Options of {@link NamespaceManager.acquireWriteLock}. */
+/** Options of {@link NamespaceManager.acquireReadLock}. */
+export interface AcquireReadLockOptions {
+  /** `false`: return `false` at once instead of waiting when a writer holds the lock. @default true */
+  wait?: boolean | undefined;
+}
+
 export interface AcquireWriteLockOptions {
   /** `false`: return `false` at once instead of waiting when the lock is held elsewhere. @default true */
   wait?: boolean | undefined;

@@ -56,7 +56,7 @@ const lockLockedPaths = (req: { url?: string | undefined }) => req.url?.startsWi
 
 /**
  * Announces a request to `/hang`, which never answers (until its client gives up), and one to
- * `/hold` ('holding'), which answers once the test emits 'release'.
+ * `/hold` ('holding'), which answers once the test emits 'release' (`/hold/x`: 'holding x', 'release x').
  */
 const hangs = new EventEmitter();
 
@@ -108,8 +108,8 @@ const suiteApp: Action = async ({ path, session }) => {
       hangs.emit('hang');
       return new Promise<Reply>(() => {});
     case 'hold': {
-      const released = once(hangs, 'release');
-      hangs.emit('holding');
+      const released = once(hangs, first ? `release ${first}` : 'release');
+      hangs.emit(first ? `holding ${first}` : 'holding');
       await released;
       return { json: {} };
     }
@@ -437,6 +437,31 @@ export function adapterConformance(framework: string, start: StartServer): void 
           assert.ok(setCookieFor(await get(`${url}/whoami`, moved), KEY), 'the moved session is renewed as before');
         }
       }
+    });
+
+    it('renews a rolling cookie without waiting for a request that holds the lock (skipping the renewal)', {
+      timeout: 30_000,
+    }, async () => {
+      const url = await serve({
+        store: new MemoryStore(),
+        cookieExpires: 3600,
+        lock: lockLockedPaths,
+        lockTimeout: 120_000,
+      });
+      const cookie = await storedSession(url);
+      assert.ok(setCookieFor(await get(`${url}/whoami`, cookie), KEY), 'renewed while nothing holds the lock');
+      const reading = once(hangs, 'holding reader');
+      const poll = get(`${url}/hold/reader`, cookie);
+      await reading;
+      const locking = once(hangs, 'holding locker');
+      const holder = get(`${url}/locked/hold/locker`, cookie);
+      await locking;
+      hangs.emit('release reader');
+      const polled = await poll;
+      assert.equal(polled.status, 200);
+      assert.equal(setCookieFor(polled, KEY), undefined, 'not renewed while another request holds the lock');
+      hangs.emit('release locker');
+      assert.equal((await holder).status, 200);
     });
 
     it('writes the Set-Cookie attributes the options ask for', async () => {

@@ -348,6 +348,29 @@ export function namespaceManagerConformance(type: BackendType): void {
         assert.equal(await ns.withReadLock(() => ns.get('b')), undefined, 'nothing was written');
       });
 
+      it('acquireReadLock({ wait: false }) resolves false at once while a writer holds the lock, in this process or another', async () => {
+        const name = fresh();
+        const holder = backend.create(name);
+        await holder.withWriteLock(() => holder.set('a', 1));
+        await holder.acquireWriteLock();
+        const reader = backend.create(name);
+        assert.equal(await reader.acquireReadLock({ wait: false }), false);
+        assert.equal(reader.lockState, 'none');
+        await holder.releaseWriteLock();
+        assert.equal(await reader.acquireReadLock({ wait: false }), true);
+        assert.equal(reader.get('a'), 1);
+        await reader.releaseReadLock();
+        if (!crossProcess(type)) return;
+        const worker = spawnWorker({ type, options: backend.options, namespace: name, task: { kind: 'hold' } });
+        await worker.next('locked');
+        try {
+          assert.equal(await reader.acquireReadLock({ wait: false }), false);
+          assert.equal(reader.lockState, 'none');
+        } finally {
+          worker.kill();
+        }
+      });
+
       it('refuses while the instance holds a lock, and rejects values it cannot store before writing', async () => {
         const name = fresh();
         const ns = backend.create(name);
