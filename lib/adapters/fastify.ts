@@ -16,7 +16,7 @@
  * @module sessionlock/fastify
  */
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import type { Session } from '../session.js';
+import { Session } from '../session.js';
 import {
   type AdapterConfig,
   type AdapterSessionData,
@@ -57,7 +57,8 @@ const registered = Symbol('sessionlock');
  * closes (also when its client left while the session loaded or waited for its lock). A
  * storage failure while loading becomes the request's error (a 500 by default). Registered
  * again where it applies already (twice, or in a child context of one that has it), it does
- * nothing.
+ * nothing; registered in a child context and then in a parent, the parent's opens the
+ * session of the child's requests, and the child's passes it on.
  */
 export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Object.assign(
   (
@@ -77,12 +78,18 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
       done();
       return;
     }
+    /** The requests whose session this registration opened (another, in a parent context, may have opened it first). */
+    const opened = new WeakSet<FastifyRequest>();
     const failed = new WeakSet<FastifyRequest>();
     const finished = new WeakSet<FastifyRequest>();
-    const release = async (request: FastifyRequest): Promise<void> => releaseSession(request.session, config);
+    const release = async (request: FastifyRequest): Promise<void> => {
+      if (opened.has(request)) await releaseSession(request.session, config);
+    };
     Object.defineProperty(fastify, registered, { value: true });
     fastify.decorateRequest('session', null as unknown as Session<AdapterSessionData>);
     fastify.addHook('onRequest', async (request, reply) => {
+      if (request.session instanceof Session) return;
+      opened.add(request);
       const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);
       request.session = await openSession(request.raw, config, lock);
       // onRequestAbort may have fired while the session loaded or waited for its lock.
@@ -90,7 +97,7 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
     });
     fastify.addHook('onSend', async (request, reply, payload) => {
       // Once per request: Fastify runs onSend again for the error payload when a later onSend hook throws.
-      if (request.session && !finished.has(request)) {
+      if (opened.has(request) && !finished.has(request)) {
         finished.add(request);
         const outcome = { statusCode: reply.statusCode, failed: failed.has(request) };
         await finishSession(request.session, replyHeaders(reply), outcome, config);

@@ -186,4 +186,27 @@ describe('Fastify adapter', () => {
     assert.equal(second.body, 2);
     assert.equal(second.setCookies.filter((header) => header.startsWith('sid=')).length, 1);
   });
+
+  it('opens one session per request when registered in a child context and then at the root', async () => {
+    for (const lock of [true, false]) {
+      const options = { key: 'sid', store: new MemoryStore(), lock, lockTimeout: 3000, cookieExpires: 60 };
+      const app = Fastify({ forceCloseConnections: true });
+      await app.register(async (child) => {
+        await child.register(sessionlock, options);
+        child.get('/count', async (request) => {
+          request.session.data.n = (request.session.data.n ?? 0) + 1;
+          return request.session.data.n;
+        });
+      });
+      await app.register(sessionlock, options);
+      const server = await listen(app);
+      servers.push(server);
+      const first = await get(`${server.url}/count`);
+      assert.equal(first.status, 200, `lock: ${lock}`);
+      assert.equal(first.setCookies.filter((header) => header.startsWith('sid=')).length, 1, `lock: ${lock}`);
+      const second = await get(`${server.url}/count`, cookieFrom(first, 'sid'));
+      assert.equal(second.status, 200, `lock: ${lock}`);
+      assert.equal(second.body, 2);
+    }
+  });
 });
