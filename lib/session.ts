@@ -400,7 +400,6 @@ export class Session<Data extends object = Record<string, any>> {
       const stored = readSession(manager);
       if (stored.created !== undefined) {
         this.#adoptStored(this.#id, manager, stored);
-        if (stored.sealedWithOlderKey) manager.reseal();
       } else if (this.#stored) {
         this.#log(`session ${this.#id} was removed by another request before lock(); starting a new one`);
         await this.#startOver();
@@ -547,8 +546,9 @@ export class Session<Data extends object = Record<string, any>> {
   }
 
   /**
-   * Keeps the lock a locked load took; writes the access time (`accessed`, when due) and the
-   * values to encrypt again with the first encryptKey.
+   * Keeps the lock a locked load took; writes the access time (`accessed`, when due) and, with
+   * it, the values to encrypt again with the first encryptKey (so processes that disagree on
+   * which key is first, during a rotation, write no more often than the access time).
    */
   async #afterLoad(
     manager: NamespaceManager,
@@ -562,12 +562,11 @@ export class Session<Data extends object = Record<string, any>> {
         this.#refuseIfAbandoned('load');
       }
       this.#lock.held(manager, true);
-      if (accessed !== undefined) manager.set(ACCESSED, accessed);
+      if (accessed === undefined) return;
+      manager.set(ACCESSED, accessed);
       if (stored.sealedWithOlderKey) manager.reseal();
-    } else if (stored.sealedWithOlderKey) {
-      await this.#reseal(manager, accessed);
     } else if (accessed !== undefined) {
-      await this.#recordAccess(manager, accessed);
+      await (stored.sealedWithOlderKey ? this.#reseal(manager, accessed) : this.#recordAccess(manager, accessed));
     }
   }
 
@@ -584,16 +583,16 @@ export class Session<Data extends object = Record<string, any>> {
   }
 
   /**
-   * Encrypts again with the first encryptKey the values stored with an older one (and records
-   * the access time), under the write lock, unless another request holds it right now.
+   * Encrypts again with the first encryptKey the values stored with an older one, and records
+   * the access time, under the write lock, unless another request holds it right now.
    */
-  async #reseal(manager: NamespaceManager, accessed: number | undefined): Promise<void> {
+  async #reseal(manager: NamespaceManager, accessed: number): Promise<void> {
     try {
       if (!(await manager.acquireWriteLock({ wait: false }))) return;
       try {
         if (manager.has(CREATED)) {
           manager.reseal();
-          if (accessed !== undefined) manager.set(ACCESSED, accessed);
+          manager.set(ACCESSED, accessed);
         }
       } finally {
         await manager.releaseWriteLock();
