@@ -73,6 +73,9 @@ const READ_UNLESS_LOCKED = luaScript(
   "if redis.call('EXISTS', KEYS[2]) == 1 then return false end return redis.call('HGETALL', KEYS[1])",
 );
 
+/** The lock holder's read: a script, so that a Cluster client reading from replicas (`scaleReads`) still asks the primary. */
+const READ_OWNED = luaScript('ReadOwned', 1, "return redis.call('HGETALL', KEYS[1])");
+
 /** ARGV: ttl ('' for none), number of fields set, then field/value pairs, then deleted fields. */
 const COMMIT = fencedScript(
   'Commit',
@@ -159,10 +162,8 @@ export class RedisNamespaceManager extends NamespaceManager {
   }
 
   protected override async readCommitted(asOwner: boolean): Promise<EncodedEntries | typeof HELD_ELSEWHERE> {
-    if (asOwner) {
-      const hash = await this.#checked(this.#redis.command('read from', (client) => client.hgetall(this.dataKey)));
-      return new Map(Object.entries(hash));
-    }
+    if (asOwner)
+      return pairs((await this.#checked(this.#redis.script('read from', READ_OWNED, [this.dataKey], []))) as string[]);
     const reply = await this.#checked(
       this.#redis.script('read from', READ_UNLESS_LOCKED, [this.dataKey, this.leaseKey], []),
     );

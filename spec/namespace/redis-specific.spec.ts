@@ -426,6 +426,28 @@ function specs(): void {
       assert.deepEqual(await ns.withReadLock(() => ns.keys()), []);
     });
 
+    it('reads under the write lock from the primary, also when the client reads from replicas (scaleReads)', async () => {
+      const replica = await RedisServer.start({ replicaOf: clusterServer });
+      const reading = new Cluster([{ host: clusterServer.host, port: clusterServer.port }], { scaleReads: 'slave' });
+      try {
+        const name = `cluster-${randomUUID()}`;
+        const ns = () => new RedisNamespaceManager(name, { client: reading, prefix });
+        const first = ns();
+        await first.withWriteLock(() => first.set('n', 0));
+        await replica.command('CLIENT', 'PAUSE', '5000', 'WRITE');
+        for (let i = 0; i < 2; i++) {
+          const task = ns();
+          await task.withWriteLock(() => task.set('n', (task.get('n') as number) + 1));
+        }
+        await replica.command('CLIENT', 'UNPAUSE');
+        const check = new RedisNamespaceManager(name, { client: cluster, prefix });
+        assert.equal(await check.withReadLock(() => check.get('n')), 2);
+      } finally {
+        await reading.quit();
+        await replica.destroy();
+      }
+    });
+
     it('keeps both keys of any namespace in one slot, empty or starting with } included, each namespace apart', async () => {
       const names = ['', '}', '}abc', '%', '%7D', '%%7Dabc', '%}', 'a}b', '{x}', '{}', 'user-42'];
       const slot = (key: string) => clusterServer.command('CLUSTER', 'KEYSLOT', key);
