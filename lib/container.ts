@@ -73,6 +73,8 @@ export class Container {
    * of at most 1024 bytes (UTF-8) rejects with TypeError before `createfunc` runs, as in `set`
    * and `has`.
    */
+  get<T>(key: string, options: GetOptions<T> & { createfunc: () => T | Promise<T> }): Promise<T>;
+  get<T>(key: string, options?: GetOptions<T>): Promise<T | undefined>;
   async get<T>(key: string, options: GetOptions<T> = {}): Promise<T | undefined> {
     checkKey(key);
     const createfunc = checkFunction<() => T | Promise<T>>('createfunc', options.createfunc);

@@ -74,7 +74,11 @@ export type Undecodable = 'unknown key' | 'plain under a key' | 'damaged';
  * process was not given (or with none given), plain where a key is given, or damaged.
  */
 export class UndecodableValueError extends SessionCorruptError {
-  /** The stored key whose value does not decode. */
+  /**
+   * The stored key whose value does not decode, as stored: a Session's `data.cart` is
+   * `=cart`, its `namespace(shop).cart` is `:shop=cart` (the message names it as the
+   * application wrote it).
+   */
   readonly key: string;
   /** Why it does not decode. */
   readonly why: Undecodable;

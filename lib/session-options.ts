@@ -5,8 +5,10 @@
  */
 import { type CookieAttributes, isCookieName } from './cookie.js';
 import { cookieSettings } from './cookie-options.js';
+import type { MemoryStore } from './namespace/memory.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { ExpiringOptions, NamespaceManagerOptions } from './namespace/namespace-options.js';
+import type { RedisNamespaceManagerOptions } from './namespace/redis.js';
 import { type NamespaceManagerClass, namespaceManagerClass } from './namespace/registry.js';
 import {
   checkBoolean,
@@ -116,13 +118,13 @@ export interface SessionOptions extends NamespaceManagerOptions, ExpiringOptions
    */
   strict?: boolean | undefined;
   /** Backend option ('memory'): the MemoryStore to use. @default the process's default store */
-  store?: unknown;
+  store?: MemoryStore | undefined;
   /** Backend option ('file'): fsync each commit. @default false */
   durable?: boolean | undefined;
   /** Backend option ('dbm'): how many LMDB files stay open. @default 512 */
   maxOpenFiles?: number | undefined;
   /** Backend option ('redis'): an ioredis client (see RedisNamespaceManager). @default a client for `url` */
-  client?: unknown;
+  client?: RedisNamespaceManagerOptions['client'];
   /** Backend option ('redis'): where Redis is. @default 'redis://127.0.0.1:6379' */
   url?: string | undefined;
   /**

@@ -91,6 +91,17 @@ export function compiles(req: { headers: { cookie?: string } }): void {
   void sweep({ dataDir: './sessions', timeout: 60, type: undefined, lockStale: maybeNumber, dryRun: undefined });
   // @ts-expect-error a required option is still required
   void sweep({ dataDir: './sessions', timeout: undefined });
+  // @ts-expect-error a Session's backend options are typed as the backends type them
+  void new Session(req, { type: 'redis', client: 42 });
+  // @ts-expect-error the memory backend's store is a MemoryStore
+  void new Session(req, { store: 'nope' });
+}
+
+/** A container's `get` with a `createfunc` always has a value. */
+export async function containerValue(): Promise<string> {
+  const created: string = await new MemoryContainer('c').get('k', { createfunc: () => 'made' });
+  const maybe: string | undefined = await new MemoryContainer('c').get<string>('k');
+  return created + String(maybe);
 }
 
 describe('options given as undefined', () => {
