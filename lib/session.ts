@@ -36,6 +36,7 @@ import {
   releasing,
   type StoredSession,
 } from './session-record.js';
+import { isStoredNow, recordAccess, resealRecordingAccess } from './session-touch.js';
 
 type Outcome = 'loaded' | 'absent' | 'invalidated';
 
@@ -182,21 +183,7 @@ export class Session<Data extends object = Record<string, any>> {
   async responseCookie(): Promise<string | undefined> {
     const header = this.cookieHeader;
     if (header === undefined || this.#lock.locked || !this.#stored || !this.#cookie.renews(this.#id)) return header;
-    return (await this.#storedNow(this.#managerFor(this.#id))) ? header : undefined;
-  }
-
-  /** Whether the session is stored, read without waiting; `false` when a writer holds it or the read fails. */
-  async #storedNow(manager: NamespaceManager): Promise<boolean> {
-    try {
-      if (!(await manager.acquireReadLock({ wait: false }))) return false;
-    } catch {
-      return false;
-    }
-    try {
-      return manager.has(CREATED);
-    } finally {
-      await manager.releaseReadLock();
-    }
+    return (await isStoredNow(this.#managerFor(this.#id))) ? header : undefined;
   }
 
   /**
@@ -566,7 +553,8 @@ export class Session<Data extends object = Record<string, any>> {
       manager.set(ACCESSED, accessed);
       if (stored.sealedWithOlderKey) manager.reseal();
     } else if (accessed !== undefined) {
-      await (stored.sealedWithOlderKey ? this.#reseal(manager, accessed) : this.#recordAccess(manager, accessed));
+      if (stored.sealedWithOlderKey) await resealRecordingAccess(manager, accessed, this.#config.log);
+      else await recordAccess(manager, this.#encodeTime(ACCESSED, new Date(accessed)), this.#config.log);
     }
   }
 
@@ -582,28 +570,6 @@ export class Session<Data extends object = Record<string, any>> {
     return 'invalidated';
   }
 
-  /**
-   * Encrypts again with the first encryptKey the values stored with an older one, and records
-   * the access time, under the write lock, unless another request holds it right now.
-   */
-  async #reseal(manager: NamespaceManager, accessed: number): Promise<void> {
-    try {
-      if (!(await manager.acquireWriteLock({ wait: false }))) return;
-      try {
-        if (manager.has(CREATED)) {
-          manager.reseal();
-          manager.set(ACCESSED, accessed);
-        }
-      } finally {
-        await manager.releaseWriteLock();
-      }
-    } catch (error) {
-      this.#log(
-        `could not encrypt session ${manager.namespace} again with the first encryptKey: ${(error as Error).message}`,
-      );
-    }
-  }
-
   async #invalidateOnLoad(manager: NamespaceManager, reason: string): Promise<Outcome> {
     this.#log(`invalidated session ${manager.namespace}: ${reason}`);
     try {
@@ -614,19 +580,6 @@ export class Session<Data extends object = Record<string, any>> {
     this.#startNew();
     this.#wasInvalidated = true;
     return 'invalidated';
-  }
-
-  /**
-   * Writes the access time in one storage operation (one Redis script, one LMDB transaction),
-   * unless another request holds the session's lock right now: it then is about to write.
-   */
-  async #recordAccess(manager: NamespaceManager, now: number): Promise<void> {
-    const change = new Map([[ACCESSED, this.#encodeTime(ACCESSED, new Date(now))]]);
-    try {
-      await manager.applyEncoded(change, { requireKey: CREATED, wait: false });
-    } catch (error) {
-      this.#log(`could not record the access time of session ${manager.namespace}: ${(error as Error).message}`);
-    }
   }
 
   /** After the stored session was removed: unlocks, starts a new one, and clears the browser's cookie. */
