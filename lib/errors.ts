@@ -18,6 +18,7 @@ export class SessionlockError extends Error {
 
 /** A lock could not be taken before its timeout. */
 export class LockTimeoutError extends SessionlockError {
+  declare readonly code: 'ERR_LOCK_TIMEOUT';
   /** The namespace whose lock was awaited. */
   readonly namespace: string;
   /** The wait bound in milliseconds. */
@@ -39,6 +40,7 @@ export class LockTimeoutError extends SessionlockError {
  * was written; the other holder's data stands.
  */
 export class LockCompromisedError extends SessionlockError {
+  declare readonly code: 'ERR_LOCK_COMPROMISED';
   /** The namespace whose lock was lost. */
   readonly namespace: string;
 
@@ -50,6 +52,7 @@ export class LockCompromisedError extends SessionlockError {
 
 /** A lock operation that does not fit the current state: releasing what isn't held, writing without the write lock. */
 export class LockStateError extends SessionlockError {
+  declare readonly code: 'ERR_LOCK_STATE';
   constructor(message: string) {
     super(message, 'ERR_LOCK_STATE');
   }
@@ -57,6 +60,7 @@ export class LockStateError extends SessionlockError {
 
 /** Stored data that cannot be decoded. */
 export class SessionCorruptError extends SessionlockError {
+  declare readonly code: 'ERR_SESSION_CORRUPT';
   /** The session id or namespace whose data is corrupt. */
   readonly id: string;
 
@@ -102,6 +106,7 @@ export class UndecodableValueError extends SessionCorruptError {
 
 /** A value that the serializer cannot represent faithfully (a function, a symbol, a cycle, a class instance, …). */
 export class SerializationError extends SessionlockError {
+  declare readonly code: 'ERR_SERIALIZATION';
   /** Where in the value the problem is, e.g. `cart[2].total`. */
   readonly path: string;
 
@@ -113,6 +118,7 @@ export class SerializationError extends SessionlockError {
 
 /** A Session method or property that needs loaded data was used before `load()`. */
 export class SessionNotLoadedError extends SessionlockError {
+  declare readonly code: 'ERR_SESSION_NOT_LOADED';
   /** `member` names a method, or with `kind` `'property'` a getter or setter. */
   constructor(member: string, kind: 'method' | 'property' = 'method') {
     super(
@@ -124,6 +130,7 @@ export class SessionNotLoadedError extends SessionlockError {
 
 /** The storage could not be read or written (an unwritable directory, a full disk, an unreachable server). */
 export class StorageError extends SessionlockError {
+  declare readonly code: 'ERR_STORAGE';
   /** The file, directory or server address involved. */
   readonly location: string;
 

@@ -19,6 +19,7 @@ import {
   type DBMNamespaceManagerOptions,
   type FileNamespaceManagerOptions,
   type GetOptions,
+  LockTimeoutError,
   MemoryContainer,
   MemoryNamespaceManager,
   type MemoryNamespaceManagerOptions,
@@ -32,6 +33,7 @@ import {
   type SessionOptions,
   type SweepOptions,
   sweep,
+  UndecodableValueError,
 } from '../../lib/index.js';
 
 /** The optional keys of `T`. */
@@ -95,6 +97,21 @@ export function compiles(req: { headers: { cookie?: string } }): void {
   void new Session(req, { type: 'redis', client: 42 });
   // @ts-expect-error the memory backend's store is a MemoryStore
   void new Session(req, { store: 'nope' });
+}
+
+/** Each error class's `code` is its own literal, so a check of a misspelt code does not compile. */
+export function errorCodes(error: unknown): string | undefined {
+  if (error instanceof LockTimeoutError) {
+    // @ts-expect-error no overlap: a LockTimeoutError's code is 'ERR_LOCK_TIMEOUT'
+    if (error.code === 'ERR_LOCK_TIMEOUT_TYPO') return 'never';
+    const code: 'ERR_LOCK_TIMEOUT' = error.code;
+    return code;
+  }
+  if (error instanceof UndecodableValueError) {
+    const code: 'ERR_SESSION_CORRUPT' = error.code;
+    return code;
+  }
+  return undefined;
 }
 
 /** A container's `get` with a `createfunc` always has a value. */
