@@ -141,7 +141,7 @@ export class RedisConnection {
       const deadline = Date.now() + timeout;
       let offset = knownClockOffset(client, this.#timeout);
       if (offset === undefined) {
-        offset = await serverClockOffset(client, this.#timeout);
+        offset = await serverClockOffset(client, this.#timeout, keys[0] as string);
         batchWritesThisTurn(client);
       }
       return runScript(client, script, keys, [Math.floor(deadline + offset), ...args]);
@@ -368,8 +368,10 @@ function knownClockOffset(client: RedisClient, commandTimeout: number): number |
  * offset counts from the reply's arrival, and a deadline moved by it is early by at most the
  * round trip, never late. A round trip over a tenth of `commandTimeout` is measured again, up
  * to {@link CLOCK_TRIES} times, then the command fails. Each new connection measures anew.
+ * The clock is read where `key` lives ({@link READ_CLOCK}): on a Cluster, the node of the
+ * command that needs it, though the sample then serves the client's commands to every node.
  */
-async function serverClockOffset(client: RedisClient, commandTimeout: number): Promise<number> {
+async function serverClockOffset(client: RedisClient, commandTimeout: number, key: string): Promise<number> {
   if (!connectionCounts.has(client)) {
     connectionCounts.set(client, 0);
     client.on('connect', () => connectionCounts.set(client, (connectionCounts.get(client) as number) + 1));
@@ -378,7 +380,7 @@ async function serverClockOffset(client: RedisClient, commandTimeout: number): P
   for (let tries = 0; tries < CLOCK_TRIES; tries++) {
     const connection = connectionCounts.get(client) as number;
     const sent = Date.now();
-    const [seconds, microseconds] = await client.time();
+    const [seconds, microseconds] = (await runScript(client, READ_CLOCK, [key], [])) as [string, string];
     const received = Date.now();
     const roundTrip = received - sent;
     const known = currentClockSample(client);
@@ -398,6 +400,9 @@ async function serverClockOffset(client: RedisClient, commandTimeout: number): P
       `more than ${maxRoundTrip(commandTimeout)} ms (a tenth of commandTimeout); nothing was written`,
   );
 }
+
+/** Reads the server's clock where `KEYS[1]` lives: a Cluster sends a keyed script to the slot's primary. */
+export const READ_CLOCK = luaScript('ReadClock', 1, "return redis.call('TIME')");
 
 /** The Lua that returns `'late'` unless Redis's clock is still before `ARGV[1]` (see {@link RedisConnection.scriptWithDeadline}). */
 export const RETURN_IF_LATE =

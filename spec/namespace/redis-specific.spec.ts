@@ -1,7 +1,7 @@
 /** What the redis backend promises beyond the conformance suite, checked against a real redis-server. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
@@ -14,7 +14,7 @@ import {
   StorageError,
 } from '../../lib/index.js';
 import { RedisLeaseLock } from '../../lib/lock/redis-lease-lock.js';
-import { RedisConnection } from '../../lib/namespace/redis-connection.js';
+import { READ_CLOCK, RedisConnection } from '../../lib/namespace/redis-connection.js';
 import { releaseRedisServer, useRedisServer } from '../fixtures/backends.js';
 import { RedisServer, redisSkipReason } from '../fixtures/redis-server.js';
 import { TcpProxy } from '../fixtures/tcp-proxy.js';
@@ -448,6 +448,32 @@ function specs(): void {
       }
     });
 
+    it("reads the clock for an unlocked save on the namespace's primary, not on another, maybe hung, one", async () => {
+      const first = await RedisServer.start({ cluster: true });
+      const second = await RedisServer.start({ secondPrimaryOf: first });
+      const slot = async (key: string) => Number((await first.command('CLUSTER', 'KEYSLOT', key)).slice(1));
+      try {
+        let name = `clock-${randomUUID()}`;
+        while ((await slot(new RedisNamespaceManager(name, { url: first.url, prefix }).dataKey)) >= 8192) {
+          name = `clock-${randomUUID()}`;
+        }
+        second.pause();
+        for (let i = 0; i < 6; i++) {
+          const client = new Cluster([{ host: first.host, port: first.port }], { enableReadyCheck: false });
+          try {
+            const ns = new RedisNamespaceManager(name, { client, prefix, commandTimeout: 2000 });
+            assert.equal(await ns.applyChanges(new Map([['n', i]])), true, `client ${i}`);
+          } finally {
+            client.disconnect();
+          }
+        }
+      } finally {
+        second.resume();
+        await second.destroy();
+        await first.destroy();
+      }
+    });
+
     it('keeps both keys of any namespace in one slot, empty or starting with } included, each namespace apart', async () => {
       const names = ['', '}', '}abc', '%', '%7D', '%%7Dabc', '%}', 'a}b', '{x}', '{}', 'user-42'];
       const slot = (key: string) => clusterServer.command('CLUSTER', 'KEYSLOT', key);
@@ -611,8 +637,12 @@ function specs(): void {
       const client = new Redis(own.url);
       const monitor = await client.monitor();
       const sent: string[] = [];
+      const clockSha = createHash('sha1').update(READ_CLOCK.lua).digest('hex');
       monitor.on('monitor', (_time: string, args: string[], source: string) => {
-        if (source !== 'lua') sent.push(String(args[0]).toLowerCase());
+        if (source === 'lua') return;
+        const [command, script] = [String(args[0]).toLowerCase(), String(args[1])];
+        const readsClock = script === clockSha || script === READ_CLOCK.lua;
+        sent.push(readsClock ? `clock ${command}` : command);
       });
       try {
         const ns = new RedisNamespaceManager(`clock-${randomUUID()}`, { client, prefix });
@@ -623,7 +653,11 @@ function specs(): void {
         await ns.applyChanges(new Map([['n', 4]]));
         await client.echo('done');
         while (!sent.includes('echo')) await sleep(10);
-        assert.equal(sent.filter((command) => command === 'time').length, 2, 'one TIME per connection');
+        assert.equal(
+          sent.filter((command) => command.startsWith('clock')).length,
+          2,
+          'one reading of the clock per connection',
+        );
       } finally {
         client.disconnect();
         monitor.disconnect();
