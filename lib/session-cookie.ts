@@ -22,6 +22,8 @@ export class SessionCookie {
   /** The cookie the session was loaded from, as the browser sent it (signed with an older secret, maybe). */
   #value: string | undefined;
   #clear = false;
+  /** The last id signed, and its signed value. */
+  #signed: { id: string; value: string } | undefined;
 
   constructor(config: SessionConfig, request: SessionRequest | undefined | null) {
     this.#config = config;
@@ -72,7 +74,7 @@ export class SessionCookie {
 
   /** Whether the header for stored session `id` only renews a rolling cookie the browser has already. */
   renews(id: string): boolean {
-    return this.#config.rollingCookie && this.#value !== undefined && this.#value === this.#config.signer.sign(id);
+    return this.#config.rollingCookie && this.#value !== undefined && this.#value === this.#sign(id);
   }
 
   /** The Set-Cookie header value for session `id` (`stored` or not), or `undefined` when the browser's cookie is right already. */
@@ -84,8 +86,14 @@ export class SessionCookie {
       if (!this.#clear) return undefined;
       return serializeCookie(key, '', { ...this.#config.cookieAttributes(now), maxAge: 0, expires: new Date(0) });
     }
-    const value = this.#config.signer.sign(id);
+    const value = this.#sign(id);
     if (value === this.#value && !this.#config.rollingCookie) return undefined;
     return serializeCookie(key, value, this.#config.cookieAttributes(now));
+  }
+
+  /** `id` signed (once per id: a response's header and its renewal check sign the same one). */
+  #sign(id: string): string {
+    if (this.#signed?.id !== id) this.#signed = { id, value: this.#config.signer.sign(id) };
+    return this.#signed.value;
   }
 }

@@ -42,9 +42,6 @@ declare module 'fastify' {
   }
 }
 
-/** Marks the Fastify instances the plugin applies to (a child context inherits it from its parent). */
-const registered = Symbol('sessionlock');
-
 /**
  * The Fastify plugin. It applies to the whole app (it is not encapsulated: no need for
  * fastify-plugin). Each request's session is loaded in `onRequest` into `request.session`,
@@ -56,9 +53,9 @@ const registered = Symbol('sessionlock');
  * `onSend`, and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection
  * closes (also when its client left while the session loaded or waited for its lock). A
  * storage failure while loading becomes the request's error (a 500 by default). Registered
- * again where it applies already (twice, or in a child context of one that has it), it does
- * nothing; registered in a child context and then in a parent, the parent's opens the
- * session of the child's requests, and the child's passes it on.
+ * more than once where a request goes (twice in one context, or in a parent and a child
+ * context, in either order), the first to run for the request opens its session and the
+ * others pass it on.
  */
 export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Object.assign(
   (
@@ -73,20 +70,16 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
       done(error as Error);
       return;
     }
-    // Registered again where it applies already: the requests have their session, and its lock.
-    if (registered in fastify) {
-      done();
-      return;
-    }
-    /** The requests whose session this registration opened (another, in a parent context, may have opened it first). */
+    /** The requests whose session this registration opened (another registration, where it applies too, may have opened it first). */
     const opened = new WeakSet<FastifyRequest>();
     const failed = new WeakSet<FastifyRequest>();
     const finished = new WeakSet<FastifyRequest>();
     const release = async (request: FastifyRequest): Promise<void> => {
       if (opened.has(request)) await releaseSession(request.session, config);
     };
-    Object.defineProperty(fastify, registered, { value: true });
-    fastify.decorateRequest('session', null as unknown as Session<AdapterSessionData>);
+    if (!fastify.hasRequestDecorator('session')) {
+      fastify.decorateRequest('session', null as unknown as Session<AdapterSessionData>);
+    }
     fastify.addHook('onRequest', async (request, reply) => {
       if (request.session instanceof Session) return;
       opened.add(request);

@@ -104,8 +104,7 @@ export abstract class NamespaceManager {
    * holds the lock; with `{ wait: false }` resolves `false` at once instead.
    */
   acquireReadLock(options: AcquireReadLockOptions = {}): Promise<boolean> {
-    checkOptionsObject(options);
-    const wait = checkBoolean('wait', options.wait, true);
+    const wait = waitOption(options);
     return this.#serialized(async () => {
       if (this.#holds.length > 0) {
         this.#holds.push('read');
@@ -150,8 +149,7 @@ export abstract class NamespaceManager {
    * {@link LockTimeoutError} when the wait exceeds its timeout.
    */
   acquireWriteLock(options: AcquireWriteLockOptions = {}): Promise<boolean> {
-    checkOptionsObject(options);
-    checkBoolean('wait', options.wait, true);
+    const wait = waitOption(options);
     return this.#serialized(async () => {
       if (this.#holds.includes('write')) {
         this.#holds.push('write');
@@ -161,12 +159,8 @@ export abstract class NamespaceManager {
         throw new LockStateError(`Cannot take the write lock of ${this.namespace} while holding its read lock`);
       }
       const timeout = checkMilliseconds('timeout', options.timeout, this.lockTimeout, { infinite: true });
-      const locked = await this.#lockForWrite({
-        deadline: Date.now() + timeout,
-        wait: options.wait !== false,
-        open: true,
-      });
-      if (!locked && options.wait !== false) throw new LockTimeoutError(this.namespace, timeout, 'write');
+      const locked = await this.#lockForWrite({ deadline: Date.now() + timeout, wait, open: true });
+      if (!locked && wait) throw new LockTimeoutError(this.namespace, timeout, 'write');
       return locked;
     });
   }
@@ -267,8 +261,7 @@ export abstract class NamespaceManager {
    * the write lock. Returns how many values it encrypts again.
    */
   reseal(): number {
-    if (!this.#holds.includes('write')) throw new LockStateError(`reseal() on ${this.namespace} needs the write lock`);
-    return (this.#view as NamespaceView).reseal();
+    return this.#lockedView('reseal').reseal();
   }
 
   /** Deletes the whole namespace from storage. Takes the write lock unless this instance holds it already. */
@@ -349,8 +342,7 @@ export abstract class NamespaceManager {
    */
   async applyChanges(changes: ReadonlyMap<string, unknown>, options: ApplyChangesOptions = {}): Promise<boolean> {
     if (!(changes instanceof Map)) throw new TypeError(`changes must be a Map, received ${describe(changes)}`);
-    checkOptionsObject(options);
-    checkBoolean('wait', options.wait, true);
+    waitOption(options);
     const encoded = new Map<string, { value: unknown; raw: string } | undefined>();
     for (const [key, value] of changes) {
       encoded.set(key, value === undefined ? undefined : { value, raw: encodeValue(this.serializer, key, value) });
@@ -604,12 +596,19 @@ export abstract class NamespaceManager {
     return this.#view;
   }
 
-  #writableView(method: string, key: string): NamespaceView {
+  /** The open view, for `method`, which needs the write lock. */
+  #lockedView(method: string): NamespaceView {
     if (!this.#holds.includes('write')) {
       throw new LockStateError(`${method}() on ${this.namespace} needs the write lock`);
     }
-    checkKey(key);
     return this.#view as NamespaceView;
+  }
+
+  /** {@link #lockedView}, for a method that changes `key` (a TypeError unless it can name a value). */
+  #writableView(method: string, key: string): NamespaceView {
+    const view = this.#lockedView(method);
+    checkKey(key);
+    return view;
   }
 
   #misuse(method: string, mode: LockMode): LockStateError {
@@ -617,4 +616,10 @@ export abstract class NamespaceManager {
     const state = held ? `the innermost lock held is a ${held} lock` : 'no lock is held';
     return new LockStateError(`${method}() on ${this.namespace} without holding its ${mode} lock: ${state}`);
   }
+}
+
+/** The `wait` option of a lock operation's `options` (a TypeError for malformed ones). */
+function waitOption(options: { wait?: boolean | undefined }): boolean {
+  checkOptionsObject(options);
+  return checkBoolean('wait', options.wait, true);
 }
