@@ -68,6 +68,7 @@ export const jsonSerializer: Serializer = {
   parse(text) {
     const mayHaveTags = text.includes('"$') && (text.includes(`"${DATE_TAG}"`) || text.includes(`"${ESCAPE_TAG}"`));
     const value: unknown = mayHaveTags ? JSON.parse(text, untagReviver) : JSON.parse(text);
+    if (storableAsDecoded(value, 0)) return value;
     try {
       inspect(value, [], []);
     } catch (error) {
@@ -114,32 +115,69 @@ function inspect(value: unknown, trail: Trail, ancestors: object[]): boolean {
   }
 }
 
+/**
+ * {@link inspect}'s verdict on what `JSON.parse` (with {@link untagReviver}) returns, cheaply:
+ * such a value has only plain objects, dense arrays, valid or invalid dates and no cycles, so
+ * only its numbers, dates and depth can be refused. False means "ask `inspect`", which names why.
+ */
+function storableAsDecoded(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case 'object':
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (value instanceof Date) return !Number.isNaN(value.getTime());
+  if (depth >= MAX_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (!storableAsDecoded(item, depth + 1)) return false;
+    return true;
+  }
+  for (const key in value) {
+    if (!storableAsDecoded((value as Record<string, unknown>)[key], depth + 1)) return false;
+  }
+  return true;
+}
+
 /** An own key of `value` that JSON would drop (a symbol key, a non-enumerable property), and why; `name` unset for a symbol. */
-export function droppedKey(value: object): { name?: string; reason: string } | undefined {
-  if (Object.getOwnPropertySymbols(value).length > 0) return { reason: 'symbol keys would be dropped' };
-  const names = Object.getOwnPropertyNames(value);
+export function droppedKey(
+  value: object,
+  keys: readonly string[] = Object.keys(value),
+): { name?: string; reason: string } | undefined {
   const hidden = Array.isArray(value) ? 1 : 0;
-  if (names.length === Object.keys(value).length + hidden) return undefined;
-  const name = names.find((key) => !Object.prototype.propertyIsEnumerable.call(value, key) && key !== 'length');
+  if (Reflect.ownKeys(value).length === keys.length + hidden) return undefined;
+  if (Object.getOwnPropertySymbols(value).length > 0) return { reason: 'symbol keys would be dropped' };
+  const name = Object.getOwnPropertyNames(value).find(
+    (key) => !Object.prototype.propertyIsEnumerable.call(value, key) && key !== 'length',
+  );
   return name === undefined ? undefined : { name, reason: 'a non-enumerable property would be dropped' };
 }
 
 function inspectContainer(value: object, trail: Trail, ancestors: object[]): boolean {
   if (ancestors.includes(value)) throw rejected(trail, 'a circular reference cannot be stored');
   if (trail.length >= MAX_DEPTH) throw rejected([], `it nests objects and arrays more than ${MAX_DEPTH} deep`);
-  const dropped = droppedKey(value);
+  const keys = Object.keys(value);
+  const dropped = droppedKey(value, keys);
   if (dropped) throw rejected(dropped.name === undefined ? trail : [...trail, dropped.name], dropped.reason);
   ancestors.push(value);
-  const tagged = Array.isArray(value) ? inspectArray(value, trail, ancestors) : inspectObject(value, trail, ancestors);
+  const tagged = Array.isArray(value)
+    ? inspectArray(value, keys, trail, ancestors)
+    : inspectObject(value, keys, trail, ancestors);
   ancestors.pop();
   return tagged;
 }
 
-function inspectArray(value: unknown[], trail: Trail, ancestors: object[]): boolean {
+function inspectArray(value: unknown[], keys: readonly string[], trail: Trail, ancestors: object[]): boolean {
   if (Object.getPrototypeOf(value) !== Array.prototype) {
     throw rejected(trail, `a ${value.constructor?.name ?? 'Array subclass'} would come back as a plain Array`);
   }
-  if (Object.keys(value).length !== value.length) {
+  if (keys.length !== value.length) {
     throw rejected(trail, 'an array with holes or extra properties would not come back the same');
   }
   let tagged = false;
@@ -151,13 +189,13 @@ function inspectArray(value: unknown[], trail: Trail, ancestors: object[]): bool
   return tagged;
 }
 
-function inspectObject(value: object, trail: Trail, ancestors: object[]): boolean {
+function inspectObject(value: object, keys: readonly string[], trail: Trail, ancestors: object[]): boolean {
   if (Object.getPrototypeOf(value) !== Object.prototype) {
     const kind = value.constructor?.name ? `a ${value.constructor.name}` : 'an object without a prototype';
     throw rejected(trail, `${kind} is not a plain object; JSON would not restore it`);
   }
   let tagged = false;
-  for (const key of Object.keys(value)) {
+  for (const key of keys) {
     const child = (value as Record<string, unknown>)[key];
     if (child === undefined) continue;
     if (key === DATE_TAG || key === ESCAPE_TAG) tagged = true;

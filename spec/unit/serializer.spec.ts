@@ -75,6 +75,18 @@ describe('jsonSerializer', () => {
       assert.throws(() => jsonSerializer.parse(text), SyntaxError, text.slice(0, 20));
     }
     assert.deepEqual(jsonSerializer.parse('{"$date":"1970-01-01T00:00:00.000Z"}'), new Date(0));
+    assert.equal(Array.isArray(jsonSerializer.parse(`${'['.repeat(1000)}${']'.repeat(1000)}`)), true);
+    const refusals: [string, RegExp][] = [
+      ['{"a":{"b":[1,-0]}}', /a\.b\[1\]: -0 would come back as 0/],
+      ['{"a":[{"$date":"garbage"}]}', /a\[0\]: an invalid Date/],
+      ['{"a":{"b":1e400}}', /a\.b: Infinity is not a finite number/],
+    ];
+    for (const [text, message] of refusals) {
+      assert.throws(
+        () => jsonSerializer.parse(text),
+        (e: unknown) => e instanceof SyntaxError && message.test(e.message),
+      );
+    }
   });
 
   it('refuses objects and arrays nested more than 1000 deep, and round trips 1000', () => {
