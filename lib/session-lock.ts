@@ -8,17 +8,45 @@ import { LockStateError } from './errors.js';
 import type { NamespaceManager } from './namespace/namespace-manager.js';
 import type { SessionLockOptions } from './session-options.js';
 
+/** Where a Session's debug lines go (its `log` option). */
+export type LogLine = ((line: string) => void) | undefined;
+
+/**
+ * Runs `cleanup` after `error` ended an operation, and returns `error` to rethrow: a cleanup
+ * that fails too (`what`, e.g. releasing a lock on a storage that went down) is logged, not
+ * thrown, so the caller sees what went wrong first.
+ */
+export async function afterFailure<E>(
+  error: E,
+  what: string,
+  cleanup: () => Promise<unknown>,
+  log: LogLine,
+): Promise<E> {
+  try {
+    await cleanup();
+  } catch (cleanupError) {
+    log?.(`could not ${what} after an error (${messageOf(error)}): ${messageOf(cleanupError)}`);
+  }
+  return error;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export class SessionLock {
   /** Takes the manager's write lock and reloads the session under it, calling {@link held}. */
   readonly #take: (options: SessionLockOptions) => Promise<void>;
+  readonly #log: LogLine;
   /** The manager whose write lock is held, while one is. */
   #holder: NamespaceManager | undefined;
   #taking: Promise<void> | undefined;
   #pinned = false;
   #bodies = 0;
 
-  constructor(take: (options: SessionLockOptions) => Promise<void>) {
+  constructor(take: (options: SessionLockOptions) => Promise<void>, log: LogLine) {
     this.#take = take;
+    this.#log = log;
   }
 
   /** Whether the lock is held. */
@@ -82,13 +110,26 @@ export class SessionLock {
    */
   async run<T>(options: SessionLockOptions, body: () => Promise<T>): Promise<T> {
     this.#bodies++;
+    let result: T;
     try {
       if (!this.locked) await this.acquire(options);
-      return await body();
-    } finally {
-      this.#bodies--;
-      if (this.#bodies === 0 && !this.#pinned) await this.release();
+      result = await body();
+    } catch (error) {
+      throw await this.releaseAfter(error, () => this.#bodyEnded());
     }
+    await this.#bodyEnded();
+    return result;
+  }
+
+  async #bodyEnded(): Promise<void> {
+    this.#bodies--;
+    if (this.#bodies === 0 && !this.#pinned) await this.release();
+  }
+
+  /** {@link afterFailure} for a `release` of this lock (by default {@link release}). */
+  releaseAfter<E>(error: E, release: () => Promise<void> = () => this.release()): Promise<E> {
+    const session = this.#holder ? ` of session ${this.#holder.namespace}` : '';
+    return afterFailure(error, `release the lock${session}`, release, this.#log);
   }
 
   /** Releases the lock at once (not pinned any more), whatever holds it. */

@@ -15,6 +15,7 @@ import type { NamespaceManager } from './namespace/namespace-manager.js';
 import { type KeyWording, keyProblem, MAX_KEY_BYTES } from './namespace/view.js';
 import { droppedKey, encodeValue, type Serializer } from './serializer.js';
 import type { Changes } from './session-data.js';
+import { afterFailure, type LogLine } from './session-lock.js';
 
 export const CREATED = '#created';
 export const ACCESSED = '#accessed';
@@ -199,17 +200,22 @@ export function applyUnder(manager: NamespaceManager, changes: Changes, requireK
 export async function readLocked(
   manager: NamespaceManager,
   lock: { timeout?: number | undefined },
+  log: LogLine,
 ): Promise<StoredSession> {
   await manager.acquireWriteLock(lock.timeout === undefined ? {} : { timeout: lock.timeout });
   try {
     return readSession(manager);
   } catch (error) {
-    throw await releasing(manager, error);
+    throw await releasingAfter(manager, error, log);
   }
 }
 
-/** Releases the write lock `manager` holds, if any; returns `error` for rethrowing. */
-export async function releasing<E>(manager: NamespaceManager, error?: E): Promise<E | undefined> {
+/** Releases the write lock `manager` holds, if any. */
+export async function releasing(manager: NamespaceManager): Promise<void> {
   if (manager.lockState === 'write') await manager.releaseWriteLock();
-  return error;
+}
+
+/** {@link releasing} after `error`, which it returns to rethrow; a release that fails too is logged (see {@link afterFailure}). */
+export function releasingAfter<E>(manager: NamespaceManager, error: E, log: LogLine): Promise<E> {
+  return afterFailure(error, `release the lock of session ${manager.namespace}`, () => releasing(manager), log);
 }

@@ -34,6 +34,7 @@ import {
   readLocked,
   readSession,
   releasing,
+  releasingAfter,
   type StoredSession,
 } from './session-record.js';
 import { isStoredNow, recordAccess, resealRecordingAccess } from './session-touch.js';
@@ -68,7 +69,10 @@ export class Session<Data extends object = Record<string, any>> {
   #created = new Date();
   #accessed = this.#created;
   readonly #state: SessionData;
-  readonly #lock = new SessionLock((options) => this.#takeLock(options));
+  readonly #lock = new SessionLock(
+    (options) => this.#takeLock(options),
+    (line) => this.#log(line),
+  );
   /** The {@link load} under way, if any. */
   #loading: Promise<void> | undefined;
   /** Why the session was given up while its request still ran ({@link abandon}); it then writes nothing. */
@@ -332,13 +336,14 @@ export class Session<Data extends object = Record<string, any>> {
     const wasLocked = this.#lock.locked;
     const wasStored = this.#stored;
     if (wasStored) await this.#lock.acquire({});
+    const removed = wasStored && !this.#stored;
     try {
-      if (wasStored && !this.#stored) return;
-      await this.#moveTo(generateSessionId());
-    } finally {
-      if (!wasLocked) await this.#lock.release();
+      if (!removed) await this.#moveTo(generateSessionId());
+    } catch (error) {
+      throw wasLocked ? error : await this.#lock.releaseAfter(error);
     }
-    if (wasLocked) await this.#lock.acquire({});
+    if (!wasLocked) await this.#lock.release();
+    else if (!removed) await this.#lock.acquire({});
   }
 
   /** Writes the session to `id` and removes the record it had, under the lock held on it. */
@@ -393,8 +398,7 @@ export class Session<Data extends object = Record<string, any>> {
         return this.#takeLock(options);
       }
     } catch (error) {
-      await this.#lock.release();
-      throw error;
+      throw await this.#lock.releaseAfter(error);
     }
     this.#state.reapply(pending);
   }
@@ -504,7 +508,9 @@ export class Session<Data extends object = Record<string, any>> {
     const manager = this.#config.createManager(id);
     let stored: StoredSession;
     try {
-      stored = lock ? await readLocked(manager, lock) : await manager.withReadLock(() => readSession(manager));
+      stored = lock
+        ? await readLocked(manager, lock, this.#config.log)
+        : await manager.withReadLock(() => readSession(manager));
     } catch (error) {
       if (!(error instanceof SessionCorruptError) || !this.#config.invalidateCorrupt) throw error;
       if (error instanceof UndecodableValueError && error.unknownKey) return this.#passOver(id, error);
@@ -513,7 +519,7 @@ export class Session<Data extends object = Record<string, any>> {
     if (stored.created === undefined) {
       if (stored.encoded.size > 0) {
         const error = new SessionCorruptError(id, 'it has data but no creation time');
-        if (!this.#config.invalidateCorrupt) throw await releasing(manager, error);
+        if (!this.#config.invalidateCorrupt) throw await releasingAfter(manager, error, this.#config.log);
         return this.#invalidateOnLoad(manager, error.message);
       }
       this.#log(`rejected session id ${id}: it is not in storage`);

@@ -473,6 +473,56 @@ export function sessionConformance(type: BackendType): void {
         assert.equal((await Session.open(requestWith(cookie), options)).data.n, 11);
       });
 
+      it("rejects with the function's or the save's own error when releasing the lock fails too, and logs the release's", async () => {
+        const failing = { writes: 0, releases: 0 };
+        const Base = namespaceManagerClass(type) as unknown as typeof MemoryNamespaceManager;
+        class Failing extends Base {
+          protected override writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
+            if (failing.writes-- > 0) return Promise.reject(new StorageError('test://', 'write'));
+            return super.writeCommitted(changes, entries);
+          }
+          protected override async unlockStorage(): Promise<void> {
+            await super.unlockStorage();
+            if (failing.releases-- > 0) throw new StorageError('test://', 'unlock');
+          }
+        }
+        const { cookie } = await storedSession({ n: 0 });
+        const lines: string[] = [];
+        const failingOptions = { ...options, namespaceClass: Failing, log: (line: string) => lines.push(line) };
+        const a = await Session.open(requestWith(cookie), failingOptions);
+        const own = new Error('the function failed');
+        failing.releases = 1;
+        await assert.rejects(
+          a.withLock(() => {
+            throw own;
+          }),
+          (error) => error === own,
+        );
+        Object.assign(failing, { writes: 1, releases: 1 });
+        await assert.rejects(
+          a.withLock((s) => {
+            s.data.n += 1;
+          }),
+          (error) => error instanceof StorageError && error.message.includes('write'),
+        );
+        Object.assign(failing, { writes: 1, releases: 2 }); // the new id's lock, then the old one's
+        await assert.rejects(
+          a.regenerate(),
+          (error) => error instanceof StorageError && error.message.includes('write'),
+        );
+        assert.equal(
+          lines.filter((line) => /could not release the lock of session .* after an error/.test(line)).length,
+          3,
+          lines.join('\n'),
+        );
+        assert.equal(a.locked, false);
+        const b = await Session.open(requestWith(cookie), { ...options, lockTimeout: 5000 });
+        await b.withLock((s) => {
+          s.data.n += 1;
+        });
+        assert.equal((await Session.open(requestWith(cookie), options)).data.n, 1);
+      });
+
       it('shares one lock among overlapping lock(), withLock(), save() and unlock() calls of one Session, and frees it', async () => {
         const overlapping: [string, (session: Session) => Promise<unknown>[]][] = [
           ['lock, lock', (session) => [session.lock(), session.lock()]],
