@@ -506,6 +506,32 @@ export class Session<Data extends object = Record<string, any>> {
 
   async #loadStored(id: string, lock: SessionLockOptions | undefined): Promise<Outcome> {
     const manager = this.#config.createManager(id);
+    let stored = await this.#readStored(manager, lock);
+    if (typeof stored === 'string') return stored;
+    let now = Date.now();
+    if (!lock && this.#idleFor(stored, now) !== undefined) {
+      // Read under a lock released since: another request may have used the session meanwhile.
+      stored = await this.#readStored(manager, {});
+      if (typeof stored === 'string') return stored;
+      now = Date.now();
+      if (this.#idleFor(stored, now) === undefined) await releasing(manager);
+    }
+    const idle = this.#idleFor(stored, now);
+    if (idle !== undefined) return this.#invalidateOnLoad(manager, `it was idle for ${Math.round(idle / 1000)} s`);
+    const lastAccess = stored.accessed ?? (stored.created as number);
+    this.#adoptStored(id, manager, stored);
+    this.#accessed = new Date(lastAccess);
+    const due = now - lastAccess >= this.#config.accessResolution;
+    await this.#afterLoad(manager, stored, lock !== undefined, due ? now : undefined);
+    return 'loaded';
+  }
+
+  /**
+   * Reads the stored session, under the write lock (held on return) with `lock`, else under
+   * the read lock (released on return); or the outcome when it is absent or corrupt.
+   */
+  async #readStored(manager: NamespaceManager, lock: SessionLockOptions | undefined): Promise<StoredSession | Outcome> {
+    const id = manager.namespace;
     let stored: StoredSession;
     try {
       stored = lock
@@ -516,26 +542,21 @@ export class Session<Data extends object = Record<string, any>> {
       if (error instanceof UndecodableValueError && error.unknownKey) return this.#passOver(id, error);
       return this.#invalidateOnLoad(manager, `its data is corrupt (${error.message})`);
     }
-    if (stored.created === undefined) {
-      if (stored.encoded.size > 0) {
-        const error = new SessionCorruptError(id, 'it has data but no creation time');
-        if (!this.#config.invalidateCorrupt) throw await releasingAfter(manager, error, this.#config.log);
-        return this.#invalidateOnLoad(manager, error.message);
-      }
-      this.#log(`rejected session id ${id}: it is not in storage`);
-      await releasing(manager);
-      return 'absent';
+    if (stored.created !== undefined) return stored;
+    if (stored.encoded.size > 0) {
+      const error = new SessionCorruptError(id, 'it has data but no creation time');
+      if (!this.#config.invalidateCorrupt) throw await releasingAfter(manager, error, this.#config.log);
+      return this.#invalidateOnLoad(manager, error.message);
     }
-    const now = Date.now();
-    const lastAccess = stored.accessed ?? stored.created;
-    if (this.#config.timeout !== undefined && now - lastAccess > this.#config.timeout) {
-      return this.#invalidateOnLoad(manager, `it was idle for ${Math.round((now - lastAccess) / 1000)} s`);
-    }
-    this.#adoptStored(id, manager, stored);
-    this.#accessed = new Date(lastAccess);
-    const due = now - lastAccess >= this.#config.accessResolution;
-    await this.#afterLoad(manager, stored, lock !== undefined, due ? now : undefined);
-    return 'loaded';
+    this.#log(`rejected session id ${id}: it is not in storage`);
+    await releasing(manager);
+    return 'absent';
+  }
+
+  /** Milliseconds the stored session has been idle when more than `timeout`, else `undefined`. */
+  #idleFor(stored: StoredSession, now: number): number | undefined {
+    const idle = now - (stored.accessed ?? (stored.created as number));
+    return this.#config.timeout !== undefined && idle > this.#config.timeout ? idle : undefined;
   }
 
   /**

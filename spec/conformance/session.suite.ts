@@ -899,6 +899,40 @@ export function sessionConformance(type: BackendType): void {
         }
       });
 
+      it('keeps a timed-out session that another request used and saved between the read and the removal', async () => {
+        const timed = { ...options, timeout: 1 };
+        const { id, cookie } = await storedSession({ v: 1 }, timed);
+        await setStored(id, '#accessed', Date.now() - 2000);
+        // The other request loaded the session just before it timed out: a longer timeout stands for that.
+        let otherRequest: (() => Promise<void>) | undefined = async () => {
+          const other = await Session.open(requestWith(cookie), { ...options, timeout: 60, accessResolution: 1 });
+          assert.equal(other.isNew, false);
+          other.data.w = 'saved';
+          await other.save();
+          assert.equal(other.isNew, false, 'the save is acknowledged');
+        };
+        const Base = namespaceManagerClass(type) as unknown as typeof MemoryNamespaceManager;
+        class OtherRequestAfterRead extends Base {
+          override async withReadLock<T>(fn: () => T | Promise<T>): Promise<T> {
+            const result = await super.withReadLock(fn);
+            const run = otherRequest;
+            otherRequest = undefined;
+            await run?.();
+            return result;
+          }
+        }
+        const session = await Session.open(requestWith(cookie), { ...timed, namespaceClass: OtherRequestAfterRead });
+        assert.equal(otherRequest, undefined, 'the other request ran after the read');
+        assert.equal(await storedValue(id, '=w'), 'saved', "the other request's save is still stored");
+        assert.equal(session.isNew, false);
+        assert.equal(session.wasInvalidated, false);
+        assert.equal(session.id, id);
+        assert.deepEqual(session.data, { v: 1, w: 'saved' }, 'the load has what the other request saved');
+        const manager = storageOf(id);
+        assert.equal(await manager.acquireWriteLock({ wait: false }), true, 'the load left no lock held');
+        await manager.releaseWriteLock();
+      });
+
       it('writes the access time at most once per accessResolution', async () => {
         const counter = { writes: 0 };
         const timed = { ...countingOptions(counter), timeout: 60, accessResolution: 30 };
