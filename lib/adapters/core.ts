@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { LockCompromisedError } from '../errors.js';
 import { describe } from '../options.js';
 import { Session } from '../session.js';
 import { type SessionOptions, sessionConfig } from '../session-options.js';
@@ -155,6 +156,9 @@ export async function finishSession(
   }
 }
 
+/** Why the adapter gave a session up: the LockCompromisedError its handler then gets says so. */
+const ABANDONED = 'its request ended before the handler was done';
+
 /**
  * The safety net, for a request that ends without {@link finishSession} (it failed, or its
  * client went away while the handler ran): releases the session's lock if it holds it or is
@@ -165,12 +169,22 @@ export async function finishSession(
  */
 export async function releaseSession(session: Session | undefined, config: AdapterConfig): Promise<void> {
   if (!(session?.locked || session?.lockPending) || finishing.has(session)) return;
-  await unlock(session, config, 'its request ended before the handler was done, so its lock was released');
+  await unlock(session, config, ABANDONED);
 }
 
-/** Unlocks `session` if it is locked (abandoning it when `abandonReason` is given); reports a failure instead of throwing. */
+/**
+ * The safety net for a request whose client left before its response was complete: the
+ * session is abandoned whatever its lock state (as {@link releaseSession} abandons a locked
+ * one), so a lock the handler takes after this throws LockCompromisedError instead of being
+ * held for good: nothing would release it. Does nothing while the session is being finished.
+ */
+async function abandonSession(session: Session, config: AdapterConfig): Promise<void> {
+  if (!finishing.has(session)) await unlock(session, config, ABANDONED);
+}
+
+/** Unlocks `session` if it is locked, or abandons it when `abandonReason` is given; reports a failure instead of throwing. */
 async function unlock(session: Session, config: AdapterConfig, abandonReason?: string): Promise<void> {
-  if (!session.locked && (abandonReason === undefined || !session.lockPending)) return;
+  if (abandonReason === undefined && !session.locked) return;
   try {
     await (abandonReason === undefined ? session.unlock() : session.abandon(abandonReason));
   } catch (error) {
@@ -179,25 +193,40 @@ async function unlock(session: Session, config: AdapterConfig, abandonReason?: s
 }
 
 /**
- * Releases the session's lock when `res` closes (finished, or the connection was lost while
- * the handler ran) or its connection does — at once when either closed already (its client
- * left while the session loaded or waited for its lock: a handler that does not answer a
- * gone client would else keep the lock forever). The connection is watched too because node
- * gives a response queued behind an earlier pipelined one no 'close' when the connection
- * drops (nor a socket: `res.socket` is null until its turn).
+ * Whether `error`, from the handler of `session`'s request, is only the adapter's abandonment
+ * of the session showing through (a save, lock or removal the handler tried after its client
+ * left): no failure to report. It goes to `log` as one line instead.
  */
-export function releaseOnClose(session: Session, res: ServerResponse, config: AdapterConfig): void {
-  const release = () => void releaseSession(session, config);
+export function isAbandonment(session: Session, error: unknown, config: AdapterConfig): boolean {
+  const own = session.abandoned && error instanceof LockCompromisedError && error.message.includes(ABANDONED);
+  if (own) config.session.log?.(`session ${session.id}: the handler stopped: ${error.message}`);
+  return own;
+}
+
+/**
+ * Releases the session's lock when `res` closes (finished, or the connection was lost while
+ * the handler ran) or its connection does; a session whose client left before its response
+ * was complete is abandoned ({@link abandonSession}). The connection is watched too because
+ * node gives a response queued behind an earlier pipelined one no 'close' when the
+ * connection drops (nor a socket: `res.socket` is null until its turn). Returns false when
+ * the connection is gone already (its client left while the session loaded or waited for its
+ * lock): the session is then abandoned at once and `res` destroyed, and the handler must not
+ * run (it would run without the lock, next to the request that holds it by then).
+ */
+export function releaseOnClose(session: Session, res: ServerResponse, config: AdapterConfig): boolean {
   if (connectionGone(res)) {
-    release();
-    return;
+    void abandonSession(session, config);
+    res.destroy();
+    return false;
   }
+  const release = () => void (res.writableFinished ? releaseSession(session, config) : abandonSession(session, config));
   const socket = res.socket ?? res.req?.socket;
   const unwatch = socket ? onSocketClose(socket, release) : () => {};
   res.once('close', () => {
     unwatch();
     release();
   });
+  return true;
 }
 
 /** Callbacks waiting for a socket's 'close': one listener per socket, which keep-alive requests share. */
@@ -225,10 +254,15 @@ function onSocketClose(socket: Socket, callback: () => void): () => void {
  * holds `res` back from its first write until {@link finishSession} is done, then lets it
  * go; a failing save turns it into a 500. A handler that failed right after its first write
  * (or whose connection is gone by then) saves nothing. The lock is also released when the
- * response closes, however it ends.
+ * response closes, however it ends ({@link releaseOnClose}). Returns `undefined`, and the
+ * handler must not run, when the client left while the session loaded or waited for its lock.
  */
-export function finishBeforeResponse(session: Session, res: ServerResponse, config: AdapterConfig): DeferredResponse {
-  releaseOnClose(session, res, config);
+export function finishBeforeResponse(
+  session: Session,
+  res: ServerResponse,
+  config: AdapterConfig,
+): DeferredResponse | undefined {
+  if (!releaseOnClose(session, res, config)) return undefined;
   // While calls are held, res.headersSent reports true and its header methods throw; finishSession needs the real ones.
   const headers: HeaderTarget = unheldHeaders(res);
   const response = deferResponse(

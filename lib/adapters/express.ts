@@ -39,7 +39,9 @@ declare module 'express-serve-static-core' {
  * all the same, also when the connection closes first. While the response is held,
  * `res.headersSent` is `true`, as it would be without the hold: a handler that throws after
  * starting its response gets its connection cut by Express's error handling, and saves
- * nothing. A storage failure while loading is passed to `next`. Mounted again on the path
+ * nothing. A request whose client left while its session loaded (or waited for its lock)
+ * goes no further: its response is destroyed, and `next` is not called. A storage failure
+ * while loading is passed to `next`. Mounted again on the path
  * of a request that has its session (app-level and router-level), it does nothing.
  */
 export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHandler {
@@ -54,8 +56,7 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHand
       .then(
         (session) => {
           req.session = session;
-          finishBeforeResponse(session, res, config);
-          next();
+          if (finishBeforeResponse(session, res, config)) next();
         },
         (error: unknown) => next(error),
       )

@@ -51,8 +51,10 @@ declare module 'fastify' {
  * that failed (the error handler ran) saves nothing; an `onSend` hook registered after this
  * plugin runs after the save, so its failure cannot undo it. The lock is always released: in
  * `onSend`, and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection
- * closes (also when its client left while the session loaded or waited for its lock). A
- * storage failure while loading becomes the request's error (a 500 by default). Registered
+ * closes. A request whose client left while its session loaded or waited for its lock is
+ * stopped there (`reply.hijack()`, its response destroyed): no later hook nor the handler
+ * runs. A storage failure while loading becomes the request's error (a 500 by default), for
+ * the error handler to answer. Registered
  * more than once where a request goes (twice in one context, or in a parent and a child
  * context, in either order), the first to run for the request opens its session and the
  * others pass it on.
@@ -82,11 +84,11 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
     }
     fastify.addHook('onRequest', async (request, reply) => {
       if (request.session instanceof Session) return;
-      opened.add(request);
       const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);
       request.session = await openSession(request.raw, config, lock);
-      // onRequestAbort may have fired while the session loaded or waited for its lock.
-      releaseOnClose(request.session, reply.raw, config);
+      opened.add(request);
+      // onRequestAbort may have fired while the session loaded or waited for its lock: the handler must not run.
+      if (!releaseOnClose(request.session, reply.raw, config)) reply.hijack();
     });
     fastify.addHook('onSend', async (request, reply, payload) => {
       // Once per request: Fastify runs onSend again for the error payload when a later onSend hook throws.

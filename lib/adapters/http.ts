@@ -19,6 +19,7 @@ import {
   type AdapterSessionData,
   adapterConfig,
   finishBeforeResponse,
+  isAbandonment,
   openSession,
   type SessionMiddlewareOptions,
   sessionResponse,
@@ -48,7 +49,10 @@ export type SessionHandler<Data extends object = AdapterSessionData> = (
  * Errors never crash the process nor leave the request hanging: when the handler throws or
  * rejects before responding, or the storage fails, the lock is released and the client gets
  * a short 500; the error goes to `log` (or stderr). The changes of a failed request are not
- * saved. Options are checked here, once: a bad one throws a TypeError. Wrapped again (a
+ * saved. A request whose client left while its session loaded (or waited for its lock) does
+ * not run the handler; when the client leaves while the handler runs, the session is
+ * abandoned, and the LockCompromisedError its later save, lock or removal throws is not
+ * reported as a failure. Options are checked here, once: a bad one throws a TypeError. Wrapped again (a
  * handler of `withSession` inside another), the inner one only runs its handler, with the
  * session the outer one opened.
  */
@@ -85,11 +89,12 @@ async function handle(
     }
     Object.assign(req, { session });
     response = finishBeforeResponse(session, res, config);
+    if (!response) return;
   }
   try {
     await handler(req as RequestWithSession, res);
   } catch (error) {
-    config.report(error, 'the handler failed');
+    if (!isAbandonment((req as RequestWithSession).session, error, config)) config.report(error, 'the handler failed');
     response.fail();
   }
 }

@@ -20,6 +20,7 @@ import type { AdapterSessionData } from './core.js';
 import {
   adapterConfig,
   finishSession,
+  isAbandonment,
   openSession,
   releaseOnClose,
   releaseSession,
@@ -40,7 +41,10 @@ declare module 'koa' {
  * the `lock` option), runs the downstream middleware, then saves the session (if modified)
  * and appends its Set-Cookie before Koa sends the response. The lock is released in every
  * case. When downstream throws, nothing is saved and the error is rethrown for Koa to answer
- * (a 500 by default); a storage failure is thrown the same way. Mounted again for a request
+ * (a 500 by default); a storage failure is thrown the same way. A request whose client left
+ * while its session loaded (or waited for its lock) runs no downstream middleware; when the
+ * client leaves while downstream runs, the session is abandoned, and the LockCompromisedError
+ * its later save, lock or removal throws is not rethrown. Mounted again for a request
  * that has its session (the app's middleware, and a router's or a composed section's), it
  * does nothing.
  */
@@ -51,10 +55,12 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware 
     if (ctx.session instanceof Session) return next();
     const session = await openSession(ctx.req, config);
     ctx.session = session;
-    releaseOnClose(session, ctx.res, config);
+    if (!releaseOnClose(session, ctx.res, config)) return;
     try {
       await next();
       await finishSession(session, ctx.res, { statusCode: ctx.status }, config);
+    } catch (error) {
+      if (!isAbandonment(session, error, config)) throw error;
     } finally {
       await releaseSession(session, config);
     }

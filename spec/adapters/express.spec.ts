@@ -10,7 +10,7 @@ import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 import { instrumentedMemory } from '../fixtures/instrumented-storage.js';
 
-const start: StartServer = (options, action, observe) => {
+const start: StartServer = (options, action, observe, failed) => {
   const app = express();
   app.use((req, res, next) => {
     observe?.(req, res);
@@ -23,8 +23,9 @@ const start: StartServer = (options, action, observe) => {
     if (reply.redirect) res.redirect(302, reply.redirect);
     else res.status(reply.status ?? 200).json(reply.json);
   });
-  app.use((_error: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    res.status(500).json({ error: 'failed' });
+  app.use((error: { code?: string }, _req: Request, res: Response, _next: NextFunction) => {
+    failed?.(error);
+    res.status(500).json({ error: error.code });
   });
   return listen(http.createServer(app));
 };
@@ -126,7 +127,7 @@ describe('Express adapter', () => {
     }
   });
 
-  it('releases the lock of a request whose client left while it waited for the lock', async () => {
+  it('neither runs the handler of, nor keeps the lock of, a request whose client left while it waited for the lock', async () => {
     const scenario = goneWaiter();
     const app = express();
     app.set('env', 'test');
@@ -152,6 +153,7 @@ describe('Express adapter', () => {
     const next = await get(`${url}/count`, cookie);
     assert.equal(next.status, 200, 'the lock of the abandoned request was released');
     assert.equal(next.body, 2);
+    assert.equal(scenario.waiterRuns, 0, "the waiter's handler did not run");
   });
 
   it('survives a handler that answers twice: the second send throws in the handler, as without the hold', async () => {

@@ -16,9 +16,13 @@ async function listen(app: FastifyInstance): Promise<RunningServer> {
   return { url, close: () => app.close() };
 }
 
-const start: StartServer = async (options, action, observe) => {
+const start: StartServer = async (options, action, observe, failed) => {
   const app = Fastify({ forceCloseConnections: true });
   app.addHook('onRequest', async (request, reply) => observe?.(request.raw, reply.raw));
+  app.setErrorHandler((error: { code?: string }, _request, reply) => {
+    failed?.(error);
+    return reply.code(500).send({ error: error.code });
+  });
   await app.register(sessionlock, options);
   app.all('/*', async (request, reply) => {
     const result = await action({ path: request.url, session: request.session });

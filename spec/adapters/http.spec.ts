@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -8,21 +8,28 @@ import { after, describe, it } from 'node:test';
 import { type SessionHandler, withSession } from '../../lib/adapters/http.js';
 import { MemoryStore } from '../../lib/index.js';
 import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
-import { goneWaiter } from '../fixtures/gone-waiter.js';
+import { goneWaiter, leaveWhileHandled } from '../fixtures/gone-waiter.js';
 import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
-const start: StartServer = (options, action, observe) => {
-  const listener = withSession(async (req, res) => {
-    const reply = await action({ path: req.url ?? '/', session: req.session });
-    if (reply.cookie) res.setHeader('set-cookie', reply.cookie);
-    if (reply.redirect) {
-      res.writeHead(302, { location: reply.redirect }).end();
-      return;
-    }
-    res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(reply.json));
-  }, options);
+const start: StartServer = (options, action, observe, failed) => {
+  const log = (line: string) => {
+    if (line.startsWith('sessionlock: ')) failed?.(line);
+    options.log?.(line);
+  };
+  const listener = withSession(
+    async (req, res) => {
+      const reply = await action({ path: req.url ?? '/', session: req.session });
+      if (reply.cookie) res.setHeader('set-cookie', reply.cookie);
+      if (reply.redirect) {
+        res.writeHead(302, { location: reply.redirect }).end();
+        return;
+      }
+      res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(reply.json));
+    },
+    { ...options, log },
+  );
   return listen(
     http.createServer((req, res) => {
       observe?.(req, res);
@@ -184,7 +191,7 @@ describe('node:http adapter', () => {
     }
   });
 
-  it('releases the lock of a request whose client left while it waited for the lock', async () => {
+  it('neither runs the handler of, nor keeps the lock of, a request whose client left while it waited for the lock', async () => {
     const scenario = goneWaiter();
     const listener = withSession(
       async (req, res) => {
@@ -208,6 +215,38 @@ describe('node:http adapter', () => {
     const next = await get(url, cookie);
     assert.equal(next.status, 200, 'the lock of the abandoned request was released');
     assert.equal(next.body, 3);
+    assert.equal(scenario.waiterRuns, 0, "the waiter's handler did not run");
+  });
+
+  it('does not report as a failure the LockCompromisedError of a session it gave up when the client left', async () => {
+    const events = new EventEmitter();
+    const logs: string[] = [];
+    const log = (line: string) => {
+      logs.push(line);
+      if (line.includes('its request ended before the handler was done')) events.emit('logged');
+    };
+    const listener = withSession(
+      async (req, res) => {
+        if (req.url === '/leave') {
+          const closed = once(res, 'close');
+          events.emit('entered');
+          await closed;
+          req.session.data.n = 2;
+          await req.session.save(); // throws: the session was given up, its lock released
+        }
+        req.session.data.n = 1;
+        res.end('ok');
+      },
+      { key: 'sid', store: new MemoryStore(), lock: true, log },
+    );
+    const server = await listen(http.createServer(listener));
+    servers.push(server);
+    const cookie = cookieFrom(await get(server.url), 'sid');
+    const logged = once(events, 'logged');
+    await leaveWhileHandled(`${server.url}/leave`, cookie, once(events, 'entered'));
+    await logged;
+    assert.equal(logs.length, 1, 'one line');
+    assert.doesNotMatch(logs[0] ?? '', /^sessionlock: /, 'a debug line, not a failure reported');
   });
 
   it('lets a complete response go when the handler throws after ending it', async () => {

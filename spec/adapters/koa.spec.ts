@@ -1,19 +1,27 @@
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import { after, describe, it } from 'node:test';
 import Koa from 'koa';
 import { sessionlock } from '../../lib/adapters/koa.js';
 import { MemoryStore } from '../../lib/index.js';
 import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
+import { leaveWhileHandled } from '../fixtures/gone-waiter.js';
 import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
-const start: StartServer = (options, action, observe) => {
+const start: StartServer = (options, action, observe, failed) => {
   const app = new Koa();
   app.silent = true;
-  app.use((ctx, next) => {
+  app.use(async (ctx, next) => {
     observe?.(ctx.req, ctx.res);
-    return next();
+    try {
+      await next();
+    } catch (error) {
+      failed?.(error);
+      ctx.status = 500;
+      ctx.body = { error: (error as { code?: string }).code };
+    }
   });
   app.use(sessionlock(options));
   app.use(async (ctx) => {
@@ -62,6 +70,48 @@ describe('Koa adapter', () => {
     assert.deepEqual(failed.body, { locked: false });
     assert.equal(seen.length, 1);
     assert.equal((await get(server.url, cookie)).body, 2);
+  });
+
+  it('does not rethrow the LockCompromisedError of a session it gave up when the client left', async () => {
+    const events = new EventEmitter();
+    const logs: string[] = [];
+    const log = (line: string) => {
+      logs.push(line);
+      if (line.includes('its request ended before the handler was done')) events.emit('settled');
+    };
+    const app = new Koa();
+    app.silent = true;
+    const reported: unknown[] = [];
+    app.on('error', (error) => reported.push(error));
+    app.use(async (_ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        reported.push(error);
+        events.emit('settled');
+        throw error;
+      }
+    });
+    app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true, log }));
+    app.use(async (ctx) => {
+      if (ctx.path === '/leave') {
+        const closed = once(ctx.res, 'close');
+        events.emit('entered');
+        await closed;
+        ctx.session.data.n = 2;
+        await ctx.session.save(); // throws: the session was given up, its lock released
+      }
+      ctx.session.data.n = 1;
+      ctx.body = 'ok';
+    });
+    const server = await listen(http.createServer(app.callback()));
+    servers.push(server);
+    const cookie = cookieFrom(await get(server.url), 'sid');
+    const settled = once(events, 'settled');
+    await leaveWhileHandled(`${server.url}/leave`, cookie, once(events, 'entered'));
+    await settled;
+    assert.deepEqual(reported, [], 'neither rethrown upstream nor an app error event');
+    assert.equal(logs.length, 1, 'one debug line');
   });
 
   it('does nothing when mounted again for a request that has its session (no deadlock, one cookie)', async () => {

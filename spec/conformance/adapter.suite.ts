@@ -38,13 +38,22 @@ export type Action = (exchange: Exchange) => Promise<Reply>;
 export type Observe = (req: IncomingMessage, res: ServerResponse) => void;
 
 /**
+ * Gets what reaches the framework's error handling: the error its error handler (Express's
+ * error middleware, Koa's upstream middleware, Fastify's setErrorHandler) gets, which answers
+ * 500 `{ error: code }`; node:http has none, so it gets the adapter's report to `log` (a line).
+ */
+export type Failed = (failure: unknown) => void;
+
+/**
  * Starts a server of the framework under test with the adapter configured by `options`;
- * `observe`, when given, sees each request before the adapter (a middleware or hook ahead of it).
+ * `observe`, when given, sees each request before the adapter (a middleware or hook ahead of
+ * it), and `failed` what reaches the error handling.
  */
 export type StartServer = (
   options: SessionMiddlewareOptions,
   action: Action,
   observe?: Observe,
+  failed?: Failed,
 ) => Promise<RunningServer>;
 
 const KEY = 'sid';
@@ -59,6 +68,12 @@ const lockLockedPaths = (req: { url?: string | undefined }) => req.url?.startsWi
  * `/hold` ('holding'), which answers once the test emits 'release' (`/hold/x`: 'holding x', 'release x').
  */
 const hangs = new EventEmitter();
+
+/** The name of the error a {@link Failed} got: the error's, or the one a node:http report line names. */
+function failureName(failure: unknown): string {
+  if (failure instanceof Error) return failure.name;
+  return /^sessionlock: [^:]+: (\w+)/.exec(String(failure))?.[1] ?? String(failure);
+}
 
 /** The application every framework serves. */
 const suiteApp: Action = async ({ path, session }) => {
@@ -107,6 +122,15 @@ const suiteApp: Action = async ({ path, session }) => {
       data.n = -1;
       hangs.emit('hang');
       return new Promise<Reply>(() => {});
+    case 'late-lock': {
+      // Its client leaves while it waits; then it takes the lock and answers nobody.
+      const resumed = once(hangs, 'resume late');
+      hangs.emit('holding late');
+      await resumed;
+      const outcomes = await Promise.allSettled([session.lock(), session.withLock(() => {})]);
+      hangs.emit('late outcomes', outcomes);
+      return new Promise<Reply>(() => {});
+    }
     case 'hold': {
       const released = once(hangs, first ? `release ${first}` : 'release');
       hangs.emit(first ? `holding ${first}` : 'holding');
@@ -121,8 +145,8 @@ const suiteApp: Action = async ({ path, session }) => {
 export function adapterConformance(framework: string, start: StartServer): void {
   describe(`adapter conformance: ${framework}`, () => {
     const servers: RunningServer[] = [];
-    const serve = async (options: SessionMiddlewareOptions, observe?: Observe) => {
-      const server = await start({ key: KEY, ...options }, suiteApp, observe);
+    const serve = async (options: SessionMiddlewareOptions, observe?: Observe, failed?: Failed) => {
+      const server = await start({ key: KEY, ...options }, suiteApp, observe, failed);
       servers.push(server);
       return server.url;
     };
@@ -307,9 +331,13 @@ export function adapterConformance(framework: string, start: StartServer): void 
       });
     });
 
-    it('releases the lock of a request whose client left while it waited for the lock', async () => {
+    it('neither runs the handler of, nor keeps the lock of, a request whose client left while it waited for the lock', async (t) => {
       // The waiter's handler never answers: unless its lock is released once it gets it, the
-      // next request waits out lockTimeout and gets a 500.
+      // next request waits out lockTimeout and gets a 500. Run, it would run without the lock.
+      let waiterRuns = 0;
+      const countRun = () => waiterRuns++;
+      hangs.on('hang', countRun);
+      t.after(() => hangs.off('hang', countRun));
       const events = new EventEmitter();
       const observe: Observe = (req, res) => {
         if (req.url !== '/locked/hang') return;
@@ -337,6 +365,41 @@ export function adapterConformance(framework: string, start: StartServer): void 
       const next = await get(`${url}/locked/set/after/gone`, cookie);
       assert.equal(next.status, 200, "the waiter's lock was released");
       assert.deepEqual(next.body, { n: '5', after: 'gone' });
+      assert.equal(waiterRuns, 0, "the waiter's handler did not run");
+    });
+
+    it('refuses a lock that a handler takes after its client left, and keeps none', async () => {
+      // Nothing would release a lock taken then: the handler answers nobody, the request is over.
+      const events = new EventEmitter();
+      const observe: Observe = (req, res) => {
+        if (req.url === '/late-lock') res.once('close', () => events.emit('closed'));
+      };
+      const url = await serve(
+        { store: new MemoryStore(), lock: lockLockedPaths, lockTimeout: 3000, log: () => {} },
+        observe,
+      );
+      const cookie = await storedSession(url, { n: '5' });
+      const holding = once(hangs, 'holding late');
+      const closed = once(events, 'closed');
+      const abort = new AbortController();
+      const gone = fetch(`${url}/late-lock`, { headers: { cookie }, signal: abort.signal }).catch(() => 'aborted');
+      await holding;
+      abort.abort();
+      await closed;
+      assert.equal(await gone, 'aborted');
+      const settled = once(hangs, 'late outcomes');
+      hangs.emit('resume late');
+      const [outcomes] = (await settled) as [PromiseSettledResult<void>[]];
+      assert.deepEqual(
+        outcomes.map((outcome) =>
+          outcome.status === 'rejected' ? (outcome.reason as { code?: string }).code : 'locked',
+        ),
+        ['ERR_LOCK_COMPROMISED', 'ERR_LOCK_COMPROMISED'],
+        'lock() and withLock() after the client left',
+      );
+      const next = await get(`${url}/locked/set/after/late`, cookie);
+      assert.equal(next.status, 200, 'no lock was left behind');
+      assert.deepEqual(next.body, { n: '5', after: 'late' });
     });
 
     it('saves nothing of, and releases the lock of, pipelined requests whose connection is gone', async () => {
@@ -491,16 +554,44 @@ export function adapterConformance(framework: string, start: StartServer): void 
       assert.match(setCookieFor(await get(`${fixed}/set/a/1`), KEY) ?? '', /; Expires=Sun, 01 Jan 2040 00:00:00 GMT;/);
     });
 
+    /** Checks that the one failure the error handling got, and answered, is `error` (its name and code). */
+    const assertFailedWith = (response: Response, failures: unknown[], error: { name: string; code: string }) => {
+      assert.equal(response.status, 500);
+      assert.deepEqual(failures.map(failureName), [error.name], 'what the error handling got');
+      if (typeof response.body === 'object') assert.deepEqual(response.body, { error: error.code });
+      else assert.equal(response.body, 'Internal Server Error\n', "node:http's own answer");
+    };
+
     it('answers a storage failure while loading with a 500, and serves again once storage is back', async () => {
       const { probe, namespaceClass } = instrumentedMemory();
-      const url = await serve({ store: new MemoryStore(), namespaceClass, lock: true, log: () => {} });
+      const failures: unknown[] = [];
+      const url = await serve({ store: new MemoryStore(), namespaceClass, lock: true, log: () => {} }, undefined, (f) =>
+        failures.push(f),
+      );
       const cookie = await storedSession(url);
       probe.down = true;
       const failed = await get(`${url}/increment`, cookie);
-      assert.equal(failed.status, 500);
+      assertFailedWith(failed, failures, { name: 'StorageError', code: 'ERR_STORAGE' });
       assert.ok(String(failed.body).length < 2000, 'a short body');
       probe.down = false;
       assert.deepEqual((await get(`${url}/increment`, cookie)).body, { n: 1 });
+    });
+
+    it('passes a LockTimeoutError while loading to the error handling, which answers it', async () => {
+      const failures: unknown[] = [];
+      const url = await serve(
+        { store: new MemoryStore(), lock: lockLockedPaths, lockTimeout: 200, log: () => {} },
+        undefined,
+        (f) => failures.push(f),
+      );
+      const cookie = await storedSession(url);
+      const holding = once(hangs, 'holding');
+      const holder = get(`${url}/locked/hold`, cookie);
+      await holding;
+      const timedOut = await get(`${url}/locked/whoami`, cookie);
+      hangs.emit('release');
+      assert.equal((await holder).status, 200);
+      assertFailedWith(timedOut, failures, { name: 'LockTimeoutError', code: 'ERR_LOCK_TIMEOUT' });
     });
   });
 
