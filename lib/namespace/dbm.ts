@@ -39,8 +39,10 @@ export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOp
    * heap (~0.5 MB each, and opening a file is cheaper: no 2 MB to zero), or lower this when
    * memory matters more than the millisecond or more that opening a file costs. When the
    * cache first evicts without the threshold pinned, a process warning says so (code
-   * `SESSIONLOCK_DBM_MMAP_THRESHOLD`, once). The cache is process-wide: the last value given
-   * applies.
+   * `SESSIONLOCK_DBM_MMAP_THRESHOLD`, once). The cache is one per thread (each worker thread
+   * has its own): the last value given in the thread applies. Each file opened also leaves
+   * about 1.3 KB of native memory behind (inside lmdb-js), so give this room for the sessions
+   * in use where a process runs for long.
    * @default 512
    */
   maxOpenFiles?: number | undefined;
@@ -56,7 +58,7 @@ const DEFAULT_MAX_OPEN_FILES = 512;
  */
 const ATTEMPTS = 5;
 
-/** The process-wide cache of open LMDB files. */
+/** The cache of open LMDB files (one per thread). */
 export const dbmEnvironments = new LmdbEnvironments(DEFAULT_MAX_OPEN_FILES);
 
 /**

@@ -24,7 +24,8 @@ class ExpiringEntries extends Map<string, string> {
 }
 
 /**
- * Where {@link MemoryNamespaceManager} keeps namespaces. One default store per process.
+ * Where {@link MemoryNamespaceManager} keeps namespaces. One default store per thread: worker
+ * threads and cluster workers do not share it.
  * Namespaces written with a `ttl` are dropped once it has passed: at once for readers, and
  * from memory by the writes that follow (each write looks at a few namespaces in turn).
  */
