@@ -119,12 +119,29 @@ export function warnUnknownOptions(options: object, known: readonly string[]): v
     if (known.includes(name) || warnedOptions.has(name)) continue;
     warnedOptions.add(name);
     const closest = closestName(name, known);
-    process.emitWarning(
-      `sessionlock: unknown option ${JSON.stringify(name)} is ignored${closest ? ` (did you mean ${JSON.stringify(closest)}?)` : ''}`,
-      { code: UNKNOWN_OPTION_WARNING },
-    );
+    const hint = Object.hasOwn(EXPRESS_SESSION_OPTIONS, name)
+      ? ` (express-session's; here: ${EXPRESS_SESSION_OPTIONS[name]})`
+      : closest
+        ? ` (did you mean ${JSON.stringify(closest)}?)`
+        : '';
+    process.emitWarning(`sessionlock: unknown option ${JSON.stringify(name)} is ignored${hint}`, {
+      code: UNKNOWN_OPTION_WARNING,
+    });
   }
 }
+
+/** express-session's options that sessionlock does not take, and what does their work here. */
+const EXPRESS_SESSION_OPTIONS: Record<string, string> = {
+  name: '"key"',
+  cookie:
+    'the cookie options are top-level: secure, httpOnly, sameSite, cookiePath, cookieDomain, cookieExpires (seconds)',
+  rolling: 'a number of seconds as "cookieExpires" renews the cookie on every response',
+  resave: 'not needed: a save writes only the keys a request changed',
+  saveUninitialized: 'not needed: a new session is stored once it holds something',
+  proxy: 'not needed: "secure: true" sets Secure whatever the request\'s protocol',
+  genid: 'not taken: ids are random, 160 bits',
+  unset: 'not needed: invalidate() removes the stored session',
+};
 
 /** The known name within a third of `name`'s length in edits (case ignored), if any. */
 function closestName(name: string, known: readonly string[]): string | undefined {

@@ -60,10 +60,11 @@ export class SessionCookie {
 
   /**
    * The session starts anew: the browser's cookie names it no more. With `expire`, the
-   * response expires that cookie (until the new session is saved).
+   * response expires the browser's cookie (until the new session is saved), also one that
+   * named no stored session (a logout in a tab whose session another tab ended).
    */
   detach(expire: boolean): void {
-    if (expire) this.#clear = this.#value !== undefined;
+    if (expire) this.#clear = this.#value !== undefined || this.#sent.length > 0;
     this.#value = undefined;
   }
 

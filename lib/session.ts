@@ -248,9 +248,16 @@ export class Session<Data extends object = Record<string, any>> {
    * Stores what changed since the load (or the last save), merged key by key into the latest
    * stored state; writes nothing when nothing changed. Throws {@link SerializationError}
    * before writing anything when a value cannot be stored. Does not resurrect a session that
-   * another request removed meanwhile.
+   * another request removed meanwhile. Returns a Promise: a callback (express-session's
+   * `save(cb)`) is a `TypeError`, thrown at once.
    */
-  async save(): Promise<void> {
+  save(): Promise<void> {
+    // biome-ignore lint/complexity/noArguments: the signature takes none; JavaScript callers may pass a callback
+    refuseCallback('save', arguments);
+    return this.#save();
+  }
+
+  async #save(): Promise<void> {
     this.#need('save');
     if (this.lockPending) await this.#settled();
     this.#refuseIfAbandoned('save');
@@ -327,9 +334,16 @@ export class Session<Data extends object = Record<string, any>> {
    * A stored session is moved under its lock, reloaded there: what other requests saved
    * meanwhile moves too, with this request's changes on top. One that another request
    * removed meanwhile (a logout) is not brought back: a new, empty session starts, as
-   * {@link save} does.
+   * {@link save} does. Returns a Promise: a callback (express-session's `regenerate(cb)`,
+   * which passport's `req.login()` makes) is a `TypeError`, thrown at once.
    */
-  async regenerate(): Promise<void> {
+  regenerate(): Promise<void> {
+    // biome-ignore lint/complexity/noArguments: the signature takes none; JavaScript callers may pass a callback
+    refuseCallback('regenerate', arguments);
+    return this.#regenerate();
+  }
+
+  async #regenerate(): Promise<void> {
     this.#need('regenerate');
     if (this.lockPending) await this.#settled();
     this.#refuseIfAbandoned('regenerate');
@@ -652,4 +666,14 @@ export class Session<Data extends object = Record<string, any>> {
   #differs(state: EncodedState, changes: Changes): boolean {
     return (this.#stored ? changes : state).size > 0;
   }
+}
+
+/**
+ * Throws a TypeError when a method that returns a Promise was given arguments: an
+ * express-session style callback would never be called, and the request would hang.
+ */
+function refuseCallback(method: string, args: IArguments): void {
+  if (args.length === 0) return;
+  const given = typeof args[0] === 'function' ? 'a callback' : describe(args[0]);
+  throw new TypeError(`${method}() takes no arguments and returns a Promise (await it), received ${given}`);
 }

@@ -117,6 +117,43 @@ export async function openSession(
   return session;
 }
 
+/**
+ * Gives `target` (a request, or Koa's context) its `session`, as a property that cannot be
+ * replaced: `req.session = null`, express-session's and koa-session's logout, would leave the
+ * stored session as it is, so assigning anything else throws a TypeError.
+ */
+export function attachSession(target: object, session: Session): void {
+  Object.defineProperty(target, 'session', {
+    configurable: true,
+    enumerable: true,
+    get: () => session,
+    set: (value: unknown) => {
+      if (value === session) return;
+      throw new TypeError(
+        `the session cannot be replaced, received ${describe(value)}: to log out, await session.invalidate()`,
+      );
+    },
+  });
+}
+
+/** Properties set on a Session object itself (express-session's `req.session.userId = …`), warned of once per name. */
+const warnedProperties = new Set<string>();
+
+/**
+ * Emits a process warning (code `SESSIONLOCK_UNSTORED_PROPERTY`, once per name) for each
+ * property set on `session` itself: it is not stored; session data goes in `session.data`.
+ */
+function warnUnstoredProperties(session: Session): void {
+  for (const name of Object.keys(session)) {
+    if (warnedProperties.has(name)) continue;
+    warnedProperties.add(name);
+    process.emitWarning(
+      `sessionlock: session.${name} is not stored: a session's data goes in session.data (session.data.${name})`,
+      { code: 'SESSIONLOCK_UNSTORED_PROPERTY' },
+    );
+  }
+}
+
 /** How the request ended, as far as the session is concerned. */
 export interface RequestOutcome {
   /** The response status. A status of 500 or more counts as a failure. */
@@ -142,6 +179,7 @@ export async function finishSession(
   config: AdapterConfig,
 ): Promise<void> {
   finishing.add(session);
+  warnUnstoredProperties(session);
   try {
     const failed = outcome.failed === true || outcome.statusCode >= 500 || session.abandoned;
     if (!failed) await session.saveIfModified();

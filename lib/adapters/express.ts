@@ -7,7 +7,11 @@
  *
  * const app = express();
  * app.use(sessionlock({ dataDir: './sessions', secret: process.env.SESSION_SECRET }));
- * app.post('/login', (req, res) => { req.session.data.user = 'ann'; res.redirect('/'); });
+ * app.post('/login', async (req, res) => {
+ *   await req.session.regenerate(); // a new id at login: session fixation defence
+ *   req.session.data.user = 'ann';
+ *   res.redirect('/');
+ * });
  * ```
  * @module sessionlock/express
  */
@@ -16,6 +20,7 @@ import { Session } from '../session.js';
 import {
   type AdapterSessionData,
   adapterConfig,
+  attachSession,
   finishBeforeResponse,
   openSession,
   type SessionMiddlewareOptions,
@@ -55,7 +60,7 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHand
     openSession(req, config)
       .then(
         (session) => {
-          req.session = session;
+          attachSession(req, session);
           if (finishBeforeResponse(session, res, config)) next();
         },
         (error: unknown) => next(error),

@@ -21,6 +21,7 @@ import {
   type AdapterConfig,
   type AdapterSessionData,
   adapterConfig,
+  attachSession,
   finishSession,
   type HeaderTarget,
   openSession,
@@ -85,10 +86,11 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
     fastify.addHook('onRequest', async (request, reply) => {
       if (request.session instanceof Session) return;
       const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);
-      request.session = await openSession(request.raw, config, lock);
+      const session = await openSession(request.raw, config, lock);
+      attachSession(request, session);
       opened.add(request);
       // onRequestAbort may have fired while the session loaded or waited for its lock: the handler must not run.
-      if (!releaseOnClose(request.session, reply.raw, config)) reply.hijack();
+      if (!releaseOnClose(session, reply.raw, config)) reply.hijack();
     });
     fastify.addHook('onSend', async (request, reply, payload) => {
       // Once per request: Fastify runs onSend again for the error payload when a later onSend hook throws.

@@ -18,6 +18,7 @@ import {
   type AdapterConfig,
   type AdapterSessionData,
   adapterConfig,
+  attachSession,
   finishBeforeResponse,
   isAbandonment,
   openSession,
@@ -87,7 +88,7 @@ async function handle(
       respondError(res);
       return;
     }
-    Object.assign(req, { session });
+    attachSession(req, session);
     response = finishBeforeResponse(session, res, config);
     if (!response) return;
   }

@@ -19,6 +19,7 @@ import { Session } from '../session.js';
 import type { AdapterSessionData } from './core.js';
 import {
   adapterConfig,
+  attachSession,
   finishSession,
   isAbandonment,
   openSession,
@@ -54,7 +55,7 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware 
     // Mounted twice on a path: the request has its session, and its lock.
     if (ctx.session instanceof Session) return next();
     const session = await openSession(ctx.req, config);
-    ctx.session = session;
+    attachSession(ctx, session);
     if (!releaseOnClose(session, ctx.res, config)) return;
     try {
       await next();

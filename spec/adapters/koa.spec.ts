@@ -72,6 +72,48 @@ describe('Koa adapter', () => {
     assert.equal((await get(server.url, cookie)).body, 2);
   });
 
+  it("refuses koa-session's logout by assignment (ctx.session = null) with a TypeError, and warns of data set on the session itself", async () => {
+    const app = new Koa();
+    app.silent = true;
+    const seen: unknown[] = [];
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        seen.push(error);
+        ctx.status = 500;
+      }
+    });
+    app.use(sessionlock({ key: 'sid', store: new MemoryStore() }));
+    app.use((ctx) => {
+      if (ctx.path === '/logout') (ctx as { session: unknown }).session = null;
+      else if (ctx.path === '/naive') Object.assign(ctx.session, { views: 1 });
+      else ctx.session.data.user = 'ann';
+      ctx.body = { user: ctx.session.data.user ?? null };
+    });
+    const server = await listen(http.createServer(app.callback()));
+    servers.push(server);
+    const cookie = cookieFrom(await get(server.url), 'sid');
+    assert.equal((await get(`${server.url}/logout`, cookie)).status, 500);
+    assert.ok(seen[0] instanceof TypeError && /to log out, await session\.invalidate\(\)/.test(seen[0].message));
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      assert.deepEqual((await get(`${server.url}/naive`, cookie)).body, { user: 'ann' });
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok(
+      warnings.some(
+        (w) =>
+          (w as { code?: string }).code === 'SESSIONLOCK_UNSTORED_PROPERTY' && w.message.includes('session.data.views'),
+      ),
+      warnings.map((w) => w.message).join('\n'),
+    );
+  });
+
   it('does not rethrow the LockCompromisedError of a session it gave up when the client left', async () => {
     const events = new EventEmitter();
     const logs: string[] = [];

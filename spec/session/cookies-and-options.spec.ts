@@ -240,15 +240,43 @@ describe('Session options', () => {
       } as SessionOptions);
       new DBMNamespaceManager('x', { dataDir, maxOpenFiles: 600, lockStale: 5000, encryptKey: 'k'.repeat(16) });
       await Session.open({ headers: {} }, { type: 'memory', secret: 's', sameSite: 'Strict', timeout: 60 });
+      await Session.open({ headers: {} }, { name: 'sid', resave: false } as SessionOptions);
       await new Promise((resolve) => setImmediate(resolve));
       assert.deepEqual(warnings, [
         'sessionlock: unknown option "secrets" is ignored (did you mean "secret"?)',
         'sessionlock: unknown option "durabel" is ignored (did you mean "durable"?)',
         'sessionlock: unknown option "sessionTimeout" is ignored',
+        'sessionlock: unknown option "name" is ignored (express-session\'s; here: "key")',
+        'sessionlock: unknown option "resave" is ignored (express-session\'s; here: not needed: a save writes only the keys a request changed)',
       ]);
       await cleanup();
     } finally {
       process.off('warning', listen);
+    }
+  });
+
+  it("expires the browser's cookie on invalidate() also when it named no stored session (a logout after another tab's)", async () => {
+    const options = { key: 'sid', store: new MemoryStore() };
+    const stale = await Session.open({ headers: { cookie: `sid=${generateSessionId()}` } }, options);
+    assert.equal(stale.isNew, true);
+    assert.equal(stale.cookieHeader, undefined, 'a load alone leaves the cookie be');
+    await stale.invalidate();
+    assert.match(stale.cookieHeader ?? '', /^sid=; .*Max-Age=0/);
+    const fresh = await Session.open({ headers: {} }, options);
+    await fresh.invalidate();
+    assert.equal(fresh.cookieHeader, undefined, 'no cookie sent, none to expire');
+  });
+
+  it("throws a TypeError at once for express-session's callbacks, save(cb) and regenerate(cb), which would never be called", async () => {
+    const session = await Session.open(undefined, { store: new MemoryStore() });
+    const untyped = session as unknown as Record<'save' | 'regenerate', (callback: () => void) => unknown>;
+    for (const method of ['save', 'regenerate'] as const) {
+      assert.throws(
+        () => untyped[method](() => {}),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          e.message === `${method}() takes no arguments and returns a Promise (await it), received a callback`,
+      );
     }
   });
 
