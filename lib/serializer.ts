@@ -139,7 +139,7 @@ function storableAsDecoded(value: unknown, depth: number): boolean {
     for (const item of value) if (!storableAsDecoded(item, depth + 1)) return false;
     return true;
   }
-  for (const key in value) {
+  for (const key of Object.keys(value)) {
     if (!storableAsDecoded((value as Record<string, unknown>)[key], depth + 1)) return false;
   }
   return true;

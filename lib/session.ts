@@ -615,9 +615,10 @@ export class Session<Data extends object = Record<string, any>> {
     this.#log(`invalidated session ${manager.namespace}: ${reason}`);
     try {
       await manager.remove();
-    } finally {
-      await releasing(manager);
+    } catch (error) {
+      throw await releasingAfter(manager, error, this.#config.log);
     }
+    await releasing(manager);
     this.#startNew();
     this.#wasInvalidated = true;
     return 'invalidated';

@@ -191,6 +191,7 @@ export async function finishSession(
   } finally {
     finishing.delete(session);
     await unlock(session, config);
+    if (abandonWhenFinished.delete(session)) await unlock(session, config, ABANDONED);
   }
 }
 
@@ -214,11 +215,16 @@ export async function releaseSession(session: Session | undefined, config: Adapt
  * The safety net for a request whose client left before its response was complete: the
  * session is abandoned whatever its lock state (as {@link releaseSession} abandons a locked
  * one), so a lock the handler takes after this throws LockCompromisedError instead of being
- * held for good: nothing would release it. Does nothing while the session is being finished.
+ * held for good: nothing would release it. A session being finished is abandoned once
+ * {@link finishSession} is done with it.
  */
 async function abandonSession(session: Session, config: AdapterConfig): Promise<void> {
-  if (!finishing.has(session)) await unlock(session, config, ABANDONED);
+  if (finishing.has(session)) abandonWhenFinished.add(session);
+  else await unlock(session, config, ABANDONED);
 }
+
+/** Sessions whose client left while {@link finishSession} ran: abandoned when it is done. */
+const abandonWhenFinished = new WeakSet<Session>();
 
 /** Unlocks `session` if it is locked, or abandons it when `abandonReason` is given; reports a failure instead of throwing. */
 async function unlock(session: Session, config: AdapterConfig, abandonReason?: string): Promise<void> {

@@ -249,6 +249,76 @@ describe('node:http adapter', () => {
     assert.doesNotMatch(logs[0] ?? '', /^sessionlock: /, 'a debug line, not a failure reported');
   });
 
+  it('abandons a session whose client left while its save before the response waited, so a lock its handler takes later is refused', async () => {
+    const events = new EventEmitter();
+    let releaseHolder = () => {};
+    const held = new Promise<void>((resolve) => {
+      releaseHolder = resolve;
+    });
+    let letWriterWrite = () => {};
+    const writerMayWrite = new Promise<void>((resolve) => {
+      letWriterWrite = resolve;
+    });
+    let letWriterGoOn = () => {};
+    const writerGoesOn = new Promise<void>((resolve) => {
+      letWriterGoOn = resolve;
+    });
+    const outcome: string[] = [];
+    const listener = withSession(
+      async (req, res) => {
+        if (req.url === '/holder') {
+          events.emit('holding');
+          await held;
+        } else if (req.url === '/writer') {
+          events.emit('loaded');
+          await writerMayWrite;
+          req.session.data.w = 'first';
+          const closed = once(res, 'close');
+          res.write('part 1'); // held back: the adapter saves first, behind the holder's lock
+          events.emit('entered');
+          await closed;
+          events.emit('closed');
+          await writerGoesOn;
+          await req.session.lock().then(
+            () => outcome.push('locked'),
+            (error: { code?: string }) => outcome.push(error.code ?? 'other'),
+          );
+          events.emit('done');
+          return; // gives up without answering: only the adapter could release a lock now
+        } else req.session.data.w ??= 'init';
+        res.end(String(req.session.data.w));
+      },
+      {
+        key: 'sid',
+        store: new MemoryStore(),
+        lock: (req) => req.url !== '/writer',
+        lockTimeout: 3000,
+        log: () => {},
+      },
+    );
+    const server = await listen(http.createServer(listener));
+    servers.push(server);
+    const cookie = cookieFrom(await get(server.url), 'sid');
+    const loaded = once(events, 'loaded');
+    const left = leaveWhileHandled(`${server.url}/writer`, cookie, once(events, 'entered'));
+    await loaded; // loaded before the holder takes the lock: an unlocked load would wait for it
+    const holding = once(events, 'holding');
+    const holder = get(`${server.url}/holder`, cookie);
+    await holding;
+    const closed = once(events, 'closed');
+    letWriterWrite();
+    await left;
+    await closed; // the client left while the writer's save waits for the holder's lock
+    releaseHolder();
+    await holder;
+    assert.equal((await get(server.url, cookie)).body, 'first', "the writer's save has landed");
+    const done = once(events, 'done');
+    letWriterGoOn();
+    await done;
+    assert.deepEqual(outcome, ['ERR_LOCK_COMPROMISED']);
+    assert.equal((await get(server.url, cookie)).status, 200, 'no lock left held');
+  });
+
   it('lets a complete response go when the handler throws after ending it', async () => {
     const { url } = await serve((_req, res) => {
       res.end('done');

@@ -474,12 +474,16 @@ export function sessionConformance(type: BackendType): void {
       });
 
       it("rejects with the function's or the save's own error when releasing the lock fails too, and logs the release's", async () => {
-        const failing = { writes: 0, releases: 0 };
+        const failing = { writes: 0, releases: 0, removals: 0 };
         const Base = namespaceManagerClass(type) as unknown as typeof MemoryNamespaceManager;
         class Failing extends Base {
           protected override writeCommitted(changes: EncodedChanges, entries: EncodedEntries): Promise<void> {
             if (failing.writes-- > 0) return Promise.reject(new StorageError('test://', 'write'));
             return super.writeCommitted(changes, entries);
+          }
+          protected override removeCommitted(): Promise<void> {
+            if (failing.removals-- > 0) return Promise.reject(new StorageError('test://', 'remove'));
+            return super.removeCommitted();
           }
           protected override async unlockStorage(): Promise<void> {
             await super.unlockStorage();
@@ -510,9 +514,16 @@ export function sessionConformance(type: BackendType): void {
           a.regenerate(),
           (error) => error instanceof StorageError && error.message.includes('write'),
         );
+        const idle = await storedSession({ old: true });
+        await setStored(idle.id, '#accessed', Date.now() - 2000);
+        Object.assign(failing, { removals: 1, releases: 1 });
+        await assert.rejects(
+          Session.open(requestWith(idle.cookie), { ...failingOptions, timeout: 1 }),
+          (error) => error instanceof StorageError && error.message.includes('remove'),
+        );
         assert.equal(
           lines.filter((line) => /could not release the lock of session .* after an error/.test(line)).length,
-          3,
+          4,
           lines.join('\n'),
         );
         assert.equal(a.locked, false);

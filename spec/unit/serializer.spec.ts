@@ -76,6 +76,18 @@ describe('jsonSerializer', () => {
     }
     assert.deepEqual(jsonSerializer.parse('{"$date":"1970-01-01T00:00:00.000Z"}'), new Date(0));
     assert.equal(Array.isArray(jsonSerializer.parse(`${'['.repeat(1000)}${']'.repeat(1000)}`)), true);
+    Object.defineProperty(Object.prototype, 'polluted', {
+      enumerable: true,
+      configurable: true,
+      get: () => {
+        throw new Error('an inherited getter is not the value’s own');
+      },
+    });
+    try {
+      assert.deepEqual(jsonSerializer.parse('{"a":{"b":1}}'), { a: { b: 1 } });
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).polluted;
+    }
     const refusals: [string, RegExp][] = [
       ['{"a":{"b":[1,-0]}}', /a\.b\[1\]: -0 would come back as 0/],
       ['{"a":[{"$date":"garbage"}]}', /a\[0\]: an invalid Date/],
