@@ -245,12 +245,8 @@ function buildConfig(options: SessionOptions): SessionConfig {
   };
 }
 
-/** The most seconds `timeout` and `accessResolution` take (about 31,700 years): their milliseconds stay exact integers. */
-const MAX_SECONDS = 1e12;
-
-/** A number of seconds (at most {@link MAX_SECONDS}), in ms. */
 function seconds(name: string, value: unknown): number | undefined {
-  return value === undefined ? undefined : checkMilliseconds(name, value, 0, { max: MAX_SECONDS }) * 1000;
+  return value === undefined ? undefined : checkMilliseconds(name, value, 0) * 1000;
 }
 
 /** The accessResolution in ms; a `TypeError` unless less than `timeout` (with which no read would keep a session alive). */

@@ -283,9 +283,7 @@ describe('Session options', () => {
   it('rejects bad options with a TypeError naming the option and the value', () => {
     const cases: [SessionOptions, RegExp][] = [
       [{ type: 'nope' }, /type must be one of 'memory', 'file', 'dbm'.*received "nope"/],
-      [{ timeout: -1 }, /timeout must be a number >= 0 and <= 1000000000000, received -1/],
-      [{ timeout: 1e306 }, /timeout must be a number >= 0 and <= 1000000000000, received 1e\+306/],
-      [{ accessResolution: 1e306 }, /accessResolution must be a number >= 0 and <= 1000000000000/],
+      [{ timeout: -1 }, /timeout must be a number >= 0, received -1/],
       [{ timeout: 10, accessResolution: 60 }, /accessResolution must be less than timeout \(10\), received 60/],
       [{ timeout: 10, accessResolution: 10 }, /accessResolution must be less than timeout/],
       [{ key: 'a b' }, /key must be a valid cookie name, received "a b"/],
