@@ -43,18 +43,26 @@ describe('Koa adapter', () => {
   const servers: RunningServer[] = [];
   after(() => Promise.all(servers.map((server) => server.close())));
 
-  it('rethrows downstream errors to error-handling middleware upstream, with the lock released', async () => {
+  /** A quiet app whose first middleware records what downstream throws, in `seen`, and answers it with `answer`. */
+  const catchingApp = (seen: unknown[], answer: (ctx: Koa.Context) => void) => {
     const app = new Koa();
     app.silent = true;
-    const seen: unknown[] = [];
     app.use(async (ctx, next) => {
       try {
         await next();
       } catch (error) {
         seen.push(error);
-        ctx.status = 418;
-        ctx.body = { locked: ctx.session.locked };
+        answer(ctx);
       }
+    });
+    return app;
+  };
+
+  it('rethrows downstream errors to error-handling middleware upstream, with the lock released', async () => {
+    const seen: unknown[] = [];
+    const app = catchingApp(seen, (ctx) => {
+      ctx.status = 418;
+      ctx.body = { locked: ctx.session.locked };
     });
     app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true }));
     app.use((ctx) => {
@@ -73,16 +81,9 @@ describe('Koa adapter', () => {
   });
 
   it("refuses koa-session's logout by assignment (ctx.session = null) with a TypeError, and warns of data set on the session itself", async () => {
-    const app = new Koa();
-    app.silent = true;
     const seen: unknown[] = [];
-    app.use(async (ctx, next) => {
-      try {
-        await next();
-      } catch (error) {
-        seen.push(error);
-        ctx.status = 500;
-      }
+    const app = catchingApp(seen, (ctx) => {
+      ctx.status = 500;
     });
     app.use(sessionlock({ key: 'sid', store: new MemoryStore() }));
     app.use((ctx) => {
