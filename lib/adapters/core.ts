@@ -237,11 +237,12 @@ async function unlock(session: Session, config: AdapterConfig, abandonReason?: s
 }
 
 /**
- * Whether `error`, from the handler of `session`'s request, is only the adapter's abandonment
+ * When `error`, from the handler of `session`'s request, is only the adapter's abandonment
  * of the session showing through (a save, lock or removal the handler tried after its client
- * left): no failure to report. It goes to `log` as one line instead.
+ * left), writes it to `log` as one line and returns true: it is no failure to report.
+ * Returns false for any other error, which the caller reports.
  */
-export function isAbandonment(session: Session, error: unknown, config: AdapterConfig): boolean {
+export function logIfAbandonment(session: Session, error: unknown, config: AdapterConfig): boolean {
   const own = session.abandoned && error instanceof LockCompromisedError && error.message.includes(ABANDONED);
   if (own) config.session.log?.(`session ${session.id}: the handler stopped: ${error.message}`);
   return own;

@@ -20,7 +20,7 @@ import {
   adapterConfig,
   attachSession,
   finishBeforeResponse,
-  isAbandonment,
+  logIfAbandonment,
   openSession,
   type SessionMiddlewareOptions,
   sessionResponse,
@@ -95,7 +95,8 @@ async function handle(
   try {
     await handler(req as RequestWithSession, res);
   } catch (error) {
-    if (!isAbandonment((req as RequestWithSession).session, error, config)) config.report(error, 'the handler failed');
+    if (!logIfAbandonment((req as RequestWithSession).session, error, config))
+      config.report(error, 'the handler failed');
     response.fail();
   }
 }

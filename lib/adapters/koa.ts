@@ -21,7 +21,7 @@ import {
   adapterConfig,
   attachSession,
   finishSession,
-  isAbandonment,
+  logIfAbandonment,
   openSession,
   releaseOnClose,
   releaseSession,
@@ -61,7 +61,7 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware 
       await next();
       await finishSession(session, ctx.res, { statusCode: ctx.status }, config);
     } catch (error) {
-      if (!isAbandonment(session, error, config)) throw error;
+      if (!logIfAbandonment(session, error, config)) throw error;
     } finally {
       await releaseSession(session, config);
     }
