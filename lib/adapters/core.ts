@@ -75,6 +75,8 @@ export interface HeaderTarget {
 
 /** Validated adapter options. */
 export interface AdapterConfig {
+  /** The options as given. */
+  readonly options: SessionMiddlewareOptions;
   /** The options each request's Session gets (with the adapters' `invalidateCorrupt` default). */
   readonly session: SessionOptions;
   /** Whether `req` holds the lock for the whole request. */
@@ -96,6 +98,7 @@ export function adapterConfig(options: SessionMiddlewareOptions = {}): AdapterCo
   sessionConfig(session);
   const log = rest.log;
   return {
+    options,
     session,
     lock: typeof lock === 'function' ? (req) => lock(req) === true : () => lock,
     report(error, what) {
@@ -113,8 +116,36 @@ export async function openSession(
   lock: boolean = config.lock(req),
 ): Promise<Session<AdapterSessionData>> {
   const session = new Session<AdapterSessionData>(req, config.session);
+  openedWith.set(session, config);
   await session.load({ lock });
   return session;
+}
+
+/** The adapter config that opened each session. */
+const openedWith = new WeakMap<Session, AdapterConfig>();
+let warnedMountedAgain = false;
+
+/**
+ * For an adapter that meets a request whose session another mount opened: it passes the
+ * session on, and its own options do not apply. When they differ from the opener's (a
+ * router's `lock: true` under an app-level mount, another cookie name), a process warning
+ * (code `SESSIONLOCK_MOUNTED_TWICE`, once per process) says so.
+ */
+export function mountedAgain(session: Session, config: AdapterConfig): void {
+  const opener = openedWith.get(session);
+  if (warnedMountedAgain || opener === undefined || sameOptions(opener.options, config.options)) return;
+  warnedMountedAgain = true;
+  process.emitWarning(
+    "sessionlock: a request met a second session middleware whose options differ from the one that opened its session: only the first one's options apply (cookie name, lock, storage); choose the lock per route with a lock function",
+    { code: 'SESSIONLOCK_MOUNTED_TWICE' },
+  );
+}
+
+function sameOptions(a: SessionMiddlewareOptions, b: SessionMiddlewareOptions): boolean {
+  const keys = Object.keys(a) as (keyof SessionMiddlewareOptions)[];
+  return (
+    keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && Object.is(a[key], b[key]))
+  );
 }
 
 /**
@@ -166,6 +197,13 @@ export interface RequestOutcome {
 const finishing = new WeakSet<Session>();
 
 /**
+ * The id of each session that was stored when {@link finishSession} was done with it, before
+ * its response went out: changes made while the response went out are saved once it has (not
+ * those of a session the browser cannot know, new and stored only then).
+ */
+const storedBeforeResponse = new WeakMap<Session, string>();
+
+/**
  * Finishes a request's session before its response goes out: saves it if it was modified
  * (not when the request failed: its changes are dropped, as `withLock` drops them), appends
  * its Set-Cookie (when due) to the Set-Cookie values already set, and releases its lock —
@@ -182,7 +220,10 @@ export async function finishSession(
   warnUnstoredProperties(session);
   try {
     const failed = outcome.failed === true || outcome.statusCode >= 500 || session.abandoned;
-    if (!failed) await session.saveIfModified();
+    if (!failed) {
+      const wrote = await session.saveIfModified();
+      if (wrote || !session.isNew) storedBeforeResponse.set(session, session.id);
+    }
     const cookie = await session.responseCookie();
     if (cookie === undefined) return;
     if (headers.headersSent)
@@ -250,8 +291,9 @@ export function logIfAbandonment(session: Session, error: unknown, config: Adapt
 
 /**
  * Releases the session's lock when `res` closes (finished, or the connection was lost while
- * the handler ran) or its connection does; a session whose client left before its response
- * was complete is abandoned ({@link abandonSession}). The connection is watched too because
+ * the handler ran) or its connection does; a response that went out whole has its session's
+ * later changes saved ({@link afterResponse}), and a session whose client left before its
+ * response was complete is abandoned ({@link abandonSession}). The connection is watched too because
  * node gives a response queued behind an earlier pipelined one no 'close' when the
  * connection drops (nor a socket: `res.socket` is null until its turn). Returns false when
  * the connection is gone already (its client left while the session loaded or waited for its
@@ -264,7 +306,7 @@ export function releaseOnClose(session: Session, res: ServerResponse, config: Ad
     res.destroy();
     return false;
   }
-  const release = () => void (res.writableFinished ? releaseSession(session, config) : abandonSession(session, config));
+  const release = () => void (res.writableFinished ? afterResponse(session, config) : abandonSession(session, config));
   const socket = res.socket ?? res.req?.socket;
   const unwatch = socket ? onSocketClose(socket, release) : () => {};
   res.once('close', () => {
@@ -272,6 +314,23 @@ export function releaseOnClose(session: Session, res: ServerResponse, config: Ad
     release();
   });
   return true;
+}
+
+/**
+ * Once a response went out whole: saves the changes its handler made to the session after
+ * the adapter saved it (while the response streamed), unlocked, or releases a lock the
+ * handler took meanwhile ({@link releaseSession}). A failure is reported.
+ */
+async function afterResponse(session: Session, config: AdapterConfig): Promise<void> {
+  if (session.locked || session.lockPending || session.abandoned || storedBeforeResponse.get(session) !== session.id) {
+    await releaseSession(session, config);
+    return;
+  }
+  try {
+    await session.saveIfModified();
+  } catch (error) {
+    config.report(error, `could not save what session ${session.id} got after its response started`);
+  }
 }
 
 /** Callbacks waiting for a socket's 'close': one listener per socket, which keep-alive requests share. */

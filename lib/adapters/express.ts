@@ -22,6 +22,7 @@ import {
   adapterConfig,
   attachSession,
   finishBeforeResponse,
+  mountedAgain,
   openSession,
   type SessionMiddlewareOptions,
 } from './core.js';
@@ -54,6 +55,7 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): RequestHand
   return (req: Request, res: Response, next: NextFunction): void => {
     // Mounted twice on a path (app and router): the request has its session, and its lock.
     if (req.session instanceof Session) {
+      mountedAgain(req.session, config);
       next();
       return;
     }

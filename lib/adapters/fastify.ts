@@ -24,6 +24,7 @@ import {
   attachSession,
   finishSession,
   type HeaderTarget,
+  mountedAgain,
   openSession,
   releaseOnClose,
   releaseSession,
@@ -84,7 +85,10 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
       fastify.decorateRequest('session', null as unknown as Session<AdapterSessionData>);
     }
     fastify.addHook('onRequest', async (request, reply) => {
-      if (request.session instanceof Session) return;
+      if (request.session instanceof Session) {
+        mountedAgain(request.session, config);
+        return;
+      }
       const lock = request.routeOptions.config?.sessionLock ?? config.lock(request.raw);
       const session = await openSession(request.raw, config, lock);
       attachSession(request, session);

@@ -21,6 +21,7 @@ import {
   attachSession,
   finishBeforeResponse,
   logIfAbandonment,
+  mountedAgain,
   openSession,
   type SessionMiddlewareOptions,
   sessionResponse,
@@ -79,7 +80,8 @@ async function handle(
 ): Promise<void> {
   // Wrapped twice: the request has its session, and its lock.
   let response = sessionResponse(res);
-  if (!response) {
+  if (response) mountedAgain((req as RequestWithSession).session, config);
+  else {
     let session: Session;
     try {
       session = await openSession(req, config);

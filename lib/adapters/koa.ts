@@ -22,6 +22,7 @@ import {
   attachSession,
   finishSession,
   logIfAbandonment,
+  mountedAgain,
   openSession,
   releaseOnClose,
   releaseSession,
@@ -53,7 +54,10 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware 
   const config = adapterConfig(options);
   return async (ctx, next) => {
     // Mounted twice on a path: the request has its session, and its lock.
-    if (ctx.session instanceof Session) return next();
+    if (ctx.session instanceof Session) {
+      mountedAgain(ctx.session, config);
+      return next();
+    }
     const session = await openSession(ctx.req, config);
     attachSession(ctx, session);
     if (!releaseOnClose(session, ctx.res, config)) return;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { sessionlock } from '../../lib/adapters/express.js';
@@ -21,6 +22,7 @@ const start: StartServer = (options, action, observe, failed) => {
     const reply = await action({ path: req.originalUrl, session: req.session });
     if (reply.cookie) res.append('Set-Cookie', reply.cookie);
     if (reply.redirect) res.redirect(302, reply.redirect);
+    else if (reply.stream) Readable.from(reply.stream).pipe(res.status(reply.status ?? 200).type('json'));
     else res.status(reply.status ?? 200).json(reply.json);
   });
   app.use((error: { code?: string }, _req: Request, res: Response, _next: NextFunction) => {
@@ -46,6 +48,39 @@ describe('Express adapter', () => {
     app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true, ...options }));
     return app;
   };
+
+  it('warns once when a router mounts it again with other options, which do not apply, and not for the same options', async () => {
+    const store = new MemoryStore();
+    const options = { key: 'sid', store };
+    const app = express();
+    app.use(sessionlock(options));
+    const same = express.Router();
+    same.use(sessionlock({ ...options }));
+    same.get('/', (_req, res) => res.json('same'));
+    app.use('/same', same);
+    const admin = express.Router();
+    admin.use(sessionlock({ key: 'admin_sid', store, lock: true }));
+    admin.get('/', (req, res) => res.json({ locked: req.session.locked }));
+    app.use('/admin', admin);
+    const url = await serve(app);
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      assert.equal((await get(`${url}/same`)).body, 'same');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(warnings, [], 'the same options twice: nothing to warn of');
+      assert.deepEqual((await get(`${url}/admin`)).body, { locked: false }, "the router's lock: true did not apply");
+      await get(`${url}/admin`);
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(
+      warnings.map((w) => (w as { code?: string }).code),
+      ['SESSIONLOCK_MOUNTED_TWICE'],
+    );
+  });
 
   it("releases the lock through Express's default error handler, for thrown errors and next(error)", async () => {
     const app = appWith();

@@ -28,6 +28,7 @@ const start: StartServer = async (options, action, observe, failed) => {
     const result = await action({ path: request.url, session: request.session });
     if (result.cookie) reply.header('set-cookie', result.cookie);
     if (result.redirect) return reply.redirect(result.redirect, 302);
+    if (result.stream) return reply.type('application/json').send(Readable.from(result.stream));
     return reply.code(result.status ?? 200).send(result.json);
   });
   return listen(app);

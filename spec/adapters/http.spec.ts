@@ -26,7 +26,8 @@ const start: StartServer = (options, action, observe, failed) => {
         return;
       }
       res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(reply.json));
+      if (reply.stream) Readable.from(reply.stream).pipe(res);
+      else res.end(JSON.stringify(reply.json));
     },
     { ...options, log },
   );

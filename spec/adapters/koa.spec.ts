@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import Koa from 'koa';
 import { sessionlock } from '../../lib/adapters/koa.js';
@@ -32,7 +33,8 @@ const start: StartServer = (options, action, observe, failed) => {
       return;
     }
     ctx.status = reply.status ?? 200;
-    ctx.body = reply.json;
+    ctx.body = reply.stream ? Readable.from(reply.stream) : reply.json;
+    if (reply.stream) ctx.type = 'json';
   });
   return listen(http.createServer(app.callback()));
 };

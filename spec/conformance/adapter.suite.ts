@@ -23,6 +23,8 @@ export interface Reply {
   redirect?: string;
   /** A Set-Cookie header the handler sets itself. */
   cookie?: string;
+  /** A JSON body sent as a stream of these chunks (instead of `json`). */
+  stream?: AsyncIterable<string>;
 }
 
 /** What a handler sees: the request path and the request's session. */
@@ -131,6 +133,8 @@ const suiteApp: Action = async ({ path, session }) => {
       hangs.emit('late outcomes', outcomes);
       return new Promise<Reply>(() => {});
     }
+    case 'stream':
+      return { stream: changingWhileStreamed(session) };
     case 'hold': {
       const released = once(hangs, first ? `release ${first}` : 'release');
       hangs.emit(first ? `holding ${first}` : 'holding');
@@ -141,6 +145,17 @@ const suiteApp: Action = async ({ path, session }) => {
       return { status: 404, json: { error: 'not found' } };
   }
 };
+
+/**
+ * A body whose second chunk waits for the test's 'stream on' (the test emits it once its
+ * client has the first chunk: the response went out) and changes the session before it comes.
+ */
+async function* changingWhileStreamed(session: Session): AsyncGenerator<string> {
+  yield '{"part":';
+  await once(hangs, 'stream on');
+  session.data.late = 'changed while streaming';
+  yield '1}';
+}
 
 export function adapterConformance(framework: string, start: StartServer): void {
   describe(`adapter conformance: ${framework}`, () => {
@@ -182,6 +197,18 @@ export function adapterConformance(framework: string, start: StartServer): void 
           lock: lockLockedPaths,
           log: (line) => logs.push(line),
         });
+      });
+
+      it('saves what the handler changed while its response streamed, once the response went out', async () => {
+        const cookie = cookieFrom(await get(`${url}/set/user/ann`), KEY);
+        const response = await fetch(`${url}/stream`, { headers: { cookie } });
+        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+        assert.equal(new TextDecoder().decode((await reader.read()).value), '{"part":');
+        const saved = once(probe.events, 'write');
+        hangs.emit('stream on');
+        while (!(await reader.read()).done);
+        await saved;
+        assert.deepEqual((await whoami(url, cookie)).body.data, { user: 'ann', late: 'changed while streaming' });
       });
 
       it('sets a cookie when a session is first stored, and loads the session from it', async () => {
