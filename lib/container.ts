@@ -22,16 +22,16 @@ export interface ContainerOptions extends NamespaceManagerOptions {
    * @default 'dbm' when `dataDir` is given, else 'memory'
    */
   type?: string | undefined;
-  /** A NamespaceManager class to use instead of `type`. */
+  /** A NamespaceManager class to use instead of `type`. @default the class registered for `type` */
   namespaceClass?: NamespaceManagerClass | undefined;
-  /** Seconds after which a value expires unless `get`/`set` say otherwise. None by default (values never expire). */
+  /** Seconds after which a value expires unless `get`/`set` say otherwise. @default none: values never expire */
   expiretime?: number | undefined;
   [backendOption: string]: unknown;
 }
 
 /** Options of {@link Container.get}. */
 export interface GetOptions<T> {
-  /** Creates the value when it is missing or expired. Without it, a missing or expired value is `undefined`. */
+  /** Creates the value when it is missing or expired. @default none: a missing or expired value is `undefined` */
   createfunc?: (() => T | Promise<T>) | undefined;
   /** Seconds the value stays fresh. @default the container's `expiretime` */
   expiretime?: number | undefined;

@@ -68,7 +68,8 @@ export interface SessionOptions extends NamespaceManagerOptions, ExpiringOptions
    */
   key?: string | undefined;
   /**
-   * Seconds of inactivity after which the session is invalidated on load (Myghty `session_timeout`).
+   * Seconds of inactivity after which the session is invalidated on load (Myghty `session_timeout`);
+   * more than 0 (0 is a TypeError rather than "never": leave it out for that).
    * @default none: sessions never time out
    */
   timeout?: number | undefined;
@@ -140,6 +141,7 @@ export interface SessionOptions extends NamespaceManagerOptions, ExpiringOptions
 
 /** What a Session needs of a request: its headers (a node:http IncomingMessage fits). */
 export interface SessionRequest {
+  /** The request's headers; only `cookie` is read (a string, or several Cookie header values, read as one joined by `; `). */
   headers: { cookie?: string | string[] | undefined };
 }
 
@@ -217,6 +219,11 @@ export function sessionConfig(options: SessionOptions): SessionConfig {
 
 function buildConfig(options: SessionOptions): SessionConfig {
   const timeout = seconds('timeout', options.timeout);
+  if (timeout === 0) {
+    throw new TypeError(
+      'timeout must be a number of seconds > 0 (leave it out for sessions that never time out), received 0',
+    );
+  }
   const resolution = accessResolution(options.accessResolution, timeout);
   const key = checkString('key', options.key ?? DEFAULT_KEY) as string;
   if (!isCookieName(key)) throw new TypeError(`key must be a valid cookie name, received ${describe(key)}`);

@@ -56,11 +56,13 @@ export interface SweepOptions {
   /**
    * Called for each session or left-over file removed (with `dryRun`: that would be). The
    * sweep waits for a promise it returns before it goes on.
+   * @default none
    */
   onRemove?: ((entry: SweptEntry) => void | Promise<void>) | undefined;
   /**
    * Called for each entry that could not be swept; the entry is counted in `failed` and the
    * sweep goes on (after a promise it returns has settled).
+   * @default none: the entry is only counted
    */
   onError?: ((error: Error, path: string) => void | Promise<void>) | undefined;
 }

@@ -31,8 +31,8 @@ export type { SessionMiddlewareOptions } from './core.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
-    /** The request's sessionlock session (set by the `sessionlock/express` middleware). */
-    session: Session<AdapterSessionData>;
+    /** The request's sessionlock session (set by the `sessionlock/express` middleware; it cannot be replaced). */
+    readonly session: Session<AdapterSessionData>;
   }
 }
 

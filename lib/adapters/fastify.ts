@@ -9,7 +9,7 @@
  * const app = Fastify();
  * await app.register(sessionlock, { dataDir: './sessions' });
  * app.post('/cart', { config: { sessionLock: true } }, async (request) => {
- *   request.session.data.cart = [...(request.session.data.cart ?? []), request.body];
+ *   request.session.data.cart = [...(request.session.data.cart ?? []), request.body ?? null];
  *   return request.session.data.cart;
  * });
  * ```
@@ -35,8 +35,8 @@ export type { SessionMiddlewareOptions } from './core.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The request's sessionlock session (set by the `sessionlock/fastify` plugin). */
-    session: Session<AdapterSessionData>;
+    /** The request's sessionlock session (set by the `sessionlock/fastify` plugin; it cannot be replaced). */
+    readonly session: Session<AdapterSessionData>;
   }
   interface FastifyContextConfig {
     /** Hold the session's lock for the whole request on this route; overrides the plugin's `lock` option. */

@@ -32,7 +32,7 @@ export type { SessionMiddlewareOptions } from './core.js';
 
 /** A node:http request with its loaded session. */
 export type RequestWithSession<Data extends object = AdapterSessionData> = IncomingMessage & {
-  session: Session<Data>;
+  readonly session: Session<Data>;
 };
 
 /** A node:http request handler that gets the request's session as `req.session`. */

@@ -33,8 +33,8 @@ export type { SessionMiddlewareOptions } from './core.js';
 
 declare module 'koa' {
   interface DefaultContext {
-    /** The request's sessionlock session (set by the `sessionlock/koa` middleware). */
-    session: Session<AdapterSessionData>;
+    /** The request's sessionlock session (set by the `sessionlock/koa` middleware; it cannot be replaced). */
+    readonly session: Session<AdapterSessionData>;
   }
 }
 

@@ -72,7 +72,7 @@ export interface ExpiringOptions {
 
 /** Options of {@link NamespaceManager.applyChanges}. */
 export interface ApplyChangesOptions {
-  /** Write nothing, and resolve `false`, unless this key is stored. */
+  /** Write nothing, and resolve `false`, unless this key is stored. @default none: write in any case */
   requireKey?: string | undefined;
   /** `false`: resolve `false` at once, writing nothing, while a writer holds the lock. @default true */
   wait?: boolean | undefined;
@@ -85,6 +85,7 @@ export interface AcquireReadLockOptions {
   wait?: boolean | undefined;
 }
 
+/** Options of {@link NamespaceManager.acquireWriteLock}. */
 export interface AcquireWriteLockOptions {
   /** `false`: return `false` at once instead of waiting when the lock is held elsewhere. @default true */
   wait?: boolean | undefined;

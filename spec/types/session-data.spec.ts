@@ -135,4 +135,34 @@ withSession((req, res) => res.end(String(req.session.data.whatever)));
 `;
     assert.deepEqual(diagnostics({ 'loose.ts': app }), []);
   });
+
+  it('types the session property as read-only, as replacing it throws (express-session and koa-session logouts)', () => {
+    const app = `${IMPORTS}
+const app = express();
+app.use(expressSessionlock({}));
+app.get('/', (req, res) => {
+  // @ts-expect-error read-only (the same session's type: only the modifier refuses it)
+  req.session = req.session;
+  res.end();
+});
+const fastify = Fastify();
+void fastify.register(fastifySessionlock, {});
+fastify.get('/', async (request) => {
+  // @ts-expect-error read-only (the same session's type: only the modifier refuses it)
+  request.session = request.session;
+});
+const koa = new Koa();
+koa.use(koaSessionlock({}));
+koa.use((ctx) => {
+  // @ts-expect-error read-only (the same session's type: only the modifier refuses it)
+  ctx.session = ctx.session;
+});
+withSession((req, res) => {
+  // @ts-expect-error read-only (the same session's type: only the modifier refuses it)
+  req.session = req.session;
+  res.end();
+});
+`;
+    assert.deepEqual(diagnostics({ 'read-only.ts': app }), []);
+  });
 });
