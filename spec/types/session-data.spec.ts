@@ -136,6 +136,27 @@ withSession((req, res) => res.end(String(req.session.data.whatever)));
     assert.deepEqual(diagnostics({ 'loose.ts': app }), []);
   });
 
+  it("takes a custom backend's own options once an application declares them in SessionOptions", () => {
+    const declared = `
+import { Session } from '../../../lib/index.js';
+
+declare module '../../../lib/index.js' {
+  interface SessionOptions {
+    flavour?: string;
+  }
+}
+
+void new Session({ headers: {} }, { type: 'mine', flavour: 'vanilla' });
+`;
+    assert.deepEqual(diagnostics({ 'declared.ts': declared }), []);
+    const undeclared = `
+import { Session } from '../../../lib/index.js';
+// @ts-expect-error not a Session option until declared
+void new Session({ headers: {} }, { type: 'mine', flavour: 'vanilla' });
+`;
+    assert.deepEqual(diagnostics({ 'undeclared.ts': undeclared }), []);
+  });
+
   it('types the session property as read-only, as replacing it throws (express-session and koa-session logouts)', () => {
     const app = `${IMPORTS}
 const app = express();
