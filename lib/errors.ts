@@ -23,6 +23,11 @@ export class LockTimeoutError extends SessionlockError {
   readonly namespace: string;
   /** The wait bound in milliseconds. */
   readonly timeout: number;
+  /**
+   * 503 Service Unavailable, the status Express's, Fastify's and Koa's default error handling
+   * answer it with (they read `statusCode`), as the node:http adapter does: the session is busy, try again.
+   */
+  readonly statusCode = 503;
 
   constructor(namespace: string, timeout: number, mode: 'read' | 'write') {
     super(
@@ -133,6 +138,11 @@ export class StorageError extends SessionlockError {
   declare readonly code: 'ERR_STORAGE';
   /** The file, directory or server address involved. */
   readonly location: string;
+  /**
+   * 503 Service Unavailable, the status Express's, Fastify's and Koa's default error handling
+   * answer it with (they read `statusCode`), as the node:http adapter does: the storage is unavailable.
+   */
+  readonly statusCode = 503;
 
   constructor(location: string, action: string, options?: ErrorOptions) {
     const reason = options?.cause instanceof Error ? `: ${options.cause.message}` : '';

@@ -16,7 +16,7 @@
  * `end`). The hook sets its headers through {@link unheldHeaders}.
  * @module
  */
-import type { ServerResponse } from 'node:http';
+import { type ServerResponse, STATUS_CODES } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 
 type Method = 'writeHead' | 'write' | 'end' | 'flushHeaders';
@@ -229,17 +229,17 @@ function afterEnd(res: ServerResponse, method: Method, args: unknown[]): unknown
   return method === 'end' ? res : false;
 }
 
-/** A short plain-text 500, replacing any headers but Set-Cookie. */
-export function respondError(res: ServerResponse): void {
+/** A short plain-text error response (500 unless `status` says otherwise), replacing any headers but Set-Cookie. */
+export function respondError(res: ServerResponse, status = 500): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   for (const name of res.getHeaderNames()) if (name !== 'set-cookie') res.removeHeader(name);
-  res.statusCode = 500;
+  res.statusCode = status;
   if (hasStatusMessage(res)) res.statusMessage = '';
   res.setHeader('content-type', 'text/plain; charset=utf-8');
-  res.end('Internal Server Error\n');
+  res.end(`${STATUS_CODES[status] ?? 'Error'}\n`);
 }
 
 /** Whether `res` has a status message: an HTTP/2 compat response has none (node warns when it is read or set). */

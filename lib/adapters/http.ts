@@ -13,6 +13,7 @@
  * @module sessionlock/http
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LockTimeoutError, StorageError } from '../errors.js';
 import type { Session } from '../session.js';
 import {
   type AdapterConfig,
@@ -87,7 +88,7 @@ async function handle(
       session = await openSession(req, config);
     } catch (error) {
       config.report(error, 'could not load the session');
-      respondError(res);
+      respondError(res, error instanceof LockTimeoutError || error instanceof StorageError ? error.statusCode : 500);
       return;
     }
     attachSession(req, session);

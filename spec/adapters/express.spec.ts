@@ -25,9 +25,9 @@ const start: StartServer = (options, action, observe, failed) => {
     else if (reply.stream) Readable.from(reply.stream).pipe(res.status(reply.status ?? 200).type('json'));
     else res.status(reply.status ?? 200).json(reply.json);
   });
-  app.use((error: { code?: string }, _req: Request, res: Response, _next: NextFunction) => {
+  app.use((error: { code?: string; statusCode?: number }, _req: Request, res: Response, _next: NextFunction) => {
     failed?.(error);
-    res.status(500).json({ error: error.code });
+    res.status(error.statusCode ?? 500).json({ error: error.code });
   });
   return listen(http.createServer(app));
 };
@@ -121,6 +121,20 @@ describe('Express adapter', () => {
     const response = await get(url, cookie);
     assert.equal(response.status, 503);
     assert.ok(received instanceof StorageError);
+  });
+
+  it("answers a storage failure while loading with a 503 through Express's default error handler", async () => {
+    const { probe, namespaceClass } = instrumentedMemory();
+    const app = appWith({ namespaceClass });
+    app.get('/', (req, res) => {
+      req.session.data.user = 'ann';
+      res.send('ok');
+    });
+    const url = await serve(app);
+    const cookie = cookieFrom(await get(url), 'sid');
+    probe.down = true;
+    const response = await get(url, cookie);
+    assert.equal(response.status, 503, "Express's default handler answers the error's statusCode");
   });
 
   it('cuts, without crashing, a response whose handler throws after starting it; saves nothing and releases the lock', async () => {

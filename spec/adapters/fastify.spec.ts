@@ -19,9 +19,9 @@ async function listen(app: FastifyInstance): Promise<RunningServer> {
 const start: StartServer = async (options, action, observe, failed) => {
   const app = Fastify({ forceCloseConnections: true });
   app.addHook('onRequest', async (request, reply) => observe?.(request.raw, reply.raw));
-  app.setErrorHandler((error: { code?: string }, _request, reply) => {
+  app.setErrorHandler((error: { code?: string; statusCode?: number }, _request, reply) => {
     failed?.(error);
-    return reply.code(500).send({ error: error.code });
+    return reply.code(error.statusCode ?? 500).send({ error: error.code });
   });
   await app.register(sessionlock, options);
   app.all('/*', async (request, reply) => {

@@ -20,7 +20,7 @@ const start: StartServer = (options, action, observe, failed) => {
       await next();
     } catch (error) {
       failed?.(error);
-      ctx.status = 500;
+      ctx.status = (error as { statusCode?: number }).statusCode ?? 500;
       ctx.body = { error: (error as { code?: string }).code };
     }
   });
