@@ -182,7 +182,7 @@ const SESSION_ONLY = new Set<string>([
   'strict',
 ]);
 
-const DEFAULT_KEY = 'sessionlock_id';
+export const DEFAULT_KEY = 'sessionlock_id';
 
 /** Validated, normalised session options. */
 export interface SessionConfig {
@@ -218,12 +218,7 @@ export function sessionConfig(options: SessionOptions): SessionConfig {
 }
 
 function buildConfig(options: SessionOptions): SessionConfig {
-  const timeout = seconds('timeout', options.timeout);
-  if (timeout === 0) {
-    throw new TypeError(
-      'timeout must be a number of seconds > 0 (leave it out for sessions that never time out), received 0',
-    );
-  }
+  const timeout = sessionTimeout(options.timeout);
   const resolution = accessResolution(options.accessResolution, timeout);
   const key = checkString('key', options.key ?? DEFAULT_KEY) as string;
   if (!isCookieName(key)) throw new TypeError(`key must be a valid cookie name, received ${describe(key)}`);
@@ -250,6 +245,17 @@ function buildConfig(options: SessionOptions): SessionConfig {
     createManager: (id) => new Backend(id, storage).withKeyWording(SESSION_KEY_WORDING),
     cookieAttributes: cookie.attributes,
   };
+}
+
+/** The timeout in ms; a `TypeError` unless a finite number of seconds > 0 (0 would end every session at once, not never). */
+function sessionTimeout(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
+    throw new TypeError(
+      `timeout must be a finite number of seconds > 0 (leave it out for sessions that never time out), received ${describe(value)}`,
+    );
+  }
+  return value * 1000;
 }
 
 function seconds(name: string, value: unknown): number | undefined {

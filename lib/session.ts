@@ -177,6 +177,14 @@ export class Session<Data extends object = Record<string, any>> {
   }
 
   /**
+   * Whether the session is stored, as far as this Session knows (saved or loaded, not removed since).
+   * @internal
+   */
+  get stored(): boolean {
+    return this.#stored;
+  }
+
+  /**
    * {@link cookieHeader}, for a response: a rolling cookie the browser has already is renewed
    * only if a read, which does not wait for a request holding the session's lock, finds the
    * session still stored (another request may have logged out or moved the session to a new

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { LockCompromisedError } from '../errors.js';
 import { describe } from '../options.js';
 import { Session } from '../session.js';
-import { type SessionOptions, sessionConfig } from '../session-options.js';
+import { DEFAULT_KEY, type SessionOptions, sessionConfig } from '../session-options.js';
 import { appendHeader, connectionGone, type DeferredResponse, deferResponse, unheldHeaders } from './defer-response.js';
 
 /**
@@ -123,29 +123,43 @@ export async function openSession(
 
 /** The adapter config that opened each session. */
 const openedWith = new WeakMap<Session, AdapterConfig>();
-let warnedMountedAgain = false;
+/** The mounts warned of, each once. */
+const warnedMounts = new WeakSet<AdapterConfig>();
 
 /**
  * For an adapter that meets a request whose session another mount opened: it passes the
- * session on, and its own options do not apply. When they differ from the opener's (a
- * router's `lock: true` under an app-level mount, another cookie name), a process warning
- * (code `SESSIONLOCK_MOUNTED_TWICE`, once per process) says so.
+ * session on, and its own options do not apply. When it would choose another cookie name,
+ * lock or storage than the opener (a router's `lock: true` under an app-level mount), a
+ * process warning (code `SESSIONLOCK_MOUNTED_TWICE`, once per mount) says so.
  */
 export function mountedAgain(session: Session, config: AdapterConfig): void {
   const opener = openedWith.get(session);
-  if (warnedMountedAgain || opener === undefined || sameOptions(opener.options, config.options)) return;
-  warnedMountedAgain = true;
+  if (opener === undefined || warnedMounts.has(config) || !differs(opener.options, config.options)) return;
+  warnedMounts.add(config);
   process.emitWarning(
-    "sessionlock: a request met a second session middleware whose options differ from the one that opened its session: only the first one's options apply (cookie name, lock, storage); choose the lock per route with a lock function",
+    "sessionlock: a request met a second session middleware whose cookie name, lock or storage differ from the one that opened its session: only the first one's options apply; choose the lock per route with a lock function",
     { code: 'SESSIONLOCK_MOUNTED_TWICE' },
   );
 }
 
-function sameOptions(a: SessionMiddlewareOptions, b: SessionMiddlewareOptions): boolean {
-  const keys = Object.keys(a) as (keyof SessionMiddlewareOptions)[];
-  return (
-    keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && Object.is(a[key], b[key]))
-  );
+/** The options of a mount that decide which session a request gets, and whether it is locked, with their defaults. */
+const MOUNT_OPTIONS: Partial<Record<keyof SessionMiddlewareOptions, unknown>> = {
+  key: DEFAULT_KEY,
+  lock: false,
+  type: undefined,
+  dataDir: undefined,
+  namespaceClass: undefined,
+  store: undefined,
+  url: undefined,
+  client: undefined,
+  prefix: undefined,
+};
+
+function differs(a: SessionMiddlewareOptions, b: SessionMiddlewareOptions): boolean {
+  return Object.entries(MOUNT_OPTIONS).some(([name, fallback]) => {
+    const key = name as keyof SessionMiddlewareOptions;
+    return !Object.is(a[key] ?? fallback, b[key] ?? fallback);
+  });
 }
 
 /**
@@ -199,9 +213,18 @@ const finishing = new WeakSet<Session>();
 /**
  * The id of each session that was stored when {@link finishSession} was done with it, before
  * its response went out: changes made while the response went out are saved once it has (not
- * those of a session the browser cannot know, new and stored only then).
+ * those of a session the browser cannot know, new and stored only then, nor those of a
+ * request that failed: {@link dropLateChanges}).
  */
 const storedBeforeResponse = new WeakMap<Session, string>();
+
+/** Sessions whose request failed after they were saved: {@link afterResponse} saves none of their later changes. */
+const failedAfterSave = new WeakSet<Session>();
+
+/** The request of `session` failed after its session was saved: what its handler changed since is not saved. */
+export function dropLateChanges(session: Session): void {
+  failedAfterSave.add(session);
+}
 
 /**
  * Finishes a request's session before its response goes out: saves it if it was modified
@@ -221,8 +244,8 @@ export async function finishSession(
   try {
     const failed = outcome.failed === true || outcome.statusCode >= 500 || session.abandoned;
     if (!failed) {
-      const wrote = await session.saveIfModified();
-      if (wrote || !session.isNew) storedBeforeResponse.set(session, session.id);
+      await session.saveIfModified();
+      if (session.stored) storedBeforeResponse.set(session, session.id);
     }
     const cookie = await session.responseCookie();
     if (cookie === undefined) return;
@@ -306,7 +329,9 @@ export function releaseOnClose(session: Session, res: ServerResponse, config: Ad
     res.destroy();
     return false;
   }
-  const release = () => void (res.writableFinished ? afterResponse(session, config) : abandonSession(session, config));
+  // An HTTP/2 stream the client cancelled reports writableFinished, but never ended.
+  const release = () =>
+    void (res.writableEnded && res.writableFinished ? afterResponse(session, config) : abandonSession(session, config));
   const socket = res.socket ?? res.req?.socket;
   const unwatch = socket ? onSocketClose(socket, release) : () => {};
   res.once('close', () => {
@@ -326,8 +351,14 @@ async function afterResponse(session: Session, config: AdapterConfig): Promise<v
     await releaseSession(session, config);
     return;
   }
+  const { log } = config.session;
+  if (failedAfterSave.has(session)) {
+    if (session.modified)
+      log?.(`session ${session.id}: its request failed; what it changed after its save is not saved`);
+    return;
+  }
   try {
-    await session.saveIfModified();
+    if (await session.saveIfModified()) log?.(`session ${session.id}: saved what changed while its response went out`);
   } catch (error) {
     config.report(error, `could not save what session ${session.id} got after its response started`);
   }

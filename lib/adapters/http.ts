@@ -20,6 +20,7 @@ import {
   type AdapterSessionData,
   adapterConfig,
   attachSession,
+  dropLateChanges,
   finishBeforeResponse,
   logIfAbandonment,
   mountedAgain,
@@ -98,8 +99,9 @@ async function handle(
   try {
     await handler(req as RequestWithSession, res);
   } catch (error) {
-    if (!logIfAbandonment((req as RequestWithSession).session, error, config))
-      config.report(error, 'the handler failed');
+    const { session } = req as RequestWithSession;
+    if (!logIfAbandonment(session, error, config)) config.report(error, 'the handler failed');
+    dropLateChanges(session);
     response.fail();
   }
 }

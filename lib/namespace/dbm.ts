@@ -33,8 +33,8 @@ import {
 export interface DBMNamespaceManagerOptions extends FileLockedNamespaceManagerOptions {
   /**
    * How many LMDB files this process keeps open between uses: 3 file descriptors and about
-   * 0.2 MB each, but on glibc about 2.5 MB each once the cache has started evicting (LMDB's
-   * 2 MB dirty-page list of each file then comes from the heap, zeroed): about 1.25 GB at the
+   * 0.2 MB each, but on glibc 2.5 to 4 MB each once the cache has started evicting (LMDB's
+   * 2 MB dirty-page list of each file then comes from the heap, zeroed): 1.25 to 2 GB at the
    * default. Start Node with `MALLOC_MMAP_THRESHOLD_=131072` to keep those lists out of the
    * heap (~0.5 MB each, and opening a file is cheaper: no 2 MB to zero), or lower this when
    * memory matters more than the millisecond or more that opening a file costs. When the

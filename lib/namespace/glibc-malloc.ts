@@ -28,7 +28,7 @@ export function glibcMmapThresholdFloats(env: NodeJS.ProcessEnv = process.env): 
 /**
  * Emits, once per process, a warning that dbm's cache of open files has started evicting on
  * glibc with a floating mmap threshold: from then on every cache miss allocates and zeroes
- * 2 MB on the heap (slower opens, ~2.5 MB per open file). Silenced by starting Node with
+ * 2 MB on the heap (slower opens, 2.5 to 4 MB per open file). Silenced by starting Node with
  * `MALLOC_MMAP_THRESHOLD_=131072` ({@link PINNED_MMAP_THRESHOLD}), or with `--no-warnings` / a `process.on('warning')` filter.
  */
 export function warnOnceIfMmapThresholdFloats(): void {
@@ -36,7 +36,7 @@ export function warnOnceIfMmapThresholdFloats(): void {
   warned = true;
   if (!glibcMmapThresholdFloats()) return;
   process.emitWarning(
-    `dbm keeps more sessions in use than maxOpenFiles open, so it closes and reopens LMDB files; on glibc each reopen then takes a 2 MB list from the heap and zeroes it (about 2.5 MB per open file and a slower open). Start Node with MALLOC_MMAP_THRESHOLD_=${PINNED_MMAP_THRESHOLD} to avoid both, or raise maxOpenFiles.`,
+    `dbm keeps more sessions in use than maxOpenFiles open, so it closes and reopens LMDB files; on glibc each reopen then takes a 2 MB list from the heap and zeroes it (2.5 to 4 MB per open file and a slower open). Start Node with MALLOC_MMAP_THRESHOLD_=${PINNED_MMAP_THRESHOLD} to avoid both, or raise maxOpenFiles.`,
     { code: MMAP_THRESHOLD_WARNING },
   );
 }

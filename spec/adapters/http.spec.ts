@@ -359,6 +359,75 @@ describe('node:http adapter', () => {
     assert.equal((await get(server.url, cookie)).body, 3);
   });
 
+  it('gives up the session of an HTTP/2 stream its client cancelled mid-response: a later save is refused, not stored', async () => {
+    const events = new EventEmitter();
+    const outcome: string[] = [];
+    const server = http2.createServer(
+      withSession(
+        async (req, res) => {
+          if (req.url !== '/stream') {
+            req.session.data.n = 1;
+            res.end('stored');
+            return;
+          }
+          const closed = once(res, 'close');
+          res.write('part 1');
+          await closed;
+          req.session.data.late = 'after the cancel';
+          await req.session.save().then(
+            () => outcome.push('saved'),
+            (error: { code?: string }) => outcome.push(error.code ?? 'other'),
+          );
+          events.emit('done');
+        },
+        { key: 'sid', store: new MemoryStore(), log: () => {} },
+      ) as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const first = client.request({ ':path': '/' });
+      const [headers] = (await once(first, 'response')) as [http2.IncomingHttpHeaders];
+      for await (const _ of first);
+      const cookie = headers['set-cookie']?.[0]?.split(';')[0] as string;
+      const stream = client.request({ ':path': '/stream', cookie });
+      await once(stream, 'data');
+      const done = once(events, 'done');
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await done;
+      assert.deepEqual(outcome, ['ERR_LOCK_COMPROMISED'], 'the cancelled request is abandoned, as a client that left');
+    } finally {
+      client.close();
+      server.close();
+    }
+  });
+
+  it('saves none of the changes a handler made after its response went out when it then fails', async () => {
+    const { url, logs } = await serve(async (req, res) => {
+      if (req.url === '/fail-late') {
+        await new Promise((resolve) => res.write('sent', resolve)); // the adapter saved the session first
+        res.end();
+        req.session.data.late = 'from a failed request';
+        throw new Error('failure after the response (expected by the test)');
+      }
+      req.session.data.user ??= 'ann';
+      res.end(JSON.stringify(req.session.data));
+    }, false);
+    const cookie = cookieFrom(await get(url), 'sid');
+    const decided = new Promise<string>((resolve) => {
+      const push = logs.push.bind(logs);
+      logs.push = (...lines: string[]) => {
+        for (const line of lines) if (/after its save|while its response went out/.test(line)) resolve(line);
+        return push(...lines);
+      };
+    });
+    assert.equal((await get(`${url}/fail-late`, cookie)).body, 'sent');
+    assert.match(await decided, /its request failed; what it changed after its save is not saved$/);
+    assert.deepEqual((await get(url, cookie)).body, { user: 'ann' });
+  });
+
   it('serves an HTTP/2 compat server without a process warning (no status message read or set)', async () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);

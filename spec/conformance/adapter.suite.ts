@@ -135,6 +135,10 @@ const suiteApp: Action = async ({ path, session }) => {
     }
     case 'stream':
       return { stream: changingWhileStreamed(session) };
+    case 'saved-stream':
+      data.user = 'ann';
+      await session.save();
+      return { stream: changingWhileStreamed(session) };
     case 'hold': {
       const released = once(hangs, first ? `release ${first}` : 'release');
       hangs.emit(first ? `holding ${first}` : 'holding');
@@ -204,6 +208,19 @@ export function adapterConformance(framework: string, start: StartServer): void 
         const response = await fetch(`${url}/stream`, { headers: { cookie } });
         const reader = (response.body as ReadableStream<Uint8Array>).getReader();
         assert.equal(new TextDecoder().decode((await reader.read()).value), '{"part":');
+        const saved = once(probe.events, 'write');
+        hangs.emit('stream on');
+        while (!(await reader.read()).done);
+        await saved;
+        assert.deepEqual((await whoami(url, cookie)).body.data, { user: 'ann', late: 'changed while streaming' });
+      });
+
+      it('saves the changes made while streaming to a new session the handler saved itself', async () => {
+        const response = await fetch(`${url}/saved-stream`);
+        const cookie = (response.headers.get('set-cookie') ?? '').split(';')[0] as string;
+        assert.match(cookie, /^sid=/);
+        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+        await reader.read();
         const saved = once(probe.events, 'write');
         hangs.emit('stream on');
         while (!(await reader.read()).done);

@@ -283,11 +283,9 @@ describe('Session options', () => {
   it('rejects bad options with a TypeError naming the option and the value', () => {
     const cases: [SessionOptions, RegExp][] = [
       [{ type: 'nope' }, /type must be one of 'memory', 'file', 'dbm'.*received "nope"/],
-      [{ timeout: -1 }, /timeout must be a number >= 0, received -1/],
-      [
-        { timeout: 0 },
-        /timeout must be a number of seconds > 0 \(leave it out for sessions that never time out\), received 0/,
-      ],
+      [{ timeout: -1 }, /timeout must be a finite number of seconds > 0 \(leave it out .*\), received -1/],
+      [{ timeout: 0 }, /timeout must be a finite number of seconds > 0 \(leave it out .*\), received 0/],
+      [{ timeout: Infinity }, /timeout must be a finite number of seconds > 0 .*received Infinity/],
       [{ timeout: 10, accessResolution: 60 }, /accessResolution must be less than timeout \(10\), received 60/],
       [{ timeout: 10, accessResolution: 10 }, /accessResolution must be less than timeout/],
       [{ key: 'a b' }, /key must be a valid cookie name, received "a b"/],
