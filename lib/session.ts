@@ -543,7 +543,8 @@ export class Session<Data extends object = Record<string, any>> {
     const lastAccess = stored.accessed ?? (stored.created as number);
     this.#adoptStored(id, manager, stored);
     this.#accessed = new Date(lastAccess);
-    const due = now - lastAccess >= this.#config.accessResolution;
+    // Also a time ahead of this clock (another server's, running fast): left, it would never come due here.
+    const due = Math.abs(now - lastAccess) >= this.#config.accessResolution;
     await this.#afterLoad(manager, stored, lock !== undefined, due ? now : undefined);
     return 'loaded';
   }

@@ -962,6 +962,15 @@ export function sessionConformance(type: BackendType): void {
           'the access time written is now',
         );
       });
+
+      it('writes the access time over one recorded by a clock an hour ahead (else a ttl derived from timeout ends a session in use)', async () => {
+        const timed = { ...options, timeout: 60, accessResolution: 30 };
+        const { id, cookie } = await storedSession({ n: 1 }, timed);
+        await setStored(id, '#accessed', Date.now() + 3_600_000);
+        const session = await Session.open(requestWith(cookie), timed);
+        assert.equal(session.isNew, false);
+        assert.ok(((await storedValue(id, '#accessed')) as number) <= Date.now(), 'the access time written is now');
+      });
     });
 
     describe('corrupt data', () => {
