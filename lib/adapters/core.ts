@@ -398,6 +398,15 @@ export function finishBeforeResponse(
   config: AdapterConfig,
 ): DeferredResponse | undefined {
   if (!releaseOnClose(session, res, config)) return undefined;
+  return holdUntilFinished(session, res, config);
+}
+
+/**
+ * Holds `res` back from its first write until {@link finishSession} is done (for a handler
+ * that writes the ServerResponse itself: node:http, Express, a hijacked Fastify reply). The
+ * caller has called {@link releaseOnClose}.
+ */
+export function holdUntilFinished(session: Session, res: ServerResponse, config: AdapterConfig): DeferredResponse {
   // While calls are held, res.headersSent reports true and its header methods throw; finishSession needs the real ones.
   const headers: HeaderTarget = unheldHeaders(res);
   const response = deferResponse(

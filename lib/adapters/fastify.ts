@@ -24,6 +24,7 @@ import {
   attachSession,
   finishSession,
   type HeaderTarget,
+  holdUntilFinished,
   mountedAgain,
   openSession,
   releaseOnClose,
@@ -49,7 +50,9 @@ declare module 'fastify' {
  * fastify-plugin). Each request's session is loaded in `onRequest` into `request.session`,
  * locked with the `lock` option or the route's `config: { sessionLock: true }`, and saved (if
  * modified) in `onSend`, with its Set-Cookie appended (the app's, set on the reply or on
- * `reply.raw`, also by a later `onSend` hook, go out too), before the payload goes out. A request
+ * `reply.raw`, also by a later `onSend` hook, go out too), before the payload goes out. A
+ * hijacked reply (`reply.hijack()`), which skips `onSend`, has its first write to `reply.raw`
+ * held until the session is saved, its cookie added and its lock released. A request
  * that failed (the error handler ran) saves nothing; an `onSend` hook registered after this
  * plugin runs after the save, so its failure cannot undo it. The lock is always released: in
  * `onSend`, and else in `onError`, `onResponse`, `onRequestAbort`, or when the connection
@@ -94,7 +97,19 @@ export const sessionlock: FastifyPluginCallback<SessionMiddlewareOptions> = Obje
       attachSession(request, session);
       opened.add(request);
       // onRequestAbort may have fired while the session loaded or waited for its lock: the handler must not run.
-      if (!releaseOnClose(session, reply.raw, config)) reply.hijack();
+      if (!releaseOnClose(session, reply.raw, config)) {
+        reply.hijack();
+        return;
+      }
+      // A hijacked reply skips onSend: its session is finished before the handler's first write to reply.raw.
+      const hijack = reply.hijack;
+      reply.hijack = function (this: FastifyReply) {
+        if (!finished.has(request)) {
+          finished.add(request);
+          holdUntilFinished(request.session, reply.raw, config);
+        }
+        return hijack.call(this);
+      };
     });
     fastify.addHook('onSend', async (request, reply, payload) => {
       // Once per request: Fastify runs onSend again for the error payload when a later onSend hook throws.

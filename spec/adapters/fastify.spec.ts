@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
@@ -47,6 +47,31 @@ describe('Fastify adapter', () => {
     servers.push(server);
     return server.url;
   };
+
+  it('finishes the session of a hijacked reply before its first write: saved, cookie sent, lock released while it streams', async () => {
+    const events = new EventEmitter();
+    const url = await serve({ lock: true, lockTimeout: 2000 }, (app) => {
+      app.get('/stream', async (request, reply) => {
+        request.session.data.streamed = true;
+        reply.hijack();
+        reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+        reply.raw.write('part 1');
+        await once(events, 'end stream');
+        reply.raw.end('part 2');
+      });
+      app.get('/whoami', async (request) => request.session.data);
+    });
+    const response = await fetch(`${url}/stream`);
+    const cookie = (response.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    assert.match(cookie, /^sid=/, "the new session's cookie came with the hijacked reply");
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    const other = await get(`${url}/whoami`, cookie);
+    events.emit('end stream');
+    while (!(await reader.read()).done);
+    assert.equal(other.status, 200, 'a locked request of the session did not wait for the stream');
+    assert.deepEqual(other.body, { streamed: true });
+  });
 
   it("locks a route by its config: { sessionLock: true }, and the route's false overrides the lock option", async () => {
     const increment = async (request: { session: { data: Record<string, number> } }) => {
