@@ -14,13 +14,14 @@
  * ```
  * @module sessionlock/koa
  */
-import type { Middleware } from 'koa';
+import type { Middleware, ParameterizedContext } from 'koa';
 import { Session } from '../session.js';
 import type { AdapterSessionData } from './core.js';
 import {
   adapterConfig,
   attachSession,
   finishSession,
+  holdUntilFinished,
   logIfAbandonment,
   mountedAgain,
   openSession,
@@ -41,8 +42,9 @@ declare module 'koa' {
 /**
  * Koa middleware that loads the request's session into `ctx.session` (and locks it, with
  * the `lock` option), runs the downstream middleware, then saves the session (if modified)
- * and appends its Set-Cookie before Koa sends the response. The lock is released in every
- * case. When downstream throws, nothing is saved and the error is rethrown for Koa to answer
+ * and appends its Set-Cookie before Koa sends the response; a response downstream writes
+ * itself (`ctx.respond = false`, set before writing) has its first write to `ctx.res` held
+ * until then. The lock is released in every case. When downstream throws, nothing is saved and the error is rethrown for Koa to answer
  * (a 500 by default); a storage failure is thrown the same way. A request whose client left
  * while its session loaded (or waited for its lock) runs no downstream middleware; when the
  * client leaves while downstream runs, the session is abandoned, and the LockCompromisedError
@@ -61,13 +63,38 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware 
     const session = await openSession(ctx.req, config);
     attachSession(ctx, session);
     if (!releaseOnClose(session, ctx.res, config)) return;
+    const writesItself = holdWhenRespondingItself(ctx, () => holdUntilFinished(session, ctx.res, config));
     try {
       await next();
-      await finishSession(session, ctx.res, { statusCode: ctx.status }, config);
+      if (!writesItself()) await finishSession(session, ctx.res, { statusCode: ctx.status }, config);
     } catch (error) {
       if (!logIfAbandonment(session, error, config)) throw error;
     } finally {
-      await releaseSession(session, config);
+      // A response the handler writes itself releases the lock at its first write, or when it closes.
+      if (!writesItself()) await releaseSession(session, config);
     }
   };
+}
+
+/**
+ * Watches `ctx.respond`: once downstream sets it to `false` (it writes `ctx.res` itself,
+ * maybe long after it returns), `hold` holds that response's first write until the session is
+ * finished, as node:http's adapter does. Returns whether that happened.
+ */
+function holdWhenRespondingItself(ctx: ParameterizedContext, hold: () => void): () => boolean {
+  let respond = ctx.respond;
+  let held = false;
+  Object.defineProperty(ctx, 'respond', {
+    configurable: true,
+    enumerable: true,
+    get: () => respond,
+    set(value: boolean | undefined) {
+      respond = value;
+      if (value === false && !held) {
+        held = true;
+        hold();
+      }
+    },
+  });
+  return () => held;
 }

@@ -60,6 +60,37 @@ describe('Koa adapter', () => {
     return app;
   };
 
+  it('finishes the session of a response downstream writes itself (ctx.respond = false) before its first write', async () => {
+    const events = new EventEmitter();
+    const app = new Koa();
+    app.silent = true;
+    app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true, lockTimeout: 2000 }));
+    app.use(async (ctx) => {
+      if (ctx.path !== '/stream') {
+        ctx.body = ctx.session.data;
+        return;
+      }
+      ctx.session.data.streamed = true;
+      ctx.respond = false;
+      ctx.res.writeHead(200, { 'content-type': 'text/plain' });
+      ctx.res.write('part 1');
+      await once(events, 'end stream');
+      ctx.res.end('part 2');
+    });
+    const server = await listen(http.createServer(app.callback()));
+    servers.push(server);
+    const response = await fetch(`${server.url}/stream`);
+    const cookie = (response.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    assert.match(cookie, /^sid=/, "the new session's cookie came with the response");
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    const other = await get(`${server.url}/whoami`, cookie);
+    events.emit('end stream');
+    while (!(await reader.read()).done);
+    assert.equal(other.status, 200, 'a locked request of the session did not wait for the stream');
+    assert.deepEqual(other.body, { streamed: true });
+  });
+
   it('rethrows downstream errors to error-handling middleware upstream, with the lock released', async () => {
     const seen: unknown[] = [];
     const app = catchingApp(seen, (ctx) => {
