@@ -4,13 +4,19 @@
  * @module
  */
 
-/** Base class of every sessionlock error. */
+import { shortenSessionIds } from './session-id.js';
+
+/**
+ * Base class of every sessionlock error. Its message shows a generated session id by its
+ * first 8 characters (the whole id is in properties such as `namespace`): messages reach logs
+ * and error pages.
+ */
 export class SessionlockError extends Error {
   /** A stable, machine-readable identifier such as `ERR_LOCK_TIMEOUT`. */
   readonly code: string;
 
   constructor(message: string, code: string, options?: ErrorOptions) {
-    super(message, options);
+    super(shortenSessionIds(message), options);
     this.name = new.target.name;
     this.code = code;
   }

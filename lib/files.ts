@@ -140,7 +140,7 @@ export function ensureDirectory(dir: string): boolean {
  */
 function makeDirectories(dir: string): void {
   try {
-    fs.mkdirSync(dir);
+    fs.mkdirSync(dir, { mode: 0o700 });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EEXIST' && fs.statSync(dir).isDirectory()) return;

@@ -22,7 +22,9 @@ export function describeSecret(value: unknown): string {
   const describeOne = (one: unknown) =>
     typeof one === 'string'
       ? `a string of ${one.length} characters${one.isWellFormed() ? '' : ', not well-formed Unicode'}`
-      : describe(one);
+      : one === null
+        ? 'null'
+        : `a value of type ${typeof one}`;
   if (Array.isArray(value)) return `an array of ${value.length}: ${value.map(describeOne).join('; ')}`;
   return describeOne(value);
 }

@@ -83,9 +83,16 @@ type Trail = (string | number)[];
 
 function rejected(trail: Trail, message: string): SerializationError {
   let path = '';
-  for (const step of trail) path = typeof step === 'number' ? `${path}[${step}]` : path ? `${path}.${step}` : step;
+  for (const step of trail) {
+    if (typeof step === 'number') path = `${path}[${step}]`;
+    else if (!IDENTIFIER.test(step)) path = `${path}[${JSON.stringify(step)}]`;
+    else path = path ? `${path}.${step}` : step;
+  }
   return new SerializationError(path, message);
 }
+
+/** A key shown bare in a path; any other is quoted (a key may come from a client: no raw newline or escape sequence reaches a log). */
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
 /** Validates a value; returns true when it holds something that must be tagged (a Date, or a key that looks like a tag). */
 function inspect(value: unknown, trail: Trail, ancestors: object[]): boolean {

@@ -24,6 +24,18 @@ export function generateSessionId(): string {
   return id;
 }
 
+/** A generated id standing alone in a text (a message, a path, a log line). */
+const GENERATED_ID_IN_TEXT = /(?<![A-Za-z0-9_-])[a-z2-7]{32}(?![A-Za-z0-9_-])/g;
+
+/**
+ * `text` with every generated session id in it cut to its first 8 characters and `…`: error
+ * messages and log lines can reach logs, and error pages, where a whole id, the cookie itself
+ * when no `secret` is set, would let anyone who reads them take over the session.
+ */
+export function shortenSessionIds(text: string): string {
+  return text.replace(GENERATED_ID_IN_TEXT, (id) => `${id.slice(0, 8)}…`);
+}
+
 /** Whether `id` has the shape of a session id (it says nothing of whether it exists). */
 export function isSessionId(id: unknown): id is string {
   return typeof id === 'string' && SESSION_ID_PATTERN.test(id);

@@ -22,7 +22,7 @@ import {
   warnUnknownOptions,
 } from './options.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
-import { IdSigner } from './session-id.js';
+import { IdSigner, shortenSessionIds } from './session-id.js';
 import { SESSION_KEY_WORDING } from './session-record.js';
 
 /**
@@ -226,10 +226,11 @@ function buildConfig(options: SessionOptions): SessionConfig {
   const Backend = backendClass(options);
   const { optionNames } = Backend as unknown as { optionNames?: readonly string[] };
   if (optionNames) warnUnknownOptions(options, [...SESSION_ONLY, ...optionNames]);
+  const log = shortIdLog(checkFunction<(line: string) => void>('log', options.log));
   const storage = storageOptions(options, timeout, resolution, !optionNames || optionNames.includes('ttl'));
+  if (log) storage.log = log;
   new Backend('option-check', storage);
   const cookie = cookieSettings(key, options);
-  const log = checkFunction<(line: string) => void>('log', options.log);
   return {
     id,
     useCookies: checkBoolean('useCookies', options.useCookies, true),
@@ -245,6 +246,11 @@ function buildConfig(options: SessionOptions): SessionConfig {
     createManager: (id) => new Backend(id, storage).withKeyWording(SESSION_KEY_WORDING),
     cookieAttributes: cookie.attributes,
   };
+}
+
+/** `log`, given every line with its generated session ids shortened ({@link shortenSessionIds}). */
+function shortIdLog(log: ((line: string) => void) | undefined): ((line: string) => void) | undefined {
+  return log && ((line) => log(shortenSessionIds(line)));
 }
 
 /** The timeout in ms; a `TypeError` unless a finite number of seconds > 0 (0 would end every session at once, not never). */

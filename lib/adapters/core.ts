@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { LockCompromisedError } from '../errors.js';
 import { describe } from '../options.js';
 import { Session } from '../session.js';
+import { shortenSessionIds } from '../session-id.js';
 import { DEFAULT_KEY, type SessionOptions, sessionConfig } from '../session-options.js';
 import { appendHeader, connectionGone, type DeferredResponse, deferResponse, unheldHeaders } from './defer-response.js';
 
@@ -83,6 +84,8 @@ export interface AdapterConfig {
   lock(req: IncomingMessage): boolean;
   /** Reports an error the adapter handled itself: to `log`, else to stderr. */
   report(error: unknown, what: string): void;
+  /** Writes a line to `log`, if given. */
+  debug(line: string): void;
 }
 
 /** Checks the options once (a bad one throws a TypeError naming it) and derives the per-request config. */
@@ -102,9 +105,13 @@ export function adapterConfig(options: SessionMiddlewareOptions = {}): AdapterCo
     session,
     lock: typeof lock === 'function' ? (req) => lock(req) === true : () => lock,
     report(error, what) {
-      const line = `sessionlock: ${what}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
+      const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      const line = shortenSessionIds(`sessionlock: ${what}: ${text}`);
       if (log) log(line);
       else console.error(line);
+    },
+    debug(line) {
+      log?.(shortenSessionIds(line));
     },
   };
 }
@@ -308,7 +315,7 @@ async function unlock(session: Session, config: AdapterConfig, abandonReason?: s
  */
 export function logIfAbandonment(session: Session, error: unknown, config: AdapterConfig): boolean {
   const own = session.abandoned && error instanceof LockCompromisedError && error.message.includes(ABANDONED);
-  if (own) config.session.log?.(`session ${session.id}: the handler stopped: ${error.message}`);
+  if (own) config.debug(`session ${session.id}: the handler stopped: ${error.message}`);
   return own;
 }
 
@@ -351,14 +358,14 @@ async function afterResponse(session: Session, config: AdapterConfig): Promise<v
     await releaseSession(session, config);
     return;
   }
-  const { log } = config.session;
   if (failedAfterSave.has(session)) {
     if (session.modified)
-      log?.(`session ${session.id}: its request failed; what it changed after its save is not saved`);
+      config.debug(`session ${session.id}: its request failed; what it changed after its save is not saved`);
     return;
   }
   try {
-    if (await session.saveIfModified()) log?.(`session ${session.id}: saved what changed while its response went out`);
+    if (await session.saveIfModified())
+      config.debug(`session ${session.id}: saved what changed while its response went out`);
   } catch (error) {
     config.report(error, `could not save what session ${session.id} got after its response started`);
   }

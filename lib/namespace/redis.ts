@@ -252,7 +252,9 @@ function clientOrUrl(options: RedisNamespaceManagerOptions): RedisClient | URL {
   const text = url === undefined ? DEFAULT_URL : (checkString('url', url) as string);
   const parsed = URL.canParse(text) ? new URL(text) : undefined;
   if (parsed?.protocol !== 'redis:' && parsed?.protocol !== 'rediss:') {
-    throw new TypeError(`url must be a redis:// or rediss:// URL, received ${describe(url)}`);
+    throw new TypeError(
+      `url must be a redis:// or rediss:// URL, received ${describe(text.replace(/\/\/[^@/]*@/, '//***@'))}`,
+    );
   }
   return parsed;
 }

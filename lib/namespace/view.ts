@@ -77,8 +77,19 @@ function decode(codec: ValueCodec, key: string, form: string): ViewEntry {
   try {
     return { raw, value: serializer.parse(raw), stored: form };
   } catch (error) {
-    throw undecodableValue(codec, key, !cipher && looksSealed(form) ? 'unknown key' : 'damaged', error);
+    throw undecodableValue(codec, key, !cipher && looksSealed(form) ? 'unknown key' : 'damaged', parseFailure(error));
   }
+}
+
+/**
+ * What a parser's error may tell without the stored text: JSON.parse quotes it ("Unexpected
+ * token 'h', "hunter2…" is not valid JSON"), and a cause ends up in logs and error pages.
+ */
+function parseFailure(error: unknown): Error {
+  const position = /position (\d+)/.exec(String((error as Error)?.message))?.[1];
+  return new SyntaxError(
+    `the serializer could not parse the stored text${position ? ` (at position ${position})` : ''}`,
+  );
 }
 
 function undecodableValue(codec: ValueCodec, key: string, why: Undecodable, cause: unknown): UndecodableValueError {

@@ -233,9 +233,13 @@ describe('sessionlock (CLI)', () => {
       const [hidden, shown] = [await createSession('file', dataDir, {}), await createSession('file', dataDir, {})];
       fs.chmodSync(hidden.file, root ? 0o600 : 0o000);
       fs.chmodSync(shown.file, 0o644);
+      // sessionlock makes its directories for its own user only (0700): open the one inside to nobody.
+      fs.chmodSync(path.join(dataDir, '.tmp'), 0o755);
       const run = await runCliWith(['list', '-d', dataDir], root ? { uid: NOBODY } : {});
       assert.equal(run.code, 1);
-      assertOneLineError(run.stderr, new RegExp(`^sessionlock list: Cannot read ${escapeRegExp(hidden.file)}: EACCES`));
+      // Error messages show a session id by its first 8 characters.
+      const shown8 = hidden.file.replace(hidden.id, `${hidden.id.slice(0, 8)}…`);
+      assertOneLineError(run.stderr, new RegExp(`^sessionlock list: Cannot read ${escapeRegExp(shown8)}: EACCES`));
       const lines = run.stdout.trimEnd().split('\n');
       assert.equal(lines.length, 3, run.stdout);
       assert.ok(lines[1]?.endsWith(shown.id), run.stdout);

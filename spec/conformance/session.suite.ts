@@ -886,7 +886,7 @@ export function sessionConformance(type: BackendType): void {
         assert.notEqual(session.id, id);
         assert.deepEqual(session.data, {});
         assert.deepEqual(await storedKeys(id), [], 'the old data is gone from storage');
-        assert.ok(logs.some((line) => line.includes(`invalidated session ${id}`)));
+        assert.ok(logs.some((line) => line.includes(`invalidated session ${id.slice(0, 8)}…`)));
       });
 
       it('releases the lock when removing a timed-out session fails, also under load({ lock: true })', async () => {
