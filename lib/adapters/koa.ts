@@ -44,8 +44,8 @@ declare module 'koa' {
  * the `lock` option), runs the downstream middleware, then saves the session (if modified)
  * and appends its Set-Cookie before Koa sends the response; a response downstream writes
  * itself (`ctx.respond = false`, set before writing) has its first write to `ctx.res` held
- * until then. The lock is released in every case. When downstream throws, nothing is saved and the error is rethrown for Koa to answer
- * (a 500 by default); a storage failure is thrown the same way. A request whose client left
+ * until then. The lock is released in every case. When downstream throws, nothing is saved
+ * and the error is rethrown for Koa to answer (a 500 by default); a storage failure is thrown the same way. A request whose client left
  * while its session loaded (or waited for its lock) runs no downstream middleware; when the
  * client leaves while downstream runs, the session is abandoned, and the LockCompromisedError
  * its later save, lock or removal throws is not rethrown. Mounted again for a request
