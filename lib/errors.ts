@@ -25,8 +25,8 @@ export class SessionlockError extends Error {
 /** A lock could not be taken before its timeout. */
 export class LockTimeoutError extends SessionlockError {
   declare readonly code: 'ERR_LOCK_TIMEOUT';
-  /** The namespace whose lock was awaited. */
-  readonly namespace: string;
+  /** The namespace whose lock was awaited (not enumerable, so loggers that copy an error's properties leave it out). */
+  declare readonly namespace: string;
   /** The wait bound in milliseconds. */
   readonly timeout: number;
   /**
@@ -40,7 +40,7 @@ export class LockTimeoutError extends SessionlockError {
       `Timed out after ${timeout} ms waiting for the ${mode} lock of namespace ${quote(namespace)}`,
       'ERR_LOCK_TIMEOUT',
     );
-    this.namespace = namespace;
+    hide(this, 'namespace', namespace);
     this.timeout = timeout;
   }
 }
@@ -52,12 +52,12 @@ export class LockTimeoutError extends SessionlockError {
  */
 export class LockCompromisedError extends SessionlockError {
   declare readonly code: 'ERR_LOCK_COMPROMISED';
-  /** The namespace whose lock was lost. */
-  readonly namespace: string;
+  /** The namespace whose lock was lost (not enumerable). */
+  declare readonly namespace: string;
 
   constructor(namespace: string, reason: string, options?: ErrorOptions) {
     super(`The write lock of namespace ${quote(namespace)} was lost: ${reason}`, 'ERR_LOCK_COMPROMISED', options);
-    this.namespace = namespace;
+    hide(this, 'namespace', namespace);
   }
 }
 
@@ -72,12 +72,12 @@ export class LockStateError extends SessionlockError {
 /** Stored data that cannot be decoded. */
 export class SessionCorruptError extends SessionlockError {
   declare readonly code: 'ERR_SESSION_CORRUPT';
-  /** The session id or namespace whose data is corrupt. */
-  readonly id: string;
+  /** The session id or namespace whose data is corrupt (not enumerable). */
+  declare readonly id: string;
 
   constructor(id: string, detail: string, options?: ErrorOptions) {
     super(`Stored data of ${quote(id)} is corrupt: ${detail}`, 'ERR_SESSION_CORRUPT', options);
-    this.id = id;
+    hide(this, 'id', id);
   }
 }
 
@@ -142,8 +142,8 @@ export class SessionNotLoadedError extends SessionlockError {
 /** The storage could not be read or written (an unwritable directory, a full disk, an unreachable server). */
 export class StorageError extends SessionlockError {
   declare readonly code: 'ERR_STORAGE';
-  /** The file, directory or server address involved. */
-  readonly location: string;
+  /** The file, directory or server address involved (not enumerable). */
+  declare readonly location: string;
   /**
    * 503 Service Unavailable, the status Express's, Fastify's and Koa's default error handling
    * answer it with (they read `statusCode`), as the node:http adapter does: the storage is unavailable.
@@ -153,8 +153,16 @@ export class StorageError extends SessionlockError {
   constructor(location: string, action: string, options?: ErrorOptions) {
     const reason = options?.cause instanceof Error ? `: ${options.cause.message}` : '';
     super(`Cannot ${action} ${location}${reason}`, 'ERR_STORAGE', options);
-    this.location = location;
+    hide(this, 'location', location);
   }
+}
+
+/**
+ * Sets a property that may hold a whole session id as not enumerable: structured loggers
+ * (pino, Fastify's default) and `util.inspect` write an error's enumerable properties.
+ */
+function hide(error: Error, name: string, value: string): void {
+  Object.defineProperty(error, name, { value, enumerable: false, writable: false, configurable: true });
 }
 
 function quote(name: string): string {

@@ -543,8 +543,7 @@ export class Session<Data extends object = Record<string, any>> {
     const lastAccess = stored.accessed ?? (stored.created as number);
     this.#adoptStored(id, manager, stored);
     this.#accessed = new Date(lastAccess);
-    // Also a time ahead of this clock (another server's, running fast): left, it would never come due here.
-    const due = Math.abs(now - lastAccess) >= this.#config.accessResolution;
+    const due = now - lastAccess >= this.#config.accessResolution || lastAccess - now > this.#aheadAllowed();
     await this.#afterLoad(manager, stored, lock !== undefined, due ? now : undefined);
     return 'loaded';
   }
@@ -574,6 +573,16 @@ export class Session<Data extends object = Record<string, any>> {
     this.#log(`rejected session id ${id}: it is not in storage`);
     await releasing(manager);
     return 'absent';
+  }
+
+  /**
+   * How far ahead of this clock a stored access time (another server's, running fast) may be
+   * before a load writes over it: left, it comes due only that much later, and with more than
+   * half the timeout a ttl derived from it could end the session while in use. Small skews
+   * between servers stay below it, so they do not overwrite each other's time on every load.
+   */
+  #aheadAllowed(): number {
+    return Math.max(this.#config.accessResolution, (this.#config.timeout ?? 0) / 2);
   }
 
   /** Milliseconds the stored session has been idle when more than `timeout`, else `undefined`. */

@@ -221,16 +221,19 @@ const finishing = new WeakSet<Session>();
  * The id of each session that was stored when {@link finishSession} was done with it, before
  * its response went out: changes made while the response went out are saved once it has (not
  * those of a session the browser cannot know, new and stored only then, nor those of a
- * request that failed: {@link dropLateChanges}).
+ * request that failed: {@link markFailed}).
  */
 const storedBeforeResponse = new WeakMap<Session, string>();
 
-/** Sessions whose request failed after they were saved: {@link afterResponse} saves none of their later changes. */
-const failedAfterSave = new WeakSet<Session>();
+/** Sessions whose request failed: {@link finishSession} and {@link afterResponse} save nothing of them. */
+const failedRequests = new WeakSet<Session>();
 
-/** The request of `session` failed after its session was saved: what its handler changed since is not saved. */
-export function dropLateChanges(session: Session): void {
-  failedAfterSave.add(session);
+/**
+ * The request of `session` failed (its handler threw) where the adapter cannot tell the
+ * response's finish: nothing it changed is saved, before the response or after it.
+ */
+export function markFailed(session: Session): void {
+  failedRequests.add(session);
 }
 
 /**
@@ -249,7 +252,8 @@ export async function finishSession(
   finishing.add(session);
   warnUnstoredProperties(session);
   try {
-    const failed = outcome.failed === true || outcome.statusCode >= 500 || session.abandoned;
+    const failed =
+      outcome.failed === true || outcome.statusCode >= 500 || session.abandoned || failedRequests.has(session);
     if (!failed) {
       await session.saveIfModified();
       if (session.stored) storedBeforeResponse.set(session, session.id);
@@ -358,7 +362,7 @@ async function afterResponse(session: Session, config: AdapterConfig): Promise<v
     await releaseSession(session, config);
     return;
   }
-  if (failedAfterSave.has(session)) {
+  if (failedRequests.has(session)) {
     if (session.modified)
       config.debug(`session ${session.id}: its request failed; what it changed after its save is not saved`);
     return;

@@ -20,9 +20,9 @@ import {
   type AdapterSessionData,
   adapterConfig,
   attachSession,
-  dropLateChanges,
   finishBeforeResponse,
   logIfAbandonment,
+  markFailed,
   mountedAgain,
   openSession,
   type SessionMiddlewareOptions,
@@ -101,7 +101,7 @@ async function handle(
   } catch (error) {
     const { session } = req as RequestWithSession;
     if (!logIfAbandonment(session, error, config)) config.report(error, 'the handler failed');
-    dropLateChanges(session);
+    markFailed(session);
     response.fail();
   }
 }

@@ -23,6 +23,7 @@ import {
   finishSession,
   holdUntilFinished,
   logIfAbandonment,
+  markFailed,
   mountedAgain,
   openSession,
   releaseOnClose,
@@ -68,6 +69,8 @@ export function sessionlock(options: SessionMiddlewareOptions = {}): Middleware 
       await next();
       if (!writesItself()) await finishSession(session, ctx.res, { statusCode: ctx.status }, config);
     } catch (error) {
+      // Koa's error response may still go through the hold: it must save nothing.
+      if (writesItself()) markFailed(session);
       if (!logIfAbandonment(session, error, config)) throw error;
     } finally {
       // A response the handler writes itself releases the lock at its first write, or when it closes.

@@ -19,6 +19,7 @@ import * as lmdb from 'lmdb';
 import { openAsClass, type RootDatabase } from 'lmdb';
 import { SessionCorruptError, SessionlockError, StorageError } from '../errors.js';
 import { ensureDirectory, statOrUndefined } from '../files.js';
+import { shortenSessionIds } from '../session-id.js';
 import { warnOnceIfMmapThresholdFloats } from './glibc-malloc.js';
 import {
   checkOpenFile,
@@ -389,7 +390,9 @@ export class LmdbEnvironments {
     this.#remove(entry);
     this.#leaving.delete(entry);
     entry.markGone();
-    process.emitWarning(`sessionlock: ${entry.path} was truncated while open; its handle is abandoned`);
+    process.emitWarning(
+      shortenSessionIds(`sessionlock: ${entry.path} was truncated while open; its handle is abandoned`),
+    );
   }
 
   /** Stops handing out `entry`; it counts as leaving until its environment is closed. */

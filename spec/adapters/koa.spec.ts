@@ -91,6 +91,26 @@ describe('Koa adapter', () => {
     assert.deepEqual(other.body, { streamed: true });
   });
 
+  it('saves nothing of a request that throws after setting ctx.respond = false, whatever status Koa answers', async () => {
+    const app = new Koa();
+    app.silent = true;
+    app.use(sessionlock({ key: 'sid', store: new MemoryStore(), lock: true }));
+    app.use(async (ctx) => {
+      if (ctx.path === '/throw') {
+        ctx.session.data.thrown = true;
+        ctx.respond = false;
+        ctx.throw(400, 'bad request (expected by the test)');
+      }
+      ctx.session.data.n ??= 0;
+      ctx.body = ctx.session.data;
+    });
+    const server = await listen(http.createServer(app.callback()));
+    servers.push(server);
+    const cookie = cookieFrom(await get(server.url), 'sid');
+    assert.equal((await get(`${server.url}/throw`, cookie)).status, 400);
+    assert.deepEqual((await get(server.url, cookie)).body, { n: 0 });
+  });
+
   it('rethrows downstream errors to error-handling middleware upstream, with the lock released', async () => {
     const seen: unknown[] = [];
     const app = catchingApp(seen, (ctx) => {

@@ -971,6 +971,16 @@ export function sessionConformance(type: BackendType): void {
         assert.equal(session.isNew, false);
         assert.ok(((await storedValue(id, '#accessed')) as number) <= Date.now(), 'the access time written is now');
       });
+
+      it('leaves an access time a little ahead of this clock (a skew under half the timeout) as it is', async () => {
+        const counter = { writes: 0 };
+        const timed = { ...countingOptions(counter), timeout: 1800, accessResolution: 60 };
+        const { id, cookie } = await storedSession({ n: 1 }, timed);
+        await setStored(id, '#accessed', Date.now() + 120_000);
+        counter.writes = 0;
+        for (let i = 0; i < 3; i++) await Session.open(requestWith(cookie), timed);
+        assert.equal(counter.writes, 0, 'servers whose clocks differ by two minutes do not overwrite each other');
+      });
     });
 
     describe('corrupt data', () => {

@@ -32,6 +32,11 @@ describe('disclosure in errors and logs', () => {
     const storage = new StorageError(`/var/sessions/${id}.json`, 'write', { cause: new Error(`EACCES: ${id}.json`) });
     assert.equal(storage.location, `/var/sessions/${id}.json`);
     assert.ok(!storage.message.includes(id), storage.message);
+    // Loggers that copy an error's own enumerable properties (pino: Fastify's default) leave the id out.
+    for (const error of [timeout, storage]) {
+      const copied = JSON.stringify({ ...error });
+      assert.ok(!copied.includes(id), copied);
+    }
   });
 
   it("shortens generated session ids in the lines a Session and an adapter's options write to log", async () => {
