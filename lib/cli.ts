@@ -10,7 +10,7 @@ import { CliError, type Command, EXIT, parseCommandArgs, UsageError } from './cl
 import { demo } from './cli/demo.js';
 import { inspect } from './cli/inspect.js';
 import { list } from './cli/list.js';
-import { Output } from './cli/output.js';
+import { messageOf, Output } from './cli/output.js';
 import { sweepCommand } from './cli/sweep.js';
 import { SessionlockError } from './errors.js';
 
@@ -93,7 +93,7 @@ async function report(error: unknown, command: Command | undefined, err: Output)
     return EXIT.usage;
   }
   if (error instanceof CliError || error instanceof SessionlockError) {
-    await err.line(`${prefix}: ${error.message}`);
+    await err.line(`${prefix}: ${messageOf(error)}`);
     return EXIT.failure;
   }
   await err.line(`${prefix}: unexpected error: ${error instanceof Error ? error.stack : String(error)}`);

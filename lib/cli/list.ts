@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { type DataDirEntry, isForeignDataFile, scanDataDir } from '../data-dir.js';
 import { StorageError } from '../errors.js';
 import { COMMON_HELP, type Command, dataDirOf, EXIT, storageTypeOf } from './args.js';
-import { type Output, plural, printableName } from './output.js';
+import { messageOf, type Output, plural, printableName } from './output.js';
 
 const HELP = `Usage: sessionlock list --data-dir <dir> [options]
 
@@ -95,7 +95,7 @@ async function readableStats(entry: DataDirEntry, err: Output): Promise<fs.Stats
     return stat && !isForeignDataFile(entry) ? stat : undefined;
   } catch (error) {
     if (!(error instanceof StorageError)) throw error;
-    await err.line(`sessionlock list: ${error.message}`);
+    await err.line(`sessionlock list: ${messageOf(error)}`);
     return 'unreadable';
   }
 }

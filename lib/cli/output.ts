@@ -5,6 +5,7 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
+import { shortenSessionIds } from '../session-id.js';
 
 /**
  * One of the CLI's output streams. A write error (the reader went away: EPIPE; a full disk:
@@ -75,4 +76,18 @@ export function formatDuration(ms: number): string {
 /** `1` → `1 session`, `2` → `2 sessions`. */
 export function plural(count: number, noun: string, nouns = `${noun}s`): string {
   return `${count} ${count === 1 ? noun : nouns}`;
+}
+
+/**
+ * An error's message for the administrator at the terminal: with the session id or path its
+ * `namespace`, `id` or `location` holds written out whole where the message shortens it (the
+ * library shortens ids in messages, which also reach logs and error pages).
+ */
+export function messageOf(error: Error): string {
+  let message = error.message;
+  for (const name of ['location', 'namespace', 'id'] as const) {
+    const whole = (error as Error & Partial<Record<typeof name, unknown>>)[name];
+    if (typeof whole === 'string') message = message.split(shortenSessionIds(whole)).join(whole);
+  }
+  return message;
 }

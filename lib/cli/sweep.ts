@@ -18,7 +18,7 @@ import {
   stringOption,
   UsageError,
 } from './args.js';
-import { formatDuration, plural, printableName } from './output.js';
+import { formatDuration, messageOf, plural, printableName } from './output.js';
 
 const HELP = `Usage: sessionlock sweep --timeout <seconds> --data-dir <dir> [options]
 
@@ -79,7 +79,7 @@ export const sweepCommand: Command = {
         ...(type === undefined ? {} : { type }),
         ...(lockStale === undefined ? {} : { lockStale }),
         onRemove: (entry) => (json ? out.json({ removed: entry }) : out.line(describeRemoval(entry, dryRun))),
-        onError: (error, file) => err.line(`sessionlock sweep: cannot sweep ${file}: ${error.message}`),
+        onError: (error, file) => err.line(`sessionlock sweep: cannot sweep ${file}: ${messageOf(error)}`),
       });
     } finally {
       await dbmEnvironments.closeAll();
