@@ -531,16 +531,17 @@ export class Session<Data extends object = Record<string, any>> {
     let stored = await this.#readStored(manager, lock);
     if (typeof stored === 'string') return stored;
     let now = Date.now();
-    if (!lock && this.#idleFor(stored, now) !== undefined) {
+    let idle = this.#idleFor(stored, now);
+    if (!lock && idle !== undefined) {
       // Read under a lock released since: another request may have used the session meanwhile.
       stored = await this.#readStored(manager, {});
       if (typeof stored === 'string') return stored;
       now = Date.now();
-      if (this.#idleFor(stored, now) === undefined) await releasing(manager);
+      idle = this.#idleFor(stored, now);
+      if (idle === undefined) await releasing(manager);
     }
-    const idle = this.#idleFor(stored, now);
     if (idle !== undefined) return this.#invalidateOnLoad(manager, `it was idle for ${Math.round(idle / 1000)} s`);
-    const lastAccess = stored.accessed ?? (stored.created as number);
+    const lastAccess = lastAccessOf(stored);
     this.#adoptStored(id, manager, stored);
     this.#accessed = new Date(lastAccess);
     const due = now - lastAccess >= this.#config.accessResolution || lastAccess - now > this.#aheadAllowed();
@@ -587,7 +588,7 @@ export class Session<Data extends object = Record<string, any>> {
 
   /** Milliseconds the stored session has been idle when more than `timeout`, else `undefined`. */
   #idleFor(stored: StoredSession, now: number): number | undefined {
-    const idle = now - (stored.accessed ?? (stored.created as number));
+    const idle = now - lastAccessOf(stored);
     return this.#config.timeout !== undefined && idle > this.#config.timeout ? idle : undefined;
   }
 
@@ -685,6 +686,11 @@ export class Session<Data extends object = Record<string, any>> {
   #differs(state: EncodedState, changes: Changes): boolean {
     return (this.#stored ? changes : state).size > 0;
   }
+}
+
+/** When a stored session was last accessed: its recorded access, else its creation. */
+function lastAccessOf(stored: StoredSession): number {
+  return stored.accessed ?? (stored.created as number);
 }
 
 /**
