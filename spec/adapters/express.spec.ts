@@ -107,37 +107,37 @@ describe('Express adapter', () => {
     assert.equal((await get(`${url}/count`, cookie)).body, 2);
   });
 
-  it('passes a storage failure while loading to the error handlers', async () => {
+  /** An app that stores a session at `/`, and `loadWhileDown()`: a request of that session while its storage is down. */
+  const appWithFailingStorage = () => {
     const { probe, namespaceClass } = instrumentedMemory();
     const app = appWith({ namespaceClass });
     app.get('/', (req, res) => {
       req.session.data.user = 'ann';
       res.send('ok');
     });
+    const loadWhileDown = async () => {
+      const url = await serve(app);
+      const cookie = cookieFrom(await get(url), 'sid');
+      probe.down = true;
+      return get(url, cookie);
+    };
+    return { app, loadWhileDown };
+  };
+
+  it('passes a storage failure while loading to the error handlers', async () => {
+    const { app, loadWhileDown } = appWithFailingStorage();
     let received: unknown;
     app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
       received = error;
       res.status(503).send('try later');
     });
-    const url = await serve(app);
-    const cookie = cookieFrom(await get(url), 'sid');
-    probe.down = true;
-    const response = await get(url, cookie);
+    const response = await loadWhileDown();
     assert.equal(response.status, 503);
     assert.ok(received instanceof StorageError);
   });
 
   it("answers a storage failure while loading with a 503 through Express's default error handler", async () => {
-    const { probe, namespaceClass } = instrumentedMemory();
-    const app = appWith({ namespaceClass });
-    app.get('/', (req, res) => {
-      req.session.data.user = 'ann';
-      res.send('ok');
-    });
-    const url = await serve(app);
-    const cookie = cookieFrom(await get(url), 'sid');
-    probe.down = true;
-    const response = await get(url, cookie);
+    const response = await appWithFailingStorage().loadWhileDown();
     assert.equal(response.status, 503, "Express's default handler answers the error's statusCode");
   });
 

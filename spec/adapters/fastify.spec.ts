@@ -8,7 +8,7 @@ import type { SessionMiddlewareOptions } from '../../lib/adapters/core.js';
 import { sessionlock } from '../../lib/adapters/fastify.js';
 import { MemoryStore } from '../../lib/index.js';
 import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
-import { cookieFrom, get } from '../fixtures/http-client.js';
+import { cookieFrom, get, streamingGet } from '../fixtures/http-client.js';
 import type { RunningServer } from '../fixtures/http-server.js';
 
 async function listen(app: FastifyInstance): Promise<RunningServer> {
@@ -61,14 +61,11 @@ describe('Fastify adapter', () => {
       });
       app.get('/whoami', async (request) => request.session.data);
     });
-    const response = await fetch(`${url}/stream`);
-    const cookie = (response.headers.get('set-cookie') ?? '').split(';')[0] as string;
-    assert.match(cookie, /^sid=/, "the new session's cookie came with the hijacked reply");
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    await reader.read();
-    const other = await get(`${url}/whoami`, cookie);
+    const response = await streamingGet(`${url}/stream`);
+    assert.match(response.cookie, /^sid=/, "the new session's cookie came with the hijacked reply");
+    const other = await get(`${url}/whoami`, response.cookie);
     events.emit('end stream');
-    while (!(await reader.read()).done);
+    await response.rest();
     assert.equal(other.status, 200, 'a locked request of the session did not wait for the stream');
     assert.deepEqual(other.body, { streamed: true });
   });

@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { type SessionHandler, withSession } from '../../lib/adapters/http.js';
 import { MemoryStore } from '../../lib/index.js';
 import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
-import { goneWaiter, leaveWhileHandled } from '../fixtures/gone-waiter.js';
+import { abandonmentLog, goneWaiter, leaveWhileHandled } from '../fixtures/gone-waiter.js';
 import { cookieFrom, get } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
@@ -221,11 +221,7 @@ describe('node:http adapter', () => {
 
   it('does not report as a failure the LockCompromisedError of a session it gave up when the client left', async () => {
     const events = new EventEmitter();
-    const logs: string[] = [];
-    const log = (line: string) => {
-      logs.push(line);
-      if (line.includes('its request ended before the handler was done')) events.emit('logged');
-    };
+    const { log, lines: logs } = abandonmentLog(events, 'logged');
     const listener = withSession(
       async (req, res) => {
         if (req.url === '/leave') {

@@ -7,8 +7,8 @@ import Koa from 'koa';
 import { sessionlock } from '../../lib/adapters/koa.js';
 import { MemoryStore } from '../../lib/index.js';
 import { adapterConformance, type StartServer } from '../conformance/adapter.suite.js';
-import { leaveWhileHandled } from '../fixtures/gone-waiter.js';
-import { cookieFrom, get } from '../fixtures/http-client.js';
+import { abandonmentLog, leaveWhileHandled } from '../fixtures/gone-waiter.js';
+import { cookieFrom, get, streamingGet } from '../fixtures/http-client.js';
 import { listen, type RunningServer } from '../fixtures/http-server.js';
 
 const start: StartServer = (options, action, observe, failed) => {
@@ -79,14 +79,11 @@ describe('Koa adapter', () => {
     });
     const server = await listen(http.createServer(app.callback()));
     servers.push(server);
-    const response = await fetch(`${server.url}/stream`);
-    const cookie = (response.headers.get('set-cookie') ?? '').split(';')[0] as string;
-    assert.match(cookie, /^sid=/, "the new session's cookie came with the response");
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    await reader.read();
-    const other = await get(`${server.url}/whoami`, cookie);
+    const response = await streamingGet(`${server.url}/stream`);
+    assert.match(response.cookie, /^sid=/, "the new session's cookie came with the response");
+    const other = await get(`${server.url}/whoami`, response.cookie);
     events.emit('end stream');
-    while (!(await reader.read()).done);
+    await response.rest();
     assert.equal(other.status, 200, 'a locked request of the session did not wait for the stream');
     assert.deepEqual(other.body, { streamed: true });
   });
@@ -170,11 +167,7 @@ describe('Koa adapter', () => {
 
   it('does not rethrow the LockCompromisedError of a session it gave up when the client left', async () => {
     const events = new EventEmitter();
-    const logs: string[] = [];
-    const log = (line: string) => {
-      logs.push(line);
-      if (line.includes('its request ended before the handler was done')) events.emit('settled');
-    };
+    const { log, lines: logs } = abandonmentLog(events, 'settled');
     const app = new Koa();
     app.silent = true;
     const reported: unknown[] = [];

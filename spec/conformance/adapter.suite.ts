@@ -11,7 +11,15 @@ import { after, before, describe, it } from 'node:test';
 import type { SessionMiddlewareOptions } from '../../lib/adapters/core.js';
 import { MemoryStore, type Session } from '../../lib/index.js';
 import { type BackendFixture, createFixture } from '../fixtures/backends.js';
-import { cookieFrom, get, type Response, rawStatus, setCookieFor } from '../fixtures/http-client.js';
+import {
+  cookieFrom,
+  get,
+  type Response,
+  rawStatus,
+  type StreamingResponse,
+  setCookieFor,
+  streamingGet,
+} from '../fixtures/http-client.js';
 import type { RunningServer } from '../fixtures/http-server.js';
 import { instrumentedMemory } from '../fixtures/instrumented-storage.js';
 
@@ -203,29 +211,30 @@ export function adapterConformance(framework: string, start: StartServer): void 
         });
       });
 
-      it('saves what the handler changed while its response streamed, once the response went out', async () => {
-        const cookie = cookieFrom(await get(`${url}/set/user/ann`), KEY);
-        const response = await fetch(`${url}/stream`, { headers: { cookie } });
-        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-        assert.equal(new TextDecoder().decode((await reader.read()).value), '{"part":');
+      /** Lets a `/stream` or `/saved-stream` response (its first chunk arrived) go on, and waits for the save that follows it. */
+      const streamOnAndSave = async (response: StreamingResponse) => {
         const saved = once(probe.events, 'write');
         hangs.emit('stream on');
-        while (!(await reader.read()).done);
+        await response.rest();
         await saved;
+      };
+
+      it('saves what the handler changed while its response streamed, once the response went out', async () => {
+        const cookie = cookieFrom(await get(`${url}/set/user/ann`), KEY);
+        const response = await streamingGet(`${url}/stream`, cookie);
+        assert.equal(response.first, '{"part":');
+        await streamOnAndSave(response);
         assert.deepEqual((await whoami(url, cookie)).body.data, { user: 'ann', late: 'changed while streaming' });
       });
 
       it('saves the changes made while streaming to a new session the handler saved itself', async () => {
-        const response = await fetch(`${url}/saved-stream`);
-        const cookie = (response.headers.get('set-cookie') ?? '').split(';')[0] as string;
-        assert.match(cookie, /^sid=/);
-        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-        await reader.read();
-        const saved = once(probe.events, 'write');
-        hangs.emit('stream on');
-        while (!(await reader.read()).done);
-        await saved;
-        assert.deepEqual((await whoami(url, cookie)).body.data, { user: 'ann', late: 'changed while streaming' });
+        const response = await streamingGet(`${url}/saved-stream`);
+        assert.match(response.cookie, /^sid=/);
+        await streamOnAndSave(response);
+        assert.deepEqual((await whoami(url, response.cookie)).body.data, {
+          user: 'ann',
+          late: 'changed while streaming',
+        });
       });
 
       it('sets a cookie when a session is first stored, and loads the session from it', async () => {
